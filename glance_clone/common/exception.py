@@ -1,0 +1,216 @@
+"""The project's exceptions.
+
+Domain, registry, store and database code raise these, never webob's HTTP
+errors. ``glance_clone.common.faults`` maps them to HTTP statuses in one
+table, and the registry client maps registry statuses back to them.
+"""
+
+from __future__ import annotations
+
+
+class GlanceError(Exception):
+    """Base class: carries a message that is safe to show to the caller."""
+
+    message = "An unknown exception occurred"
+
+    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+        if message is None:
+            try:
+                message = self.message % kwargs if kwargs else self.message
+            except (KeyError, TypeError, ValueError):
+                message = self.message
+        self.msg = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+# --- 400 -----------------------------------------------------------------
+class Invalid(GlanceError):
+    message = "Data supplied was not valid."
+
+
+class InvalidSortKey(Invalid):
+    message = "Sort key supplied was not valid."
+
+
+class InvalidSortDir(Invalid):
+    message = "Sort direction supplied was not valid."
+
+
+class InvalidFilterRangeValue(Invalid):
+    message = "Unable to filter using the specified range."
+
+
+class InvalidParameterValue(Invalid):
+    message = "Invalid value for parameter."
+
+
+class InvalidContentType(Invalid):
+    message = "Invalid content type %(content_type)s"
+
+
+class MalformedJSON(Invalid):
+    message = "Malformed JSON in request body."
+
+
+class BadStoreUri(Invalid):
+    message = "The store URI was malformed."
+
+
+class UnknownScheme(Invalid):
+    message = "Unknown scheme '%(scheme)s' found in URI"
+
+
+class ExternalSourceRefused(Invalid):
+    message = "External sources are not supported: '%(url)s'"
+
+
+class StoreGetNotSupported(Invalid):
+    message = "Getting images from this store is not supported."
+
+
+class ClientDisconnected(Invalid):
+    message = "Client disconnected before sending all data to backend"
+
+
+class ImageDataMismatch(Invalid):
+    message = "Uploaded image data did not match what was declared."
+
+
+# --- 401 -----------------------------------------------------------------
+class NotAuthenticated(GlanceError):
+    message = "You are not authenticated."
+
+
+# --- 403 -----------------------------------------------------------------
+class Forbidden(GlanceError):
+    message = "You are not authorized to complete this action."
+
+
+class ReadOnly(Forbidden):
+    message = "Read-only access"
+
+
+class PolicyNotAuthorized(Forbidden):
+    message = "Policy doesn't allow %(action)s to be performed."
+
+
+class ProtectedImageDelete(Forbidden):
+    message = "Image %(image_id)s is protected and cannot be deleted."
+
+
+class ReservedProperty(Forbidden):
+    message = "Property '%(property)s' is protected"
+
+
+# --- 404 -----------------------------------------------------------------
+class NotFound(GlanceError):
+    message = "An object with the specified identifier was not found."
+
+
+class ImageNotFound(NotFound):
+    message = "Image not found"
+
+
+class MemberNotFound(NotFound):
+    message = "Membership could not be found."
+
+
+# --- 405 -----------------------------------------------------------------
+class MethodNotAllowed(GlanceError):
+    message = "Method not allowed"
+
+    def __init__(self, message: str | None = None, allow: str = "") -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+# --- 409 -----------------------------------------------------------------
+class Conflict(GlanceError):
+    message = "The request conflicts with the current state of the resource."
+
+
+class Duplicate(Conflict):
+    message = "An object with the same identifier already exists."
+
+
+class StatusConflict(Conflict):
+    """A compare-and-swap on the image status lost to another writer."""
+
+    message = "Image operation conflicts"
+
+
+class InUseByStore(Conflict):
+    message = "The image cannot be deleted because it is in use through the backend store."
+
+
+# --- 410, 412, 413 --------------------------------------------------------
+class StoreAddDisabled(GlanceError):
+    message = "Error in store configuration. Adding images to store is disabled."
+
+
+class ImageDeletedDuringUpload(GlanceError):
+    message = "Image %(image_id)s could not be found after upload. The image may have been deleted during the upload."
+
+
+class LimitExceeded(GlanceError):
+    message = "The request returned a 413 Request Entity Too Large."
+
+
+class ImageSizeLimitExceeded(LimitExceeded):
+    message = "Denying attempt to upload image larger than %(limit)d bytes."
+
+
+class StorageQuotaFull(LimitExceeded):
+    message = "Denying attempt to upload image because it exceeds the quota: %(reason)s"
+
+
+class StorageFull(LimitExceeded):
+    message = "Image storage media is full"
+
+
+class ImagePropertyLimitExceeded(LimitExceeded):
+    message = ("The limit has been exceeded on the number of allowed image "
+               "properties. Attempted: %(attempted)s, Maximum: %(maximum)s")
+
+
+class ImageMemberLimitExceeded(LimitExceeded):
+    message = ("The limit has been exceeded on the number of allowed image "
+               "members for this image. Attempted: %(attempted)s, Maximum: %(maximum)s")
+
+
+class RequestHeaderTooLarge(GlanceError):
+    message = "Request header too large"
+
+
+# --- 5xx ------------------------------------------------------------------
+class ServiceUnavailable(GlanceError):
+    message = "The service is temporarily unavailable."
+
+
+class StorageWriteDenied(ServiceUnavailable):
+    message = "Insufficient permissions on image storage media"
+
+
+class RemoteServiceUnavailable(ServiceUnavailable):
+    message = "Remote server where the image is present is unavailable."
+
+
+class RegistryUnavailable(ServiceUnavailable):
+    message = "The image registry could not be reached."
+
+
+class StoreError(GlanceError):
+    """An unexpected store failure; shown as a 500 with a safe message."""
+
+    message = "The image store failed."
+
+
+class ServerError(GlanceError):
+    message = "An internal server error occurred."
+
+
+class ConfigError(GlanceError):
+    message = "Invalid configuration."

@@ -1,0 +1,76 @@
+"""The one place where our exceptions become HTTP statuses.
+
+``to_http`` is applied by ``wsgi.Resource``; the registry client applies the
+inverse (``exception_for_status``) so that an error raised in the registry
+surfaces in glance-api as the same exception class family.
+"""
+
+from __future__ import annotations
+
+import webob.exc as exc
+
+from glance_clone.common import exception
+
+# Most specific classes first is not needed: the lookup walks the MRO.
+FAULTS: dict[type[Exception], type[exc.HTTPException]] = {
+    exception.Invalid: exc.HTTPBadRequest,
+    exception.NotAuthenticated: exc.HTTPUnauthorized,
+    exception.Forbidden: exc.HTTPForbidden,
+    exception.NotFound: exc.HTTPNotFound,
+    exception.MethodNotAllowed: exc.HTTPMethodNotAllowed,
+    exception.Conflict: exc.HTTPConflict,
+    exception.StoreAddDisabled: exc.HTTPGone,
+    exception.ImageDeletedDuringUpload: exc.HTTPPreconditionFailed,
+    exception.LimitExceeded: exc.HTTPRequestEntityTooLarge,
+    exception.RequestHeaderTooLarge: exc.HTTPRequestHeaderFieldsTooLarge,
+    exception.ServiceUnavailable: exc.HTTPServiceUnavailable,
+    exception.StoreError: exc.HTTPInternalServerError,
+    exception.ServerError: exc.HTTPInternalServerError,
+}
+
+# The registry's statuses back to exceptions (used by the registry client).
+STATUS_EXCEPTIONS: dict[int, type[exception.GlanceError]] = {
+    400: exception.Invalid,
+    401: exception.NotAuthenticated,
+    403: exception.Forbidden,
+    404: exception.NotFound,
+    405: exception.MethodNotAllowed,
+    409: exception.Conflict,
+    413: exception.LimitExceeded,
+    503: exception.ServiceUnavailable,
+}
+
+
+def to_http(err: BaseException) -> exc.HTTPException | None:
+    """The webob response for ``err``, or None when it is not one of ours."""
+    cls = next((c for c in type(err).__mro__ if c in FAULTS), None)
+    if cls is None:
+        return None
+    response_cls = FAULTS[cls]
+    kwargs: dict[str, object] = {"explanation": str(err)}
+    if response_cls is exc.HTTPMethodNotAllowed:
+        allow = getattr(err, "allow", "")
+        if allow:
+            kwargs["headers"] = [("Allow", allow)]
+    return response_cls(**kwargs)  # type: ignore[arg-type]
+
+
+def exception_for_status(status: int, message: str) -> exception.GlanceError:
+    """The exception a registry answer of ``status`` stands for."""
+    if status == 409 and message.strip() == exception.StatusConflict.message:
+        return exception.StatusConflict()
+    cls = STATUS_EXCEPTIONS.get(status)
+    if cls is None:
+        return exception.ServerError(
+            "Registry answered %s: %s" % (status, message) if message
+            else "Registry answered %s" % status)
+    return cls(message or None)
+
+
+def explanation_from_body(body: str) -> str:
+    """The message part of a webob error body ("<code> <reason>\\n\\n<text>")."""
+    text = body.strip()
+    head, sep, rest = text.partition("\n\n")
+    if sep and head[:3].isdigit():
+        text = rest.strip()
+    return text
