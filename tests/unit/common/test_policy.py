@@ -1,0 +1,176 @@
+"""Tests for glance_clone.common.policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import pytest
+from oslo_config import cfg
+
+from glance_clone.common import policy
+from glance_clone.common import exception
+from glance_clone.common.context import RequestContext
+
+pytestmark = pytest.mark.timeout(10)
+
+ETC = pathlib.Path(__file__).resolve().parents[3] / "etc"
+
+ADMIN = RequestContext(user="u1", tenant="t1", roles=("admin",), is_admin=True)
+USER = RequestContext(user="u2", tenant="t2", roles=("member",))
+
+
+def make_conf(tmp_path: pathlib.Path, rules: dict[str, str] | None = None,
+              parse: bool = True) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    policy.register_opts(conf)
+    path = tmp_path / "policy.json"
+    if rules is not None:
+        path.write_text(json.dumps(rules))
+    if rules is not None or parse:
+        # Absent when rules is None: never pick up a stray file from /etc.
+        conf.set_override("policy_file", str(path), group="oslo_policy")
+    if parse:
+        conf([], project="glance-clone-tests", default_config_files=[])
+    return conf
+
+
+def test_registered_defaults() -> None:
+    conf = cfg.ConfigOpts()
+    policy.register_opts(conf)
+    assert conf.oslo_policy.policy_file == "policy.json"
+    assert conf.oslo_policy.policy_default_rule == "default"
+
+
+def test_list_opts_shows_policy_json() -> None:
+    [(group, opts)] = policy.list_opts()
+    assert group == "oslo_policy"
+    assert {o.dest: o.default for o in opts}["policy_file"] == "policy.json"
+
+
+def test_register_opts_leaves_other_confs_alone() -> None:
+    from oslo_policy import opts as policy_opts
+    conf = cfg.ConfigOpts()
+    policy.register_opts(conf)
+    other = cfg.ConfigOpts()
+    policy_opts.set_defaults(other)
+    assert other.oslo_policy.policy_file == "policy.yaml"
+
+
+@pytest.mark.parametrize("parse", [True, False])
+def test_builtin_rules_without_file(tmp_path: pathlib.Path, parse: bool) -> None:
+    enforcer = policy.Enforcer(make_conf(tmp_path, parse=parse))
+    for action in policy.V1_RULES:
+        assert enforcer.check(ADMIN, action)
+    for action in ("get_images", "get_image", "add_image", "modify_image",
+                   "delete_image", "download_image", "upload_image", "copy_from",
+                   "set_image_location", "get_members", "modify_member",
+                   "delete_member", "some_unknown_action"):
+        assert enforcer.check(USER, action), action
+    for action in ("publicize_image", "manage_image_cache", "context_is_admin"):
+        assert not enforcer.check(USER, action), action
+    assert enforcer.check_is_admin(ADMIN)
+    assert not enforcer.check_is_admin(USER)
+
+
+def test_is_admin_flag_alone_is_not_the_admin_role(tmp_path: pathlib.Path) -> None:
+    enforcer = policy.Enforcer(make_conf(tmp_path))
+    ctx = RequestContext(is_admin=True)
+    assert not enforcer.check(ctx, "publicize_image")
+
+
+def test_enforce_raises_policy_not_authorized(tmp_path: pathlib.Path) -> None:
+    enforcer = policy.Enforcer(make_conf(tmp_path))
+    enforcer.enforce(ADMIN, "publicize_image")
+    with pytest.raises(exception.PolicyNotAuthorized) as info:
+        enforcer.enforce(USER, "publicize_image")
+    assert isinstance(info.value, exception.Forbidden)
+    assert "publicize_image" in str(info.value)
+
+
+def test_file_denies_download_to_non_admins(tmp_path: pathlib.Path) -> None:
+    enforcer = policy.Enforcer(make_conf(
+        tmp_path, {"default": "", "download_image": "role:admin"}))
+    assert enforcer.check(ADMIN, "download_image")
+    assert not enforcer.check(USER, "download_image")
+    with pytest.raises(exception.PolicyNotAuthorized):
+        enforcer.enforce(USER, "download_image")
+    assert enforcer.check(USER, "get_image")
+
+
+def test_file_without_rule_falls_back_to_builtins(tmp_path: pathlib.Path) -> None:
+    # The file says nothing about publicize_image or default.
+    enforcer = policy.Enforcer(make_conf(tmp_path, {"get_images": "role:reader"}))
+    assert not enforcer.check(USER, "publicize_image")
+    assert enforcer.check(ADMIN, "publicize_image")
+    assert enforcer.check(USER, "add_image")
+    assert not enforcer.check(USER, "get_images")
+    assert enforcer.check(RequestContext(roles=("reader",)), "get_images")
+
+
+def test_file_default_rule_governs_unnamed_actions(tmp_path: pathlib.Path) -> None:
+    enforcer = policy.Enforcer(make_conf(tmp_path, {"default": "!"}))
+    assert not enforcer.check(ADMIN, "get_images")
+    assert enforcer.check(ADMIN, "context_is_admin")
+
+
+def test_target_and_credentials(tmp_path: pathlib.Path) -> None:
+    enforcer = policy.Enforcer(make_conf(
+        tmp_path, {"get_image": "tenant:%(owner)s",
+                   "context_is_admin": "role:admin or user:root"}))
+    assert enforcer.check(USER, "get_image", {"owner": "t2"})
+    assert not enforcer.check(USER, "get_image", {"owner": "t1"})
+    assert enforcer.check_is_admin(RequestContext(user="root"))
+    assert not enforcer.check_is_admin(USER)
+
+
+def test_policy_file_found_in_config_dir(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "policy.json").write_text(json.dumps({"get_images": "!"}))
+    conf_file = tmp_path / "glance-api.conf"
+    conf_file.write_text("[DEFAULT]\n")
+    conf = cfg.ConfigOpts()
+    policy.register_opts(conf)
+    conf(["--config-file", str(conf_file)], project="glance-clone-tests",
+         default_config_files=[])
+    enforcer = policy.Enforcer(conf)
+    assert not enforcer.check(ADMIN, "get_images")
+
+
+def test_shipped_policy_json(tmp_path: pathlib.Path) -> None:
+    rules = json.loads((ETC / "policy.json").read_text())
+    for action in policy.V1_RULES:
+        assert action in rules
+    enforcer = policy.Enforcer(make_conf(tmp_path, rules))
+    assert not enforcer.check(USER, "publicize_image")
+    assert not enforcer.check(USER, "manage_image_cache")
+    assert enforcer.check(USER, "download_image")
+    assert enforcer.check(ADMIN, "publicize_image")
+
+
+def test_file_change_is_picked_up(tmp_path: pathlib.Path) -> None:
+    conf = make_conf(tmp_path, {"get_images": ""})
+    enforcer = policy.Enforcer(conf)
+    assert enforcer.check(USER, "get_images")
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"get_images": "role:admin"}))
+    mtime = os.path.getmtime(path) + 10  # do not depend on timestamp resolution
+    os.utime(path, (mtime, mtime))
+    assert not enforcer.check(USER, "get_images")
+    assert enforcer.check(ADMIN, "get_images")
+
+
+def test_malformed_file_is_a_config_error(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text('{"get_images": ')
+    conf = make_conf(tmp_path)
+    conf.set_override("policy_file", str(path), group="oslo_policy")
+    with pytest.raises(exception.ConfigError):
+        policy.Enforcer(conf)
+
+
+def test_is_defined(tmp_path: pathlib.Path) -> None:
+    enforcer = policy.Enforcer(make_conf(tmp_path, {"glance_creator": "role:c"}))
+    assert enforcer.is_defined("glance_creator")
+    assert enforcer.is_defined("context_is_admin")
+    assert not enforcer.is_defined("no_such_rule")
