@@ -123,9 +123,11 @@ def find_paste_config(conf: cfg.ConfigOpts, prog: str) -> str:
         if conf.config_dir:
             candidates.append(os.path.join(conf.config_dir, prog + "-paste.ini"))
     for path in candidates:
-        absolute = conf.find_file(path) if not os.path.isabs(path) else path
-        if absolute and os.path.exists(absolute):
-            return os.path.abspath(absolute)
+        if os.path.exists(path):
+            return os.path.abspath(path)
+        found = None if os.path.isabs(path) else conf.find_file(path)
+        if found and os.path.exists(found):
+            return os.path.abspath(found)
     raise exception.ConfigError(
         "Unable to locate paste config file for %s." % prog)
 

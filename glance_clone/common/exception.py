@@ -214,3 +214,9 @@ class ServerError(GlanceError):
 
 class ConfigError(GlanceError):
     message = "Invalid configuration."
+
+
+class StoreConfigError(ConfigError):
+    """Bad [glance_store] settings; glance-api exits with code 3."""
+
+    message = "Invalid store configuration."

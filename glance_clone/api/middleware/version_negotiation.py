@@ -1,0 +1,51 @@
+"""The ``versionnegotiation`` filter: picks the API version of a request.
+
+The version comes from an ``Accept: application/vnd.openstack.images-<v>``
+header, else from the first path segment, which is then removed. v1, v1.0
+and v1.1 select v1; anything else (including v2/v3, which this project does
+not serve) answers 300 with the versions document. ``/versions`` answers
+200 with the same document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import webob
+
+from glance_clone.api import versions
+from glance_clone.common import config, wsgi
+
+ACCEPT_PREFIX = "application/vnd.openstack.images-"
+V1_NAMES = frozenset(("v1", "v1.0", "v1.1"))
+
+
+class VersionNegotiationFilter(wsgi.Middleware):
+    def __init__(self, application: Callable, conf: object) -> None:
+        super().__init__(application)
+        self.conf = conf
+
+    @classmethod
+    def factory(cls, global_conf: dict, **local_conf: str) -> Callable:
+        conf = config.conf_for_factory()
+        versions.register_opts(conf)
+
+        def filter_(app: Callable) -> VersionNegotiationFilter:
+            return cls(app, conf)
+        return filter_
+
+    def process_request(self, req: wsgi.Request) -> webob.Response | None:
+        segments = req.path_info.strip("/").split("/")
+        if segments[0] == "versions":
+            return versions.versions_response(self.conf, req, 200)
+        accept = req.headers.get("Accept", "")
+        if accept.startswith(ACCEPT_PREFIX):
+            requested = accept[len(ACCEPT_PREFIX):]
+            rest = req.path_info
+        else:
+            requested = segments[0]
+            rest = req.path_info[len("/" + requested):] if requested else ""
+        if requested in V1_NAMES and self.conf.enable_v1_api:  # type: ignore[attr-defined]
+            req.path_info = "/v1" + rest
+            return None
+        return versions.versions_response(self.conf, req, 300)

@@ -1,0 +1,171 @@
+"""v1 image routes: parse the request, call ImageService, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import webob
+
+from glance_clone.api.v1 import headers as meta_headers
+from glance_clone.common import exception, wsgi
+from glance_clone.common.chunking import SizeCheckedIter, body_chunks
+
+BODY_ENCODINGS = frozenset(("chunked", "compress", "deflate", "gzip", "identity"))
+LIST_PARAMS = ("name", "status", "container_format", "disk_format", "min_ram",
+               "min_disk", "size_min", "size_max", "changes-since", "protected",
+               "sort_key", "sort_dir", "limit", "marker")
+INT_FILTERS = ("min_ram", "min_disk", "size_min", "size_max")
+IS_PUBLIC_WORDS = {"none": "none", "true": "true", "1": "true",
+                   "false": "false", "0": "false"}
+HIDDEN_FIELDS = ("location", "location_data")
+
+
+def public_image(image: dict) -> dict:
+    """An image as v1 shows it: never a location."""
+    return {k: v for k, v in image.items() if k not in HIDDEN_FIELDS}
+
+
+def has_body(req: wsgi.Request) -> bool:
+    encoding = req.headers.get("Transfer-Encoding", "").lower()
+    if encoding in BODY_ENCODINGS:
+        return True
+    return bool(req.content_length and req.content_length > 0)
+
+
+def request_chunks(req: wsgi.Request) -> Any:
+    length = req.content_length if req.content_length else None
+    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        length = None
+    return body_chunks(req.environ["wsgi.input"], length)
+
+
+class ImagesController:
+    def __init__(self, conf: Any, service: Any) -> None:
+        self.conf = conf
+        self.service = service
+
+    # -- lists -----------------------------------------------------------------
+    def index(self, req: wsgi.Request) -> dict:
+        return {"images": self.service.list(req.context, False, self._list_params(req))}
+
+    def detail(self, req: wsgi.Request) -> dict:
+        images = self.service.list(req.context, True, self._list_params(req))
+        return {"images": [public_image(i) for i in images]}
+
+    def _list_params(self, req: wsgi.Request) -> dict[str, str]:
+        params = {k: v for k, v in req.params.items()
+                  if k in LIST_PARAMS or k.startswith("property-")}
+        for name in INT_FILTERS:
+            if name in params:
+                value = params[name]
+                if not value.isdigit():
+                    raise exception.Invalid(
+                        "Bad value passed to filter %s got %s" % (name, value))
+        if "is_public" in req.params and req.context.is_admin:
+            word = IS_PUBLIC_WORDS.get(req.params["is_public"].lower())
+            if word is None:
+                raise exception.Invalid("is_public must be None, True, or False")
+            params["is_public"] = word
+        return params
+
+    # -- one image -------------------------------------------------------------------
+    def meta(self, req: wsgi.Request, id: str) -> webob.Response:
+        image = self.service.get(req.context, id)
+        response = webob.Response(request=req, content_type=None)
+        response.headers.extend(meta_headers.image_meta_headers(image))
+        return response
+
+    def show(self, req: wsgi.Request, id: str) -> webob.Response:
+        image, chunks, size = self.service.open_download(req.context, id)
+        response = webob.Response(request=req, content_type="application/octet-stream")
+        response.headers.extend(meta_headers.image_meta_headers(image))
+        if chunks is not None:
+            response.app_iter = SizeCheckedIter(chunks, size, id)
+        response.content_length = size
+        return response
+
+    # -- writes ------------------------------------------------------------------------
+    def create(self, req: wsgi.Request) -> webob.Response:
+        ctx = req.context
+        meta = self._parse_meta(req)
+        body = has_body(req)
+        copy_from = req.headers.get("x-glance-api-copy-from")
+        if body and req.content_type != "application/octet-stream":
+            raise exception.Invalid("Content-Type must be application/octet-stream")
+        self.service.check_new_image(ctx, meta, body, copy_from)
+        location = meta.get("location")
+        if location is not None:
+            meta["size"] = self.service.external_size(meta, location)
+        image = self.service.reserve(ctx, meta)
+        if location is not None:
+            image = self.service.attach_location(ctx, image, location, meta["size"])
+        elif copy_from is not None:
+            self.service.start_copy(ctx, image, copy_from, meta.get("store"))
+        elif body:
+            image = self.service.upload(ctx, image, request_chunks(req),
+                                        self._size_hint(req, meta), meta.get("store"))
+        return self._image_response(req, image, status=201, location=True)
+
+    def update(self, req: wsgi.Request, id: str) -> webob.Response:
+        ctx = req.context
+        meta = self._parse_meta(req)
+        body = has_body(req)
+        copy_from = req.headers.get("x-glance-api-copy-from")
+        purge_header = req.headers.get("x-glance-registry-purge-props", "true")
+        purge = meta_headers.bool_from_string(purge_header) and not body
+        if body and req.content_type != "application/octet-stream":
+            raise exception.Invalid("Content-Type must be application/octet-stream")
+        current, values = self.service.check_update(ctx, id, meta, body, copy_from, purge)
+        location = meta.get("location")
+        if location is not None:
+            values["size"] = self.service.external_size(
+                dict(meta, size=meta.get("size") or current.get("size")), location)
+        image = self.service.write_update(ctx, id, values, purge)
+        if location is not None:
+            image = self.service.attach_location(ctx, image, location, values["size"])
+        elif copy_from is not None:
+            self.service.start_copy(ctx, image, copy_from, meta.get("store"))
+        elif body:
+            image = self.service.upload(ctx, image, request_chunks(req),
+                                        self._size_hint(req, meta), meta.get("store"))
+        image["properties"] = self.service.props.filter_readable(
+            ctx, image.get("properties") or {})
+        return self._image_response(req, image, status=200)
+
+    def delete(self, req: wsgi.Request, id: str) -> webob.Response:
+        self.service.delete(req.context, id)
+        return webob.Response(request=req, status=200, content_type=None)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _parse_meta(self, req: wsgi.Request) -> dict:
+        meta = meta_headers.parse_image_meta(req.headers.items())
+        meta_headers.validate_formats(meta, self.conf.image_format.disk_formats,
+                                      self.conf.image_format.container_formats)
+        self._check_size_cap(req, meta)
+        return meta
+
+    def _check_size_cap(self, req: wsgi.Request, meta: dict) -> None:
+        cap = self.conf.image_size_cap
+        size = req.content_length if req.content_length and req.content_length > 0 \
+            else meta.get("size")
+        if size is not None and size > cap:
+            raise exception.Invalid(
+                "Denying attempt to upload image larger than %d bytes." % cap)
+
+    @staticmethod
+    def _size_hint(req: wsgi.Request, meta: dict) -> int:
+        if req.content_length and req.content_length > 0:
+            return req.content_length
+        return meta.get("size") or 0
+
+    @staticmethod
+    def _image_response(req: wsgi.Request, image: dict, status: int,
+                        location: bool = False) -> webob.Response:
+        response = webob.Response(request=req, status=status,
+                                  content_type="application/json", charset=None)
+        response.json_body = {"image": public_image(image)}
+        if location:
+            response.headers["Location"] = "%s/v1/images/%s" % (req.host_url, image["id"])
+        if image.get("checksum"):
+            response.headers["ETag"] = image["checksum"]
+        return response

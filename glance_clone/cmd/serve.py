@@ -1,0 +1,47 @@
+"""Start glance-api or glance-registry: config, logging, app, server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from oslo_config import cfg
+
+from glance_clone.common import config, exception, log, server
+
+LOG = logging.getLogger(__name__)
+
+# Exit codes known to operators: 1 configuration or runtime error.
+EXIT_CONFIG_ERROR = 1
+
+
+def run_server(prog: str, default_port: int, argv: Sequence[str] | None,
+               register_opts: Callable[[cfg.ConfigOpts], None],
+               store_error_code: int = EXIT_CONFIG_ERROR) -> int:
+    """Parse config, build the app, then serve until stopped."""
+    os.umask(0o027)
+    conf = cfg.ConfigOpts()
+    config.register_server_opts(conf)
+    log.register_cli_opts(conf)
+    register_opts(conf)
+    try:
+        config.parse_args(conf, argv, prog)
+    except cfg.Error as err:
+        print("ERROR: %s" % err, file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    log.setup(conf, prog)
+    try:
+        srv = server.Server(conf, lambda: config.load_paste_app(conf, prog),
+                            default_port, prog)
+        srv.start()
+    except exception.StoreConfigError as err:
+        print("ERROR: %s" % err, file=sys.stderr)
+        LOG.error("%s", err)
+        return store_error_code
+    except (OSError, cfg.Error, exception.GlanceError) as err:
+        print("ERROR: %s" % err, file=sys.stderr)
+        LOG.error("%s", err)
+        return EXIT_CONFIG_ERROR
+    return srv.run()

@@ -1,0 +1,197 @@
+"""The HTTP client glance-api, the scrubber and the cache tools use to reach
+glance-registry.
+
+One ``requests.Session`` per client keeps connections alive and pooled.
+Every call passes the caller's context (token, request id and, with
+``send_identity_headers``, the identity headers a trusted-auth registry
+reads). Registry statuses become our exceptions through one table
+(``faults.exception_for_status``). Only reads are retried, and only when
+the connection failed before an answer arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import requests.adapters
+from oslo_config import cfg
+
+from glance_clone.common import exception, faults
+from glance_clone.common.context import RequestContext
+
+LOG = logging.getLogger(__name__)
+
+CLIENT_OPTS = [
+    cfg.HostAddressOpt("registry_host", default="0.0.0.0",
+                       help="Address of glance-registry."),
+    cfg.PortOpt("registry_port", default=9191, help="Port of glance-registry."),
+    cfg.StrOpt("registry_client_protocol", default="http",
+               choices=("http", "https"), help="Protocol to reach the registry."),
+    cfg.StrOpt("registry_client_key_file",
+               help="Client TLS key (env GLANCE_CLIENT_KEY_FILE)."),
+    cfg.StrOpt("registry_client_cert_file",
+               help="Client TLS certificate (env GLANCE_CLIENT_CERT_FILE)."),
+    cfg.StrOpt("registry_client_ca_file",
+               help="CA bundle for the registry (env GLANCE_CLIENT_CA_FILE)."),
+    cfg.BoolOpt("registry_client_insecure", default=False,
+                help="Do not verify the registry's certificate."),
+    cfg.IntOpt("registry_client_timeout", default=600, min=0,
+               help="Seconds to wait for the registry; 0 = no limit."),
+    cfg.BoolOpt("use_user_token", default=True,
+                help="Forward the caller's token to the registry."),
+    cfg.StrOpt("admin_user", help="Registry credentials when use_user_token is off."),
+    cfg.StrOpt("admin_password", secret=True, help="Password of admin_user."),
+    cfg.StrOpt("admin_tenant_name", help="Tenant of admin_user."),
+    cfg.StrOpt("auth_url", help="Keystone URL for the admin credentials."),
+    cfg.StrOpt("auth_strategy", default="noauth", help="noauth or keystone."),
+    cfg.StrOpt("auth_region", help="Keystone region."),
+    cfg.BoolOpt("send_identity_headers", default=False,
+                help="Send X-User-Id, X-Tenant-Id, X-Roles and "
+                     "X-Identity-Status to the registry."),
+]
+
+POOL_SIZE = 64
+READ_RETRIES = 2
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    for opt in CLIENT_OPTS:
+        try:
+            conf.register_opt(opt)
+        except cfg.DuplicateOptError:
+            pass
+
+
+def _tls_settings(conf: cfg.ConfigOpts) -> tuple[Any, Any]:
+    key = conf.registry_client_key_file or os.environ.get("GLANCE_CLIENT_KEY_FILE")
+    cert = conf.registry_client_cert_file or os.environ.get("GLANCE_CLIENT_CERT_FILE")
+    ca = conf.registry_client_ca_file or os.environ.get("GLANCE_CLIENT_CA_FILE")
+    verify: Any = False if conf.registry_client_insecure else (ca or True)
+    client_cert = (cert, key) if cert and key else None
+    return client_cert, verify
+
+
+class RegistryClient:
+    """Registry calls, each taking the caller's context first."""
+
+    def __init__(self, conf: cfg.ConfigOpts, session: requests.Session | None = None,
+                 base_url: str | None = None) -> None:
+        register_opts(conf)
+        self.conf = conf
+        host = conf.registry_host
+        if ":" in host and not host.startswith("["):
+            host = "[%s]" % host
+        self.base_url = base_url or "%s://%s:%s" % (
+            conf.registry_client_protocol, host, conf.registry_port)
+        self.timeout = conf.registry_client_timeout or None
+        self.session = session or self._new_session()
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4,
+                                                pool_maxsize=POOL_SIZE)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.cert, session.verify = _tls_settings(self.conf)
+        session.trust_env = False
+        return session
+
+    # -- transport ------------------------------------------------------
+    def _headers(self, context: RequestContext) -> dict[str, str]:
+        headers = {"X-Openstack-Request-ID": context.request_id}
+        if self.conf.use_user_token and context.auth_token:
+            headers["X-Auth-Token"] = context.auth_token
+        if self.conf.send_identity_headers:
+            headers.update({
+                "X-User-Id": context.user or "",
+                "X-Tenant-Id": context.tenant or "",
+                "X-Roles": ",".join(context.roles),
+                "X-Identity-Status": "Confirmed",
+                "X-Service-Catalog": json.dumps(context.service_catalog),
+            })
+        return headers
+
+    def _call(self, context: RequestContext, method: str, path: str,
+              body: Any = None, params: Any = None,
+              headers: dict[str, str] | None = None) -> Any:
+        all_headers = self._headers(context)
+        if headers:
+            all_headers.update(headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            all_headers["Content-Type"] = "application/json"
+        attempts = 1 + (READ_RETRIES if method == "GET" else 0)
+        for attempt in range(attempts):
+            try:
+                response = self.session.request(
+                    method, self.base_url + path, params=params, data=data,
+                    headers=all_headers, timeout=self.timeout)
+                break
+            except requests.ConnectionError as err:
+                if attempt + 1 < attempts:
+                    LOG.warning("Registry connection failed, retrying: %s", err)
+                    continue
+                raise exception.RegistryUnavailable(
+                    "The image registry could not be reached.")
+            except requests.Timeout:
+                raise exception.RegistryUnavailable(
+                    "The image registry did not answer in time.")
+        if response.status_code >= 400:
+            message = faults.explanation_from_body(response.text)
+            raise faults.exception_for_status(response.status_code, message)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- images -----------------------------------------------------------
+    def get_images(self, context: RequestContext, **params: Any) -> list[dict]:
+        return self._call(context, "GET", "/images", params=params)["images"]
+
+    def get_images_detailed(self, context: RequestContext, **params: Any) -> list[dict]:
+        return self._call(context, "GET", "/images/detail", params=params)["images"]
+
+    def get_image(self, context: RequestContext, image_id: str) -> dict:
+        return self._call(context, "GET", "/images/%s" % quote(image_id, safe=""))["image"]
+
+    def add_image(self, context: RequestContext, image_meta: dict) -> dict:
+        return self._call(context, "POST", "/images",
+                          body={"image": image_meta})["image"]
+
+    def update_image(self, context: RequestContext, image_id: str, image_meta: dict,
+                     purge_props: bool = False, from_state: str | None = None) -> dict:
+        headers = {"X-Glance-Registry-Purge-Props": "true"} if purge_props else None
+        body = {"image": image_meta, "from_state": from_state}
+        return self._call(context, "PUT", "/images/%s" % quote(image_id, safe=""), body=body,
+                          headers=headers)["image"]
+
+    def delete_image(self, context: RequestContext, image_id: str) -> dict:
+        return self._call(context, "DELETE", "/images/%s" % quote(image_id, safe=""))["image"]
+
+    # -- members ----------------------------------------------------------
+    def get_image_members(self, context: RequestContext, image_id: str) -> list[dict]:
+        return self._call(context, "GET", "/images/%s/members" % quote(image_id, safe=""))["members"]
+
+    def get_member_images(self, context: RequestContext, member_id: str) -> list[dict]:
+        return self._call(context, "GET",
+                          "/shared-images/%s" % quote(member_id, safe=""))["shared_images"]
+
+    def replace_members(self, context: RequestContext, image_id: str,
+                        memberships: Iterable[dict]) -> None:
+        self._call(context, "PUT", "/images/%s/members" % quote(image_id, safe=""),
+                   body={"memberships": list(memberships)})
+
+    def add_member(self, context: RequestContext, image_id: str, member_id: str,
+                   can_share: bool | None = None) -> None:
+        body = None if can_share is None else {"member": {"can_share": can_share}}
+        self._call(context, "PUT", "/images/%s/members/%s" % (quote(image_id, safe=""), quote(member_id, safe="")),
+                   body=body)
+
+    def delete_member(self, context: RequestContext, image_id: str, member_id: str) -> None:
+        self._call(context, "DELETE", "/images/%s/members/%s" % (quote(image_id, safe=""), quote(member_id, safe="")))
