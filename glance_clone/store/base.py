@@ -1,0 +1,139 @@
+"""The store driver contract.
+
+A driver keeps image data for one family of URI schemes (``file``,
+``http``...). glance-api, the scrubber and the cache tools never touch a
+backend directly: they go through ``glance_clone.store.backend.StoreSet``,
+which picks a driver by the scheme of a location URL. Every driver moves
+data as iterators of ``CHUNK_SIZE`` byte strings so no image is ever held in
+memory whole, and raises only ``glance_clone.common.exception`` classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from oslo_config import cfg
+
+from glance_clone.common import exception
+
+LOG = logging.getLogger(__name__)
+
+CHUNK_SIZE = 65536
+
+# (location url, bytes written, md5 hex digest, location metadata)
+AddResult = tuple[str, int, str, dict[str, Any]]
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any ``user:password@`` part masked, for logs."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if sep and "@" in netloc:
+        return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{tail}"
+    return url
+
+
+class ChunkIterator(Iterator[bytes]):
+    """Yields chunks from a ``read(n)`` callable until it returns ``b""``.
+
+    ``close()`` releases the underlying resource (file, HTTP connection) and
+    is safe to call more than once, before, during or after iteration: the
+    WSGI server calls it when the client goes away mid-download.
+    ``read_errors`` maps exceptions raised by ``read`` to ours.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], close: Callable[[], None],
+                 chunk_size: int = CHUNK_SIZE,
+                 read_errors: Callable[[Exception], Exception] | None = None) -> None:
+        self._read = read
+        self._close = close
+        self._chunk_size = chunk_size
+        self._read_errors = read_errors
+        self.closed = False
+
+    def __iter__(self) -> ChunkIterator:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.closed:
+            raise StopIteration
+        try:
+            chunk = self._read(self._chunk_size)
+        except Exception as err:
+            self.close()
+            if self._read_errors is None:
+                raise
+            raise self._read_errors(err) from err
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._close()
+
+    def __del__(self) -> None:
+        # A caller that drops the iterator without closing it must not leak
+        # a file descriptor or a pooled connection.
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class Driver:
+    """Base class of store drivers; subclasses set ``schemes`` and override.
+
+    The constructor does the startup checks and raises ConfigError on bad
+    configuration, so a misconfigured glance-api fails at start (exit 3)
+    rather than on the first upload.
+    """
+
+    #: URI schemes this driver serves; the first one is used for new URLs.
+    schemes: tuple[str, ...] = ()
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+
+    @classmethod
+    def register_opts(cls, conf: cfg.ConfigOpts) -> None:
+        """Register the driver's configuration options (none by default)."""
+
+    def add(self, image_id: str, chunks: Iterable[bytes], size: int) -> AddResult:
+        """Store ``chunks`` as image ``image_id``; ``size`` 0 means unknown.
+
+        Returns (url, bytes written, md5 hex, location metadata). Raises
+        Duplicate, StorageFull, StorageWriteDenied, StoreAddDisabled,
+        Forbidden; whatever the ``chunks`` iterator raises is re-raised after
+        the partial data has been removed.
+        """
+        raise exception.StoreAddDisabled()
+
+    def get(self, url: str) -> tuple[ChunkIterator, int | None]:
+        """Return (chunk iterator, size or None); raises NotFound,
+        RemoteServiceUnavailable, BadStoreUri, StoreGetNotSupported."""
+        raise exception.StoreGetNotSupported()
+
+    def get_size(self, url: str) -> int:
+        """Return the stored size, 0 if unknown; raises NotFound, BadStoreUri."""
+        raise exception.StoreGetNotSupported()
+
+    def delete(self, url: str) -> None:
+        """Remove the data at ``url``; raises NotFound, Forbidden, InUseByStore.
+
+        By default a read-only store only logs: the contract says callers
+        log and ignore delete-not-supported, so doing it here saves each
+        caller a special case. Deleting the image then just forgets the
+        location; the remote data is not ours to remove.
+        """
+        LOG.info("Store %s does not delete data; leaving %s in place",
+                 type(self).__name__, redact_url(url))
+
+    def set_acls(self, url: str, public: bool = False,
+                 read_tenants: list[str] | None = None,
+                 write_tenants: list[str] | None = None) -> None:
+        """Apply image sharing to the backend object; a no-op unless the
+        backend has its own access control (none of file, http)."""

@@ -1,0 +1,320 @@
+"""Filesystem store: each image is one plain file in one directory.
+
+Options (section ``[glance_store]``):
+
+``filesystem_store_datadir``
+    Directory holding the image files, ``<datadir>/<image_id>``; created at
+    startup if missing. Required when ``file`` is in ``stores``. Locations
+    are recorded as ``file://<absolute datadir>/<image_id>``.
+``filesystem_store_file_perm``
+    Mode for new image files, written in octal digits (``640`` means
+    ``0o640``), as in Glance. ``0`` (default) leaves the process umask in
+    charge.
+``filesystem_store_metadata_file``
+    Optional path to a JSON object returned as the location metadata of
+    every image this store writes (e.g. ``{"id": "nfs1", "mountpoint":
+    "/var/lib/glance/images"}``); ``{}`` when unset.
+
+An upload is written to a hidden partial file (``.<image_id>.<random>.partial``)
+in the same directory and only appears under its final name once complete,
+so readers never see half an image. A failed or abandoned upload removes its
+partial file; a crash can leave one behind, and these are safe to delete
+when no upload is running. The store only reads files directly inside the
+data directory: locations pointing anywhere else are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import hashlib
+import json
+import logging
+import os
+import stat
+import uuid
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from oslo_config import cfg
+
+from glance_clone.common import exception
+from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver
+
+LOG = logging.getLogger(__name__)
+
+GROUP = "glance_store"
+
+OPTS = [
+    cfg.StrOpt("filesystem_store_datadir",
+               help="Directory where the file store keeps image data."),
+    cfg.IntOpt("filesystem_store_file_perm", default=0,
+               help="Mode of new image files in octal digits (e.g. 640); "
+                    "0 leaves the umask in charge."),
+    cfg.StrOpt("filesystem_store_metadata_file",
+               help="JSON file whose object is returned as location metadata "
+                    "for images written by the file store."),
+]
+
+# Writes are gathered into large blocks: upload chunks are often small
+# (chunked request bodies), and one syscall per chunk costs more than a copy.
+WRITE_BUFFER = 1024 * 1024
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# os.link can fail this way on filesystems without hard links.
+_NO_LINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                             errno.ENOSYS, errno.EMLINK})
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the file store options in ``[glance_store]``."""
+    conf.register_opts(OPTS, group=GROUP)
+
+
+def _storage_error(err: OSError) -> exception.GlanceError:
+    if err.errno in _FULL_ERRNOS:
+        return exception.StorageFull()
+    if err.errno in _DENIED_ERRNOS:
+        return exception.StorageWriteDenied()
+    return exception.StoreError(f"File store write failed: {err.strerror}")
+
+
+def _read_error(err: Exception) -> exception.GlanceError:
+    LOG.error("File store read failed: %s", err)
+    return exception.StoreError("File store read failed.")
+
+
+def _file_mode(perm: int) -> int:
+    """Turn the option's octal digits into a mode; raises ConfigError."""
+    try:
+        mode = int(str(perm), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise exception.ConfigError(
+            f"filesystem_store_file_perm {perm} is not an octal file mode")
+    return mode
+
+
+def _load_metadata(path: str | None) -> dict[str, Any]:
+    """Read the metadata JSON object; raises ConfigError if unusable."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise exception.ConfigError(
+            f"Cannot read filesystem_store_metadata_file {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise exception.ConfigError(
+            f"filesystem_store_metadata_file {path} must hold a JSON object")
+    return data
+
+
+class FileDriver(Driver):
+    """Stores images as files in ``filesystem_store_datadir``."""
+
+    schemes = ("file", "filesystem")
+
+    @classmethod
+    def register_opts(cls, conf: cfg.ConfigOpts) -> None:
+        register_opts(conf)
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        super().__init__(conf)
+        opts = conf[GROUP]
+        if not opts.filesystem_store_datadir:
+            raise exception.ConfigError(
+                "filesystem_store_datadir must be set when the file store is enabled")
+        self.datadir = os.path.abspath(opts.filesystem_store_datadir)
+        self.file_mode = _file_mode(opts.filesystem_store_file_perm)
+        self.metadata = _load_metadata(opts.filesystem_store_metadata_file)
+        try:
+            os.makedirs(self.datadir, exist_ok=True)
+        except OSError as err:
+            raise exception.ConfigError(
+                f"Cannot create filesystem_store_datadir {self.datadir}: {err}") from err
+        if not os.access(self.datadir, os.W_OK | os.X_OK):
+            raise exception.ConfigError(
+                f"filesystem_store_datadir {self.datadir} is not writable")
+        # Locations may name the directory through a symlink or not.
+        self._datadirs = {self.datadir, os.path.realpath(self.datadir)}
+
+    # --- paths -------------------------------------------------------------
+    def _path_for(self, image_id: str) -> str:
+        # The id becomes a file name: anything that could climb out of the
+        # directory or collide with a partial file is refused.
+        if (not image_id or image_id.startswith(".") or "/" in image_id
+                or "\0" in image_id or len(image_id) > 200):
+            raise exception.Invalid(f"Image id {image_id!r} cannot name an image file")
+        return os.path.join(self.datadir, image_id)
+
+    def _path_from_url(self, url: str) -> str:
+        """Map a location to a file directly inside the data directory.
+
+        Raises BadStoreUri for anything else, so a forged location cannot
+        read or delete arbitrary local files.
+        """
+        try:
+            parts = urlsplit(url)
+        except ValueError as err:
+            raise exception.BadStoreUri(f"Invalid file location: {err}") from err
+        path = parts.path
+        directory, name = os.path.split(path)
+        if (parts.scheme.lower() not in self.schemes
+                or parts.netloc not in ("", "localhost")
+                or parts.query or parts.fragment or "\0" in path
+                or not os.path.isabs(path) or os.path.normpath(path) != path
+                or not name or name.startswith(".")
+                or directory not in self._datadirs):
+            raise exception.BadStoreUri(
+                "File location is not inside the store's data directory.")
+        return path
+
+    # --- contract ----------------------------------------------------------
+    def add(self, image_id: str, chunks: Iterable[bytes], size: int) -> AddResult:
+        """Write ``chunks`` to ``<datadir>/<image_id>``.
+
+        Raises Invalid (unusable id), Duplicate, StorageFull,
+        StorageWriteDenied, StoreError, and re-raises whatever ``chunks``
+        raises; in every failure case no file is left behind.
+        """
+        final = self._path_for(image_id)
+        if os.path.lexists(final):
+            raise exception.Duplicate(f"Image file for {image_id} already exists")
+        partial = os.path.join(self.datadir, f".{image_id}.{uuid.uuid4().hex}.partial")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+        except OSError as err:
+            raise _storage_error(err) from err
+        md5 = hashlib.md5(usedforsecurity=False)
+        written = 0
+        out = None
+        try:
+            out = open(fd, "wb", buffering=WRITE_BUFFER)  # closed below, also on error
+            write = out.write
+            try:
+                if self.file_mode:
+                    os.fchmod(fd, self.file_mode)
+            except OSError as err:
+                raise _storage_error(err) from err
+            # Errors raised by ``chunks`` (client gone, size cap) propagate
+            # untouched; only our own I/O errors are translated.
+            for chunk in chunks:
+                md5.update(chunk)
+                written += len(chunk)
+                try:
+                    write(chunk)
+                except OSError as err:
+                    raise _storage_error(err) from err
+            try:
+                out.close()  # the last flush is where a full disk shows
+            except OSError as err:
+                raise _storage_error(err) from err
+            self._publish(partial, final, image_id)
+        except BaseException:
+            # Also on GeneratorExit/KeyboardInterrupt: never leave a partial.
+            # A failing flush here must not mask the original error.
+            with contextlib.suppress(Exception):
+                if out is None:
+                    os.close(fd)
+                else:
+                    out.close()
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        url = f"file://{final}"
+        LOG.debug("Wrote %d bytes of image %s to %s", written, image_id, url)
+        return url, written, md5.hexdigest(), copy.deepcopy(self.metadata)
+
+    def _publish(self, partial: str, final: str, image_id: str) -> None:
+        """Give the finished partial file its final name, never replacing one.
+
+        A hard link fails atomically if the name exists, so two uploads of
+        the same id cannot silently overwrite each other.
+        """
+        try:
+            os.link(partial, final)
+        except FileExistsError as err:
+            raise exception.Duplicate(f"Image file for {image_id} already exists") from err
+        except OSError as err:
+            if err.errno not in _NO_LINK_ERRNOS:
+                raise _storage_error(err) from err
+            # No hard links here: a small check-then-rename window remains.
+            if os.path.lexists(final):
+                raise exception.Duplicate(
+                    f"Image file for {image_id} already exists") from err
+            try:
+                os.rename(partial, final)
+            except OSError as err2:
+                raise _storage_error(err2) from err2
+            return
+        try:
+            os.unlink(partial)
+        except OSError as err:
+            LOG.warning("Could not remove partial file %s: %s", partial, err)
+
+    def get(self, url: str) -> tuple[ChunkIterator, int | None]:
+        """Open the image file; raises BadStoreUri, NotFound, Forbidden."""
+        path = self._path_from_url(url)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError as err:
+            raise self._not_found(path) from err
+        except OSError as err:
+            raise self._access_error(err, path) from err
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise self._not_found(path)
+            if hasattr(os, "posix_fadvise"):
+                # Downloads read front to back: ask for more read-ahead.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            reader = open(fd, "rb", buffering=0)  # closed by the iterator
+        except BaseException:
+            os.close(fd)
+            raise
+        return ChunkIterator(reader.read, reader.close, CHUNK_SIZE, _read_error), info.st_size
+
+    def get_size(self, url: str) -> int:
+        """Return the file size; raises BadStoreUri, NotFound."""
+        path = self._path_from_url(url)
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError as err:
+            raise self._not_found(path) from err
+        except OSError as err:
+            raise self._access_error(err, path) from err
+        if not stat.S_ISREG(info.st_mode):
+            raise self._not_found(path)
+        return info.st_size
+
+    def delete(self, url: str) -> None:
+        """Remove the image file; raises BadStoreUri, NotFound, Forbidden."""
+        path = self._path_from_url(url)
+        try:
+            os.unlink(path)
+        except FileNotFoundError as err:
+            raise self._not_found(path) from err
+        except OSError as err:
+            raise self._access_error(err, path) from err
+        LOG.debug("Deleted image file %s", path)
+
+    @staticmethod
+    def _not_found(path: str) -> exception.NotFound:
+        return exception.NotFound(f"Image file {os.path.basename(path)} not found")
+
+    @staticmethod
+    def _access_error(err: OSError, path: str) -> exception.GlanceError:
+        name = os.path.basename(path)
+        if err.errno in _DENIED_ERRNOS:
+            return exception.Forbidden(f"Not allowed to access image file {name}")
+        if err.errno == errno.ELOOP:
+            return exception.BadStoreUri(f"Image file {name} is a symbolic link")
+        LOG.error("File store cannot access %s: %s", path, err)
+        return exception.StoreError(f"File store cannot access image file {name}")
