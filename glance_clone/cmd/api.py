@@ -13,7 +13,6 @@ from oslo_config import cfg  # noqa: E402
 
 from glance_clone.api.v1 import router  # noqa: E402
 from glance_clone.cmd.serve import run_server  # noqa: E402
-from glance_clone.registry.client.v1 import client  # noqa: E402
 
 DEFAULT_PORT = 9292
 EXIT_STORE_CONFIG = 3
@@ -21,7 +20,6 @@ EXIT_STORE_CONFIG = 3
 
 def _register(conf: cfg.ConfigOpts) -> None:
     router.register_opts(conf)
-    client.register_opts(conf)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -143,6 +143,13 @@ class JSONDeserializer:
         return {"body": parse_json(req.body)}
 
 
+class StreamingDeserializer:
+    """Leaves the body in ``wsgi.input`` for the action to stream."""
+
+    def dispatch(self, req: Request, action: str) -> dict[str, Any]:
+        return {}
+
+
 def parse_json(raw: bytes) -> Any:
     """Decode a JSON request body; raises MalformedJSON."""
     try:

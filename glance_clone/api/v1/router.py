@@ -14,6 +14,7 @@ from glance_clone.api.v1.members import MembersController
 from glance_clone.common import config, exception, policy, wsgi
 from glance_clone.domain import quota
 from glance_clone.domain.images import ImageService
+from glance_clone.registry.client.v1 import client as registry_client
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import backend, source_filter
 
@@ -55,6 +56,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     policy.register_opts(conf)
     property_protections.register_opts(conf)
     backend.register_opts(conf)
+    registry_client.register_opts(conf)
 
 
 def _store_set(conf: cfg.ConfigOpts) -> Any:
@@ -86,7 +88,9 @@ class API(wsgi.Router):
 
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
-        images = wsgi.Resource(ImagesController(self.conf, self.service))
+        # Image bodies are raw bytes streamed by the controller, never JSON.
+        images = wsgi.Resource(ImagesController(self.conf, self.service),
+                               deserializer=wsgi.StreamingDeserializer())
         members = wsgi.Resource(MembersController(self.conf, self.registry, self.policy))
         connect = wsgi.connect_methods
         connect(mapper, "/", images, {"GET": "index"}, allow="GET, POST")

@@ -1,0 +1,84 @@
+"""glance-api and glance-registry wired together in-process for unit tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import webob
+from oslo_config import cfg
+
+from glance_clone import api as api_root
+from glance_clone.api import versions
+from glance_clone.api.middleware.version_negotiation import VersionNegotiationFilter
+from glance_clone.api.v1 import router
+from glance_clone.common import config, context_middleware
+from glance_clone.db import api as db_api
+from glance_clone.db import migration, session
+from glance_clone.registry import api as registry_api
+from glance_clone.registry.client.v1.client import RegistryClient
+from glance_clone.store import backend
+from tests.support.wsgi_transport import session_for
+
+
+@dataclasses.dataclass
+class Stack:
+    conf: cfg.ConfigOpts
+    api: Any
+    registry_app: Any
+    datadir: str
+
+    def request(self, path: str, method: str = "GET", body: bytes | None = None,
+                headers: dict[str, str] | None = None, tenant: str | None = None,
+                roles: str = "member", user: str = "user") -> webob.Response:
+        """Call glance-api as ``tenant`` (admin role via ``roles='admin'``)."""
+        req = webob.Request.blank(path, method=method)
+        if tenant is not None or roles:
+            req.headers.update({"X-Identity-Status": "Confirmed", "X-Roles": roles,
+                                "X-User-Id": user, "X-Tenant-Id": tenant or ""})
+        if body is not None:
+            req.body = body
+            req.content_type = "application/octet-stream"
+        for name, value in (headers or {}).items():
+            req.headers[name] = value
+        return req.get_response(self.api)
+
+    def stored_files(self) -> list[str]:
+        return sorted(os.listdir(self.datadir))
+
+
+def make_conf(tmp_path: Any, overrides: dict[str, Any] | None = None) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    config.register_server_opts(conf)
+    config.register_database_opts(conf)
+    router.register_opts(conf)
+    versions.register_opts(conf)
+    registry_api.register_opts(conf)
+    conf([], project="glance", default_config_files=[])
+    datadir = str(tmp_path / "images")
+    conf.set_override("connection", "sqlite:///%s" % (tmp_path / "glance.sqlite"),
+                      group="database")
+    conf.set_override("filesystem_store_datadir", datadir, group="glance_store")
+    conf.set_override("allowed_hosts", ["127.0.0.1"], group="import_filtering_opts")
+    conf.set_override("send_identity_headers", True)
+    for key, value in (overrides or {}).items():
+        group, _, name = key.rpartition(".")
+        conf.set_override(name, value, group=group or None)
+    return conf
+
+
+def make_stack(tmp_path: Any, overrides: dict[str, Any] | None = None) -> Stack:
+    """A trusted-auth api and registry sharing one SQLite file and file store."""
+    conf = make_conf(tmp_path, overrides)
+    engine = session.create_engine(conf.database.connection)
+    migration.db_sync(engine)
+    registry = registry_api.API(conf, db_api.Database(engine))
+    registry_app = context_middleware.ContextMiddleware(registry, conf, None)
+    client = RegistryClient(conf, session=session_for(registry_app),
+                            base_url="http://registry")
+    v1 = router.API(conf, registry=client, stores=backend.StoreSet(conf))
+    root = api_root.PathPrefixMap({"/v1": v1, "/": versions.VersionsApp(conf)})
+    api = VersionNegotiationFilter(
+        context_middleware.ContextMiddleware(root, conf, None), conf)
+    return Stack(conf, api, registry_app, conf.glance_store.filesystem_store_datadir)
