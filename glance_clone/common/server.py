@@ -50,6 +50,23 @@ class _SwappableApp:
         return self.app(environ, start_response)
 
 
+class GlanceHttpProtocol(eventlet.wsgi.HttpProtocol):
+    """eventlet's protocol, also accepting ``x-image-meta-*`` headers with
+    underscores.
+
+    eventlet drops every header with an underscore, because ``A_B`` and
+    ``A-B`` land in the same WSGI variable. The v1 API documents the two
+    spellings of image metadata headers as equal (python-glanceclient sends
+    ``x-image-meta-disk_format``), so for that prefix the merge is what the
+    API means anyway; every other underscored header is still dropped.
+    """
+
+    def formalize_key_naming(self, k: str) -> str | None:
+        if "_" in k and k.lower().startswith("x-image-meta-"):
+            return k.replace("-", "_").upper()
+        return super().formalize_key_naming(k)
+
+
 class _WSGILog:
     """eventlet's access log into our logger (eventlet wants .write())."""
 
@@ -240,7 +257,7 @@ class Server:
                 self.sock, app, custom_pool=pool,
                 log=_WSGILog(logging.getLogger(self.name + ".access")),
                 keepalive=self.conf.http_keepalive,
-                socket_timeout=timeout, debug=False,
+                socket_timeout=timeout, debug=False, protocol=GlanceHttpProtocol,
                 max_size=GREEN_POOL_SIZE)
         except (OSError, ValueError) as err:
             # Closing the listening socket on SIGHUP ends the accept loop.

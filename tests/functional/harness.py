@@ -34,6 +34,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_env() -> dict[str, str]:
+    """The environment for server processes: this checkout first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def render_conf(sections: dict[str, dict[str, Any]]) -> str:
     lines = []
     for section, options in sections.items():
@@ -95,7 +102,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "glance_clone.cmd.%s" % self.program,
                  "--config-file", str(self.conf_path)],
-                cwd=str(self.workdir), stdin=subprocess.DEVNULL,
+                cwd=str(self.workdir), stdin=subprocess.DEVNULL, env=server_env(),
                 stdout=subprocess.DEVNULL, stderr=open(self.workdir / "stderr.txt", "wb"),
                 start_new_session=True)
             try:
@@ -197,7 +204,7 @@ class Deployment:
     def db_sync(self) -> None:
         subprocess.run([sys.executable, "-m", "glance_clone.cmd.manage",
                         "--config-file", str(self.registry.conf_path), "db_sync"],
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, env=server_env())
 
     def start(self) -> Deployment:
         self.registry.port = free_port()
