@@ -148,7 +148,9 @@ def test_shipped_policy_json(tmp_path: pathlib.Path) -> None:
     assert enforcer.check(ADMIN, "publicize_image")
 
 
-def test_file_change_is_picked_up(tmp_path: pathlib.Path) -> None:
+def test_file_change_is_picked_up(tmp_path: pathlib.Path, monkeypatch) -> None:
+    # Changes are looked for at most once per RELOAD_INTERVAL; make it now.
+    monkeypatch.setattr(policy, "RELOAD_INTERVAL", 0)
     conf = make_conf(tmp_path, {"get_images": ""})
     enforcer = policy.Enforcer(conf)
     assert enforcer.check(USER, "get_images")

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Benchmark glance-api on the embedded defaults against nginx, in one run.
+
+Starts glance-registry and glance-api (SQLite, file store, workers = 1) and
+an nginx from Debian's packages on loopback, then measures:
+
+- a 1 GiB upload and download (nginx: WebDAV PUT and a static GET),
+- 16 concurrent downloads of a 256 MiB image,
+- peak RSS of glance-api + glance-registry while moving a big image,
+  against their idle RSS,
+- create / HEAD / list / delete operations per second at concurrency 1
+  and 16, counting errors.
+
+Transfers are printed as MiB/s and as a ratio to nginx measured in the
+same run. Usage: python tools/benchmark.py [--size-mib 1024] [--rss-mib 4096]
+(needs nginx: apt-get install nginx-light).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.functional import harness  # noqa: E402
+
+MIB = 1024 * 1024
+BLOCK = os.urandom(MIB)
+READ = MIB
+
+NGINX_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {state}/nginx.pid;
+error_log {state}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {state}/body;
+    proxy_temp_path {state}/proxy;
+    fastcgi_temp_path {state}/fastcgi;
+    uwsgi_temp_path {state}/uwsgi;
+    scgi_temp_path {state}/scgi;
+    client_max_body_size 0;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{port};
+        root {state}/www;
+        location / {{
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+        }}
+    }}
+}}
+"""
+
+
+# -- clients ------------------------------------------------------------------
+def upload(host: str, port: int, method: str, path: str, size: int,
+           headers: dict[str, str]) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=600)
+    conn.putrequest(method, path)
+    for name, value in dict(headers, **{"Content-Length": str(size)}).items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    sent = 0
+    while sent < size:
+        piece = BLOCK if size - sent >= MIB else BLOCK[:size - sent]
+        conn.send(piece)
+        sent += len(piece)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
+
+
+def download(host: str, port: int, path: str) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=600)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 200, (response.status, response.read()[:200])
+    total = 0
+    while True:
+        chunk = response.read(READ)
+        if not chunk:
+            break
+        total += len(chunk)
+    conn.close()
+    return total
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+# -- servers --------------------------------------------------------------------
+class Nginx:
+    def __init__(self, base: Path) -> None:
+        self.state = base / "nginx"
+        (self.state / "www").mkdir(parents=True)
+        self.port = harness.free_port()
+        conf = self.state / "nginx.conf"
+        # As root, nginx's workers would drop to nobody and fail to write here.
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf.write_text(NGINX_CONF.format(state=self.state, port=self.port, user=user))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.process = subprocess.Popen([binary, "-c", str(conf)],
+                                        stderr=subprocess.DEVNULL)
+        harness.wait_until(self._ready, 20, message="nginx")
+
+    def _ready(self) -> bool:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGQUIT)
+        self.process.wait(20)
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for task in [pid] + children(pid):
+            try:
+                with open("/proc/%d/status" % task) as status:
+                    for line in status:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+class PeakSampler(threading.Thread):
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, rss_kib(self.pids))
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self.running = False
+        self.join()
+        return self.peak
+
+
+# -- measurements ------------------------------------------------------------------
+IMAGE_HEADERS = {"Content-Type": "application/octet-stream",
+                 "x-image-meta-disk_format": "raw",
+                 "x-image-meta-container_format": "bare"}
+
+
+def glance_upload(api_port: int, size: int, name: str) -> tuple[float, str]:
+    seconds, (status, body) = timed(upload, "127.0.0.1", api_port, "POST", "/v1/images",
+                                    size, dict(IMAGE_HEADERS, **{"x-image-meta-name": name}))
+    assert status == 201, body[:300]
+    return seconds, json.loads(body)["image"]["id"]
+
+
+def operations(api_port: int, concurrency: int, count: int) -> dict[str, tuple[float, int]]:
+    """Operations per second and errors for create, HEAD, list, delete."""
+    local = threading.local()
+
+    def conn() -> http.client.HTTPConnection:
+        if not hasattr(local, "conn"):
+            local.conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=60)
+        return local.conn
+
+    def call(method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        for attempt in range(2):
+            try:
+                c = conn()
+                c.request(method, path, headers=headers or {})
+                response = c.getresponse()
+                return response.status, response.read()
+            except (OSError, http.client.HTTPException):
+                local.__dict__.pop("conn", None)
+                if attempt:
+                    return 599, b""
+        return 599, b""
+
+    ids: list[str] = []
+    results: dict[str, tuple[float, int]] = {}
+
+    def create(i: int) -> bool:
+        status, body = call("POST", "/v1/images", {"x-image-meta-name": "op-%d" % i})
+        if status == 201:
+            ids.append(json.loads(body)["image"]["id"])
+        return status == 201
+
+    def head(i: int) -> bool:
+        return call("HEAD", "/v1/images/%s" % ids[i % len(ids)])[0] == 200
+
+    def list_(i: int) -> bool:
+        return call("GET", "/v1/images?limit=25")[0] == 200
+
+    def delete(i: int) -> bool:
+        return call("DELETE", "/v1/images/%s" % ids[i])[0] == 200
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        for name, fn in (("create", create), ("HEAD", head), ("list", list_),
+                         ("delete", delete)):
+            n = len(ids) if name == "delete" else count
+            start = time.perf_counter()
+            ok = list(pool.map(fn, range(n)))
+            elapsed = time.perf_counter() - start
+            results[name] = (n / elapsed, ok.count(False))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="single transfer size")
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--stream-mib", type=int, default=256)
+    parser.add_argument("--rss-mib", type=int, default=4096, help="image moved for the RSS figure")
+    parser.add_argument("--ops", type=int, default=400, help="operations per kind")
+    args = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="glance-bench-"))
+    dep = harness.Deployment(base, api_flavor=None, registry_flavor=None,
+                             api_options={"DEFAULT": {"workers": 1}},
+                             registry_options={"DEFAULT": {"workers": 1}})
+    nginx = None
+    try:
+        dep.start()
+        nginx = Nginx(base)
+        api = dep.api.port
+        size = args.size_mib * MIB
+        print("glance_clone benchmark: loopback, SQLite, file store, workers = 1")
+        print("%-34s %12s %12s %8s" % ("transfer", "glance MiB/s", "nginx MiB/s", "ratio"))
+
+        g_up, image_id = glance_upload(api, size, "big")
+        n_up, (status, _) = timed(upload, "127.0.0.1", nginx.port, "PUT", "/big", size, {})
+        assert status in (201, 204), status
+        report("upload %d MiB (md5 on glance)" % args.size_mib, size, g_up, n_up)
+
+        g_down, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % image_id)
+        assert got == size
+        n_down, got = timed(download, "127.0.0.1", nginx.port, "/big")
+        assert got == size
+        report("download %d MiB" % args.size_mib, size, g_down, n_down)
+
+        stream_size = args.stream_mib * MIB
+        _, stream_id = glance_upload(api, stream_size, "streams")
+        upload("127.0.0.1", nginx.port, "PUT", "/streams", stream_size, {})
+        g_par = parallel(args.streams, "127.0.0.1", api, "/v1/images/%s" % stream_id)
+        n_par = parallel(args.streams, "127.0.0.1", nginx.port, "/streams")
+        report("%d x %d MiB downloads" % (args.streams, args.stream_mib),
+               stream_size * args.streams, g_par, n_par)
+
+        pids = [dep.api.process.pid, dep.registry.process.pid]
+        idle = rss_kib(pids)
+        sampler = PeakSampler(pids)
+        sampler.start()
+        _, rss_id = glance_upload(api, args.rss_mib * MIB, "rss")
+        download("127.0.0.1", api, "/v1/images/%s" % rss_id)
+        peak = sampler.stop()
+        print("\nRSS api+registry: idle %.1f MiB, peak while moving %d MiB up and down "
+              "%.1f MiB (+%.1f MiB)" % (idle / 1024, args.rss_mib, peak / 1024,
+                                      (peak - idle) / 1024))
+
+        print("\n%-10s %12s %8s %12s %8s" % ("operation", "ops/s c=1", "errors",
+                                             "ops/s c=16", "errors"))
+        one = operations(api, 1, args.ops)
+        many = operations(api, 16, args.ops)
+        for name in one:
+            print("%-10s %12.0f %8d %12.0f %8d" % (name, one[name][0], one[name][1],
+                                                   many[name][0], many[name][1]))
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        dep.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+def parallel(streams: int, host: str, port: int, path: str) -> float:
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+        list(pool.map(lambda _: download(host, port, path), range(streams)))
+    return time.perf_counter() - start
+
+
+def report(label: str, size: int, glance_s: float, nginx_s: float) -> None:
+    g = size / MIB / glance_s
+    n = size / MIB / nginx_s
+    print("%-34s %12.0f %12.0f %7.2fx" % (label, g, n, g / n))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
