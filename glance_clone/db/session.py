@@ -1,0 +1,143 @@
+"""Engines for the registry database.
+
+SQLite needs care to take many concurrent writers: WAL journal (readers
+never block the writer), a busy timeout (writers queue instead of failing
+with "database is locked"), and write transactions that take the write lock
+up front. A deferred transaction that reads and then writes can fail with
+SQLITE_BUSY without ever waiting, when another writer committed in between;
+``BEGIN IMMEDIATE`` waits for the lock before reading anything. Write paths
+ask for it with the execution option ``WRITE_OPTION`` (see ``writer``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from oslo_config import cfg
+from sqlalchemy import event
+
+from glance_clone.common import exception
+
+# Execution option marking a connection whose transactions will write.
+WRITE_OPTION = "glance_write"
+
+SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for the lock
+
+
+def database_url(conf_or_url: Any) -> sa.engine.URL:
+    """The URL from a ConfigOpts ([database] connection) or a URL/string.
+
+    Raises ConfigError when no connection is configured or it is unparsable.
+    """
+    if isinstance(conf_or_url, cfg.ConfigOpts):
+        conf_or_url = conf_or_url.database.connection
+    if not conf_or_url:
+        raise exception.ConfigError(
+            "No database connection configured: set 'connection' in the "
+            "[database] section.")
+    try:
+        return sa.engine.make_url(conf_or_url)
+    except sa.exc.ArgumentError as err:
+        raise exception.ConfigError(f"Invalid database connection: {err}")
+
+
+def sqlite_file(url: sa.engine.URL) -> str | None:
+    """The database file of a SQLite URL, or None (other dialect, memory)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def ensure_sqlite_directory(url: sa.engine.URL) -> None:
+    """Create the directory of a SQLite database file if it is missing."""
+    path = sqlite_file(url)
+    if path:
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+
+
+def create_engine(conf_or_url: Any, *, pool_size: int | None = None,
+                  max_overflow: int | None = None,
+                  pool_timeout: int | None = None,
+                  pool_recycle: int | None = None) -> sa.engine.Engine:
+    """An Engine for ``[database]`` of ``conf`` or for a URL.
+
+    Pool options default to the [database] options of a ConfigOpts (or
+    SQLAlchemy's defaults for a bare URL). Raises ConfigError.
+    """
+    url = database_url(conf_or_url)
+    if isinstance(conf_or_url, cfg.ConfigOpts):
+        db_conf = conf_or_url.database
+        pool_size = db_conf.max_pool_size if pool_size is None else pool_size
+        max_overflow = (db_conf.max_overflow if max_overflow is None
+                        else max_overflow)
+        pool_timeout = (db_conf.pool_timeout if pool_timeout is None
+                        else pool_timeout)
+        pool_recycle = (db_conf.connection_recycle_time if pool_recycle is None
+                        else pool_recycle)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, pool_size, max_overflow, pool_timeout)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    for name, value in (("pool_size", pool_size), ("max_overflow", max_overflow),
+                        ("pool_timeout", pool_timeout),
+                        ("pool_recycle", pool_recycle)):
+        if value is not None:
+            options[name] = value
+    return sa.create_engine(url, **options)
+
+
+def _sqlite_engine(url: sa.engine.URL, pool_size: int | None,
+                   max_overflow: int | None,
+                   pool_timeout: int | None) -> sa.engine.Engine:
+    options: dict[str, Any] = {
+        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT},
+    }
+    on_file = sqlite_file(url) is not None
+    if on_file:
+        # File databases get a QueuePool; in-memory ones keep SQLAlchemy's
+        # single-connection pool, where these options do not apply.
+        for name, value in (("pool_size", pool_size),
+                            ("max_overflow", max_overflow),
+                            ("pool_timeout", pool_timeout)):
+            if value is not None:
+                options[name] = value
+    engine = sa.create_engine(url, **options)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (which
+        # would not BEGIN before SELECTs); "begin" below issues BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(
+                f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            if on_file:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.engine.Connection) -> None:
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def writer(engine: sa.engine.Engine) -> sa.engine.Engine:
+    """The engine whose transactions are write transactions.
+
+    On SQLite they take the write lock when they begin; elsewhere this
+    changes nothing.
+    """
+    return engine.execution_options(**{WRITE_OPTION: True})

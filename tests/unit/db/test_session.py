@@ -1,0 +1,124 @@
+"""Engines: SQLite settings, write locking, concurrent writers, options."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+from oslo_config import cfg
+
+from glance_clone.common import config, exception
+from glance_clone.db import api, models, session
+
+from .helpers import sqlite_only, tenant
+
+
+@sqlite_only
+def test_sqlite_pragmas(engine):
+    with engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+        assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert pragma("PRAGMA busy_timeout").scalar() >= 10000
+
+
+@sqlite_only
+def test_writes_begin_immediate_reads_do_not(engine, db):
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.startswith("BEGIN"):
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        image = db.image_create(tenant("t1"), {})
+        db.image_get(tenant("t1"), image["id"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert seen == ["BEGIN IMMEDIATE", "BEGIN"]
+
+
+def test_foreign_keys_are_enforced(engine):
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(models.image_properties.insert().values(
+                image_id="missing", name="n", created_at=models.utcnow(),
+                deleted=False))
+
+
+def test_many_concurrent_writers(db_url):
+    """Writers on separate engines never see "database is locked"."""
+    engines = [session.create_engine(db_url) for _ in range(4)]
+    errors: list[BaseException] = []
+    per_thread, threads_count = 30, 8
+    barrier = threading.Barrier(threads_count)
+
+    def work(index: int) -> None:
+        db = api.Database(engines[index % len(engines)])
+        context = tenant(f"t{index}")
+        try:
+            barrier.wait(timeout=10)
+            for n in range(per_thread):
+                image = db.image_create(context, {
+                    "name": f"i{n}", "status": "queued",
+                    "properties": {"p": str(n)}})
+                db.image_update(context, image["id"], {"status": "saving"},
+                                from_state="queued")
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(threads_count)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        with engines[0].connect() as connection:
+            count = connection.execute(sa.select(sa.func.count()).select_from(
+                models.images).where(models.images.c.status == "saving")).scalar()
+        assert count == per_thread * threads_count
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_engine_from_config(tmp_path):
+    conf = cfg.ConfigOpts()
+    config.register_database_opts(conf)
+    conf([], project="glance", default_config_files=[])
+    with pytest.raises(exception.ConfigError):
+        session.create_engine(conf)
+    conf.set_override("connection", "sqlite:///" + str(tmp_path / "x.db"),
+                      group="database")
+    conf.set_override("max_pool_size", 3, group="database")
+    engine = session.create_engine(conf)
+    try:
+        assert engine.pool.size() == 3
+    finally:
+        engine.dispose()
+
+
+def test_bad_url():
+    with pytest.raises(exception.ConfigError):
+        session.create_engine("not a url")
+
+
+def test_ensure_sqlite_directory(tmp_path):
+    url = sa.engine.make_url("sqlite:///" + str(tmp_path / "a" / "b" / "g.db"))
+    session.ensure_sqlite_directory(url)
+    assert (tmp_path / "a" / "b").is_dir()
+    session.ensure_sqlite_directory(sa.engine.make_url("sqlite://"))
+    session.ensure_sqlite_directory(sa.engine.make_url("postgresql://h/db"))
+
+
+def test_memory_database_works():
+    engine = session.create_engine("sqlite://")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
