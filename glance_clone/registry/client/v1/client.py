@@ -104,7 +104,11 @@ class RegistryClient:
 
     # -- transport ------------------------------------------------------
     def _headers(self, context: RequestContext) -> dict[str, str]:
-        headers = {"X-Openstack-Request-ID": context.request_id}
+        # The registry answers successes in JSON whatever we accept; errors
+        # follow Accept, and with requests' default "*/*" webob writes them
+        # in HTML, so the message would reach the caller as escaped markup.
+        headers = {"X-Openstack-Request-ID": context.request_id,
+                   "Accept": "text/plain"}
         if self.conf.use_user_token and context.auth_token:
             headers["X-Auth-Token"] = context.auth_token
         if self.conf.send_identity_headers:
