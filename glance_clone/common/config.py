@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -132,6 +133,33 @@ def find_paste_config(conf: cfg.ConfigOpts, prog: str) -> str:
         "Unable to locate paste config file for %s." % prog)
 
 
+# Factories named by Glance 11's paste files that current libraries no
+# longer provide as filters: oslo.middleware's healthcheck became an app.
+LEGACY_FACTORIES = {
+    "oslo_middleware:Healthcheck.factory":
+        "glance_clone.common.healthcheck:HealthcheckFilter.factory",
+}
+
+
+@contextlib.contextmanager
+def _compatible_paste_file(path: str) -> Iterator[str]:
+    """The paste file, or a copy with legacy factory names replaced."""
+    with open(path, encoding="utf-8") as source:
+        text = source.read()
+    if not any(old in text for old in LEGACY_FACTORIES):
+        yield path
+        return
+    for old, new in LEGACY_FACTORIES.items():
+        text = text.replace(old, new)
+    handle, copy = tempfile.mkstemp(prefix="glance-", suffix="-paste.ini")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as target:
+            target.write(text)
+        yield copy
+    finally:
+        os.unlink(copy)
+
+
 def load_paste_app(conf: cfg.ConfigOpts, prog: str) -> Any:
     """Build the WSGI pipeline of ``prog`` with the configured flavor."""
     path = find_paste_config(conf, prog)
@@ -139,8 +167,8 @@ def load_paste_app(conf: cfg.ConfigOpts, prog: str) -> Any:
     if conf.paste_deploy.flavor:
         name += "-" + conf.paste_deploy.flavor
     try:
-        with _loading_conf(conf):
-            return deploy.loadapp("config:%s" % path, name=name)
+        with _loading_conf(conf), _compatible_paste_file(path) as usable:
+            return deploy.loadapp("config:%s" % usable, name=name)
     except LookupError as err:
         raise exception.ConfigError(
             "Unable to load %s from configuration file %s. Got: %s"

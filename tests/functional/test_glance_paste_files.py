@@ -1,0 +1,39 @@
+"""An operator's Glance 11 paste files load unchanged (glance.* factory names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.functional import harness
+
+pytestmark = pytest.mark.timeout(180)
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("flavor", [None, "trusted-auth"])
+def test_glance11_paste_files_serve_v1(tmp_path, flavor):
+    dep = harness.Deployment(tmp_path, api_flavor=flavor, registry_flavor=flavor)
+    dep.api.paste_source = DATA / "glance11-api-paste.ini"
+    dep.registry.paste_source = DATA / "glance11-registry-paste.ini"
+    try:
+        dep.start()
+        headers = harness.identity("t1") if flavor else {}
+        created = requests.post(dep.url + "/v1/images", data=b"abc" * 1000, headers=dict(
+            headers, **{"x-image-meta-name": "old-paste", "x-image-meta-disk_format": "raw",
+                        "x-image-meta-container_format": "bare",
+                        "Content-Type": "application/octet-stream"}))
+        assert created.status_code == 201, created.text
+        image_id = created.json()["image"]["id"]
+        assert requests.get(dep.url + "/v1/images/" + image_id,
+                            headers=headers).content == b"abc" * 1000
+        # The /v2 and /v3 entries of the old file are not served or advertised.
+        versions = requests.get(dep.url + "/versions").json()["versions"]
+        assert [v["id"] for v in versions] == ["v1.1", "v1.0"]
+        assert requests.get(dep.url + "/v2/images").status_code == 300
+        assert requests.get(dep.url + "/healthcheck").status_code == 200
+    finally:
+        dep.stop()
