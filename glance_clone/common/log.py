@@ -49,6 +49,7 @@ def setup(conf: cfg.ConfigOpts, program: str) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     handlers: list[logging.Handler] = []
     if conf.log_file:
         path = conf.log_file

@@ -1,0 +1,249 @@
+"""The ``cache`` filter: serve image downloads from the api node's local cache.
+
+Enable it with the ``caching`` or ``cachemanagement`` flavor (or the
+keystone / trusted-auth variants) and ``image_cache_dir`` in glance-api.conf;
+the directory must exist and be writable by glance-api. If it is unset,
+missing or not writable, glance-api still starts, logs why at ERROR level
+and serves every image from the store. ``image_cache_driver = xattr`` on a
+filesystem without user xattrs refuses to start (exit 1, with the reason).
+
+Only ``GET /v1/images/<id>`` without a ``Range`` header is cached:
+
+- Hit: the caller's metadata is fetched from the registry with the caller's
+  context and every rule of a normal download applies (``get_image`` and
+  ``download_image`` policy, visibility, deactivated, not active); if any
+  check fails the request goes on to the API, which answers exactly as for
+  an uncached image. Read-protected properties are left out of the headers.
+  The file is checked against its record (size, mtime, and MD5 while it
+  streams) and a file altered on disk is moved to ``invalid/`` and not used.
+- Miss: the API answers; a 200 with data is written into the cache while it
+  streams and admitted only when size and checksum match. Concurrent misses
+  for the same image share one store read (``glance_clone.cache.fill``).
+- HEAD, Range requests and other paths are passed on untouched.
+- A 2xx ``DELETE /v1/images/<id>`` removes the cached copy. A cached image
+  that the registry reports deleted (or no longer knows) when it is next
+  requested is removed too.
+
+The cache grows past ``image_cache_max_size`` until glance-cache-pruner runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import webob
+import webob.dec
+
+from glance_clone.api import property_protections
+from glance_clone.api.v1 import headers as meta_headers
+from glance_clone.cache import layout, options
+from glance_clone.cache.fill import CacheFillError, Fill
+from glance_clone.cache.image_cache import ImageCache
+from glance_clone.common import config, exception, policy, wsgi
+from glance_clone.common.context import admin_context
+from glance_clone.domain import image_status
+from glance_clone.domain.images import policy_target
+from glance_clone.registry.client.v1 import client as registry_client
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_PATH = re.compile(r"^/v1/images/([^/]+)$")
+GONE_STATUSES = frozenset((image_status.DELETED, image_status.PENDING_DELETE))
+# A miss whose claim keeps being released (every claimant refused) or whose
+# cached file keeps failing validation ends up served uncached.
+MAX_ATTEMPTS = 5
+
+
+def open_cache(conf: Any, purpose: str) -> tuple[ImageCache | None, str]:
+    """The cache, or None and the reason it is disabled (logged).
+
+    Raises ConfigError for settings that must stop glance-api (xattr
+    driver on a filesystem without user xattrs).
+    """
+    try:
+        return ImageCache(conf), ""
+    except layout.CacheDirUnusable as err:
+        LOG.error("Image cache disabled, %s: %s", purpose, err)
+        return None, str(err)
+
+
+class CacheFilter:
+    def __init__(self, application: Callable[..., Any], conf: Any, cache: ImageCache | None,
+                 registry: Any, enforcer: policy.Enforcer,
+                 property_rules: property_protections.PropertyRules) -> None:
+        self.application = application
+        self.conf = conf
+        self.cache = cache
+        self.registry = registry
+        self.policy = enforcer
+        self.property_rules = property_rules
+
+    @classmethod
+    def factory(cls, global_conf: dict[str, Any], **local_conf: str) -> Callable[..., Any]:
+        conf = config.conf_for_factory()
+        options.register_opts(conf)
+        registry_client.register_opts(conf)
+        cache, _reason = open_cache(conf, "serving images uncached")
+        registry = registry_client.RegistryClient(conf)
+        enforcer = policy.Enforcer(conf)
+        rules = property_protections.PropertyRules(conf, enforcer)
+
+        def filter_(app: Callable[..., Any]) -> CacheFilter:
+            return cls(app, conf, cache, registry, enforcer, rules)
+        return filter_
+
+    @webob.dec.wsgify(RequestClass=wsgi.Request)  # type: ignore[untyped-decorator]
+    def __call__(self, req: wsgi.Request) -> Any:
+        image_id = self._image_id(req)
+        if image_id is None:
+            return self.application
+        if req.method == "GET" and "Range" not in req.headers:
+            return self._get(req, image_id)
+        if req.method == "DELETE":
+            response = req.get_response(self.application)
+            if 200 <= response.status_int < 300:
+                assert self.cache is not None
+                self.cache.purge(image_id)
+            return response
+        return self.application
+
+    def _image_id(self, req: wsgi.Request) -> str | None:
+        if self.cache is None or req.context is None:
+            return None
+        match = IMAGE_PATH.match(req.path_info)
+        if match is None or match.group(1) == "detail":
+            return None
+        image_id = match.group(1)
+        return image_id if layout.valid_image_id(image_id) else None
+
+    # -- GET ----------------------------------------------------------------------
+    def _get(self, req: wsgi.Request, image_id: str) -> Any:
+        cache = self.cache
+        assert cache is not None
+        # The API rewrites PATH_INFO on the way down; fallbacks need the original.
+        environ = dict(req.environ)
+        image = None
+        for _attempt in range(MAX_ATTEMPTS):
+            cached = cache.open_cached(image_id)
+            if cached is not None:
+                image = image or self._allowed_image(req, image_id)
+                if image is None:
+                    cached.close()
+                    return self.application
+                reason = cached.mismatch(image)
+                if reason:
+                    cached.invalidate(reason)
+                    continue
+                return self._image_response(req, image, cached.reader(), cached.size)
+            fill, ours = cache.claim(image_id)
+            if ours:
+                return self._lead(req, fill, environ)
+            image = image or self._allowed_image(req, image_id)
+            if image is None:
+                return self.application
+            reader = fill.join(self._fallback(environ, image_id))
+            if reader is not None:
+                return self._image_response(req, image, reader, reader.size)
+        return self.application
+
+    def _lead(self, req: wsgi.Request, fill: Fill, environ: dict[str, Any]) -> webob.Response:
+        """Ask the API; tee a 200 with data into the cache."""
+        try:
+            response = req.get_response(self.application)
+        except BaseException:
+            fill.release()
+            raise
+        size = _cacheable_size(response)
+        if not size:
+            fill.release()
+            return response
+        reader = fill.start(response.app_iter, size,
+                            response.headers.get("x-image-meta-checksum"),
+                            self._fallback(environ, fill.image_id))
+        if reader is not None:
+            response.app_iter = reader
+            response.content_length = size  # webob drops it with the old app_iter
+        return response
+
+    def _fallback(self, environ: dict[str, Any], image_id: str) -> Callable[[], Iterator[bytes]]:
+        """Re-reads the image through the API (after a cache write error)."""
+        def reopen() -> Iterator[bytes]:
+            response = webob.Request(dict(environ)).get_response(self.application)
+            if response.status_int != 200:
+                close = getattr(response.app_iter, "close", None)
+                if close is not None:
+                    close()
+                raise CacheFillError("Image %s could not be read again: %s"
+                                     % (image_id, response.status))
+            return response.app_iter  # type: ignore[no-any-return]
+        return reopen
+
+    def _allowed_image(self, req: wsgi.Request, image_id: str) -> dict[str, Any] | None:
+        """The image if the caller may download it, else None.
+
+        The same rules as ImageService.open_download, in the same order;
+        on None the request goes to the API, which produces the answer.
+        """
+        context = req.context
+        try:
+            self.policy.enforce(context, "get_image", {})
+            image: dict[str, Any] = self.registry.get_image(context, image_id)
+        except exception.NotFound:
+            self._purge_if_gone(context, image_id)
+            return None
+        except exception.GlanceError as err:
+            LOG.debug("Cache check of image %s: %s", image_id, err)
+            return None
+        status = image.get("status")
+        if status in GONE_STATUSES:
+            assert self.cache is not None
+            self.cache.purge(image_id)
+            return None
+        if status == image_status.DEACTIVATED:
+            return None
+        try:
+            self.policy.enforce(context, "download_image", policy_target(image))
+        except exception.GlanceError:
+            return None
+        if status != image_status.ACTIVE or not image.get("size"):
+            return None
+        image["properties"] = self.property_rules.filter_readable(
+            context, image.get("properties") or {})
+        return image
+
+    def _purge_if_gone(self, context: Any, image_id: str) -> None:
+        """Remove the cached copy if the image no longer exists for anyone."""
+        try:
+            image = self.registry.get_image(
+                admin_context(request_id=context.request_id), image_id)
+        except exception.NotFound:
+            gone = True
+        except exception.GlanceError:
+            return
+        else:
+            gone = image.get("status") in GONE_STATUSES
+        if gone:
+            assert self.cache is not None
+            self.cache.purge(image_id)
+
+    @staticmethod
+    def _image_response(req: wsgi.Request, image: dict[str, Any], app_iter: Any,
+                        size: int) -> webob.Response:
+        """The same headers as the API's download answer."""
+        response = webob.Response(request=req, content_type="application/octet-stream")
+        response.headers.extend(meta_headers.image_meta_headers(dict(image, size=size)))
+        response.app_iter = app_iter
+        response.content_length = size
+        return response
+
+
+def _cacheable_size(response: webob.Response) -> int:
+    """The size of a download answer worth caching, else 0."""
+    if response.status_int != 200 or response.app_iter is None:
+        return 0
+    if response.headers.get("x-image-meta-status", image_status.ACTIVE) != image_status.ACTIVE:
+        return 0
+    return response.content_length or 0

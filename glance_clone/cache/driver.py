@@ -1,0 +1,99 @@
+"""The record each cached image keeps, behind one small driver interface.
+
+A driver stores, per complete image: size, MD5 checksum, the file's mtime
+when it was admitted, last access time and hit count. The file on disk is
+the truth for *whether* an image is cached; the record is what a hit is
+validated against (a file whose size or mtime no longer match its record
+was altered and is not served).
+
+``load_driver`` picks ``image_cache_driver``: ``sqlite`` (default) or
+``xattr``; an unknown name logs a warning and falls back to sqlite.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+from typing import Any
+
+from glance_clone.cache.layout import CacheLayout
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    image_id: str
+    size: int
+    checksum: str | None
+    last_accessed: float
+    last_modified: float
+    hits: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape of GET /v1/cached_images entries."""
+        return {"image_id": self.image_id, "hits": self.hits,
+                "last_accessed": self.last_accessed,
+                "last_modified": self.last_modified, "size": self.size}
+
+
+class CacheDriver(abc.ABC):
+    """Per-image records; every method is safe to call from many processes."""
+
+    name = ""
+
+    def __init__(self, layout: CacheLayout) -> None:
+        self.layout = layout
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Verify the driver can work here; raises ConfigError saying why."""
+
+    @abc.abstractmethod
+    def record_cached(self, image_id: str, fd: int, size: int, checksum: str,
+                      mtime: float, now: float) -> None:
+        """Record a verified file (still at its incomplete path, open as ``fd``)."""
+
+    @abc.abstractmethod
+    def get_entry(self, image_id: str, fd: int | None = None) -> CacheEntry | None:
+        """The record of a complete image (``fd``: the file, when open)."""
+
+    @abc.abstractmethod
+    def record_hit(self, image_id: str, fd: int, now: float) -> None:
+        """Count one complete read of the file open as ``fd``."""
+
+    @abc.abstractmethod
+    def forget(self, image_id: str, last_modified: float | None = None) -> None:
+        """Drop the record (only the one with ``last_modified`` when given)."""
+
+    def mark_invalid(self, fd: int, reason: str) -> None:  # noqa: B027 - optional hook
+        """Note why a file was rejected (xattr only)."""
+
+    def entries(self) -> dict[str, CacheEntry]:
+        """Records of the complete files, by image id."""
+        found = {}
+        for image_id, _st in self.layout.complete_files():
+            entry = self.get_entry(image_id)
+            if entry is not None:
+                found[image_id] = entry
+        return found
+
+    def known_ids(self) -> list[str]:
+        """Ids that have records, whether or not their file still exists."""
+        return []
+
+
+def load_driver(name: str, layout: CacheLayout) -> CacheDriver:
+    """The checked driver called ``name``; raises ConfigError from ``check``."""
+    from glance_clone.cache.sqlite_driver import SqliteDriver
+    from glance_clone.cache.xattr_driver import XattrDriver
+
+    drivers: dict[str, type[CacheDriver]] = {"sqlite": SqliteDriver, "xattr": XattrDriver}
+    cls = drivers.get((name or "").strip().lower())
+    if cls is None:
+        LOG.warning("Unknown image_cache_driver %r; using sqlite", name)
+        cls = SqliteDriver
+    driver = cls(layout)
+    driver.check()
+    return driver

@@ -1,0 +1,328 @@
+"""``ImageCache``: the cache directory as the middleware and tools use it.
+
+A hit is only served from a file that matches its record: same size and
+mtime as when it was admitted (checked before the first byte), and the
+recorded MD5 (checked while streaming; the last chunk is held back until
+it matches, so an altered file never produces a complete download). A file
+failing either check is moved to ``invalid/`` and the request is treated
+as a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Generator
+from typing import Any
+
+from oslo_config import cfg
+
+from glance_clone.cache import fill as fill_mod
+from glance_clone.cache import layout as layout_mod
+from glance_clone.cache import options
+from glance_clone.cache.driver import CacheEntry, load_driver
+from glance_clone.cache.layout import CacheDirUnusable, CacheLayout
+
+LOG = logging.getLogger(__name__)
+
+CHUNK_SIZE = fill_mod.CHUNK_SIZE
+_RECORD_ERRORS = (OSError, sqlite3.Error)
+
+
+class ImageCache:
+    """One cache directory; raises CacheDirUnusable or ConfigError when built."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        options.register_opts(conf)
+        if not conf.image_cache_dir:
+            raise CacheDirUnusable("image_cache_dir is not set")
+        self.conf = conf
+        self.layout = CacheLayout(conf.image_cache_dir, conf.image_cache_sqlite_db)
+        self.layout.prepare()
+        self.driver = load_driver(conf.image_cache_driver, self.layout)
+        self.fills = fill_mod.registry_for(self.layout.base)
+
+    # -- hits -------------------------------------------------------------------------
+    def open_cached(self, image_id: str) -> CachedFile | None:
+        """The complete file of ``image_id`` if present and intact, open."""
+        if not layout_mod.valid_image_id(image_id):
+            return None
+        path = self.layout.complete(image_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            LOG.warning("Cannot open cached image %s: %s", image_id, err)
+            return None
+        try:
+            st = os.fstat(fd)
+            entry = self.driver.get_entry(image_id, fd)
+            reason = _mismatch(entry, st)
+            if reason:
+                self.invalidate(image_id, fd, reason)
+                os.close(fd)
+                return None
+        except _RECORD_ERRORS as err:
+            LOG.warning("Cannot read the cache record of image %s: %s", image_id, err)
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        assert entry is not None
+        return CachedFile(self, image_id, fd, entry)
+
+    def invalidate(self, image_id: str, fd: int, reason: str) -> None:
+        """Move the complete file open as ``fd`` to invalid/ and forget it."""
+        LOG.warning("Cached image %s is not usable (%s); moving it to invalid/",
+                    image_id, reason)
+        self.driver.mark_invalid(fd, reason)
+        path = self.layout.complete(image_id)
+        if not layout_mod.same_file(fd, path):
+            return
+        try:
+            os.rename(path, self.layout.invalid(image_id))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        with contextlib.suppress(*_RECORD_ERRORS):
+            self.driver.forget(image_id)
+
+    def record_hit(self, image_id: str, fd: int) -> None:
+        try:
+            self.driver.record_hit(image_id, fd, time.time())
+        except _RECORD_ERRORS as err:
+            LOG.warning("Cannot count a hit of cached image %s: %s", image_id, err)
+
+    # -- fills --------------------------------------------------------------------------
+    def claim(self, image_id: str) -> tuple[fill_mod.Fill, bool]:
+        """The running fill of ``image_id`` or a new claim (True: ours)."""
+        return self.fills.claim(self, image_id)
+
+    def admit(self, image_id: str, fd: int, size: int, checksum: str) -> bool:
+        """Record a verified incomplete file and move it into place."""
+        incomplete = self.layout.incomplete(image_id)
+        if not layout_mod.same_file(fd, incomplete):
+            LOG.warning("Incomplete file of image %s was removed while being "
+                        "written; not caching it", image_id)
+            return False
+        st = os.fstat(fd)
+        try:
+            self.driver.record_cached(image_id, fd, size, checksum, st.st_mtime, time.time())
+            os.rename(incomplete, self.layout.complete(image_id))
+        except _RECORD_ERRORS as err:
+            LOG.warning("Cannot admit image %s into the cache: %s", image_id, err)
+            self.drop_incomplete(image_id, fd)
+            return False
+        with contextlib.suppress(OSError):
+            os.unlink(self.layout.queued(image_id))
+        return True
+
+    def reject_incomplete(self, image_id: str, fd: int, reason: str) -> None:
+        """Keep a bad incomplete file in invalid/ for the cleaner."""
+        self.driver.mark_invalid(fd, reason)
+        incomplete = self.layout.incomplete(image_id)
+        if layout_mod.same_file(fd, incomplete):
+            try:
+                os.rename(incomplete, self.layout.invalid(image_id))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(incomplete)
+
+    def drop_incomplete(self, image_id: str, fd: int) -> None:
+        incomplete = self.layout.incomplete(image_id)
+        if layout_mod.same_file(fd, incomplete):
+            with contextlib.suppress(OSError):
+                os.unlink(incomplete)
+
+    # -- queries ----------------------------------------------------------------------
+    def is_cached(self, image_id: str) -> bool:
+        return (layout_mod.valid_image_id(image_id)
+                and os.path.isfile(self.layout.complete(image_id)))
+
+    def list_cached(self) -> list[CacheEntry]:
+        """Every complete image with its record, ordered by id."""
+        files = self.layout.complete_files()
+        try:
+            records = self.driver.entries()
+        except _RECORD_ERRORS as err:
+            LOG.warning("Cannot read the cache records: %s", err)
+            records = {}
+        found = []
+        for image_id, st in files:
+            entry = records.get(image_id)
+            if entry is None:
+                entry = CacheEntry(image_id=image_id, size=st.st_size, checksum=None,
+                                   last_accessed=0.0, last_modified=st.st_mtime, hits=0)
+            found.append(entry)
+        return sorted(found, key=lambda e: e.image_id)
+
+    def cache_size(self) -> int:
+        return self.layout.cache_size()
+
+    # -- removal ------------------------------------------------------------------------
+    def delete_cached(self, image_id: str, expected: os.stat_result | None = None) -> bool:
+        """Remove a complete image; with ``expected``, only that very file."""
+        path = self.layout.complete(image_id)
+        try:
+            if expected is not None:
+                st = os.stat(path, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+                    return False
+            os.unlink(path)
+            removed = True
+        except FileNotFoundError:
+            removed = False
+        with contextlib.suppress(*_RECORD_ERRORS):
+            self.driver.forget(image_id)
+        return removed
+
+    def delete_all_cached(self) -> int:
+        return sum(1 for image_id, _st in self.layout.complete_files()
+                   if self.delete_cached(image_id))
+
+    def purge(self, image_id: str) -> None:
+        """Forget everything about a deleted image."""
+        if not layout_mod.valid_image_id(image_id):
+            return
+        fill = self.fills.get(image_id)
+        if fill is not None:
+            fill.doom()
+        if self.delete_cached(image_id):
+            LOG.info("Removed deleted image %s from the cache", image_id)
+        self.delete_queued(image_id)
+
+    def forget_orphan_records(self) -> int:
+        """Drop records whose file is gone; returns how many."""
+        present = {image_id for image_id, _st in self.layout.complete_files()}
+        orphans = [i for i in self.driver.known_ids() if i not in present]
+        for image_id in orphans:
+            self.driver.forget(image_id)
+        return len(orphans)
+
+    # -- queue --------------------------------------------------------------------------
+    def queue(self, image_id: str) -> bool:
+        """Ask the prefetcher for ``image_id``; False if cached or queued already."""
+        layout_mod.check_image_id(image_id)
+        if self.is_cached(image_id):
+            return False
+        try:
+            fd = os.open(self.layout.queued(image_id),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+    def list_queued(self) -> list[str]:
+        return self.layout.queued_ids()
+
+    def delete_queued(self, image_id: str) -> bool:
+        if not layout_mod.valid_image_id(image_id):
+            return False
+        try:
+            os.unlink(self.layout.queued(image_id))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete_all_queued(self) -> int:
+        return sum(1 for image_id in self.layout.queued_ids() if self.delete_queued(image_id))
+
+
+def _mismatch(entry: CacheEntry | None, st: os.stat_result) -> str:
+    if entry is None:
+        return "no cache record"
+    if entry.size != st.st_size:
+        return "%d bytes on disk, %d recorded" % (st.st_size, entry.size)
+    if entry.last_modified != st.st_mtime:
+        return "modified on disk after it was cached"
+    return ""
+
+
+class CachedFile:
+    """An intact complete file, open; serve it with ``reader()`` or ``close()``."""
+
+    def __init__(self, cache: ImageCache, image_id: str, fd: int, entry: CacheEntry) -> None:
+        self.cache = cache
+        self.image_id = image_id
+        self.fd = fd
+        self.entry = entry
+
+    @property
+    def size(self) -> int:
+        return self.entry.size
+
+    def mismatch(self, image: dict[str, Any]) -> str:
+        """Why the file does not belong to ``image`` (registry metadata), or ''."""
+        size = image.get("size") or 0
+        if size and size != self.entry.size:
+            return "the image has %d bytes, the cached file %d" % (size, self.entry.size)
+        checksum = image.get("checksum")
+        if checksum and self.entry.checksum and checksum != self.entry.checksum:
+            return "the image checksum is %s, the cached file's %s" % (
+                checksum, self.entry.checksum)
+        return ""
+
+    def invalidate(self, reason: str) -> None:
+        self.cache.invalidate(self.image_id, self.fd, reason)
+        self.close()
+
+    def reader(self) -> HitReader:
+        return HitReader(self)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+class HitReader:
+    """A cached file as a WSGI app_iter, verified while it streams."""
+
+    def __init__(self, cached: CachedFile) -> None:
+        self.cached = cached
+        self._gen = self._generate()
+
+    def __iter__(self) -> HitReader:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._gen)
+
+    def _generate(self) -> Generator[bytes, None, None]:
+        cached = self.cached
+        md5 = hashlib.md5(usedforsecurity=False)
+        offset = 0
+        held = b""
+        while True:
+            data = os.pread(cached.fd, CHUNK_SIZE, offset)
+            if not data:
+                break
+            offset += len(data)
+            md5.update(data)
+            if held:
+                yield held
+            held = data
+        reason = ""
+        if offset != cached.entry.size:
+            reason = "read %d bytes, %d recorded" % (offset, cached.entry.size)
+        elif cached.entry.checksum and md5.hexdigest() != cached.entry.checksum:
+            reason = "checksum %s, %s recorded" % (md5.hexdigest(), cached.entry.checksum)
+        if reason:
+            cached.cache.invalidate(cached.image_id, cached.fd, reason)
+            raise fill_mod.CacheFillError(
+                "Image %s: the cached copy was altered (%s)" % (cached.image_id, reason))
+        cached.cache.record_hit(cached.image_id, cached.fd)
+        if held:
+            yield held
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._gen.close()
+        self.cached.close()

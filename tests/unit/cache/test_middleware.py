@@ -1,0 +1,289 @@
+"""The cache filter in the in-process api + registry stack."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+
+import pytest
+import webob
+
+from glance_clone.api.middleware.cache import CacheFilter, open_cache
+from glance_clone.cache import fill as fill_mod
+from glance_clone.cache.fill import CacheFillError
+from glance_clone.common.context import admin_context
+from tests.unit.cache.conftest import CacheStack, body_of, build_cache_stack, run_threads, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+DATA = os.urandom(300 * 1024 + 7)
+
+
+def test_miss_then_hit(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    first = cstack.get(image_id)
+    assert first.status_int == 200
+    assert body_of(first) == DATA
+    assert cstack.reads.count == 1
+    assert cstack.cached_files() == [image_id]
+    second = cstack.get(image_id)
+    assert second.status_int == 200
+    assert body_of(second) == DATA
+    assert cstack.reads.count == 1
+    for name in ("Content-Type", "Content-Length", "ETag", "x-image-meta-checksum",
+                 "x-image-meta-size", "x-image-meta-name", "x-image-meta-status"):
+        assert second.headers[name] == first.headers[name], name
+    assert second.headers["x-openstack-request-id"].startswith("req-")
+    [entry] = cstack.cache.list_cached()
+    assert (entry.image_id, entry.hits, entry.size) == (image_id, 1, len(DATA))
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "xattr"])
+def test_both_drivers_serve_hits(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                 driver: str) -> None:
+    cstack = build_cache_stack(tmp_path, monkeypatch, driver=driver)
+    image_id = cstack.upload(DATA)
+    assert body_of(cstack.get(image_id)) == DATA
+    assert body_of(cstack.get(image_id)) == DATA
+    assert cstack.reads.count == 1
+    assert cstack.cache.list_cached()[0].hits == 1
+
+
+def test_head_and_range_are_not_cached(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    assert cstack.request("/v1/images/" + image_id, "HEAD", tenant="t1").status_int == 200
+    ranged = cstack.get(image_id, headers={"Range": "bytes=0-9"})
+    body_of(ranged)
+    assert cstack.cached_files() == []
+    body_of(cstack.get(image_id))
+    assert cstack.cached_files() == [image_id]
+    reads = cstack.reads.count
+    body_of(cstack.get(image_id, headers={"Range": "bytes=0-9"}))
+    assert cstack.reads.count == reads + 1          # served by the API, not the cache
+    assert cstack.cache.list_cached()[0].hits == 0
+
+
+def test_visibility_is_enforced_on_hits(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA, tenant="t1")
+    body_of(cstack.get(image_id, tenant="t1"))
+    assert cstack.cached_files() == [image_id]
+    response = cstack.get(image_id, tenant="t2")
+    assert response.status_int == 404
+    assert b"not found" in response.body
+    assert cstack.cached_files() == [image_id]     # still someone's image
+
+
+def test_download_policy_is_enforced_on_hits(tmp_path: pathlib.Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps({"download_image": "role:member or role:admin"}))
+    cstack = build_cache_stack(tmp_path, monkeypatch,
+                               overrides={"oslo_policy.policy_file": str(policy_file)})
+    image_id = cstack.upload(DATA, tenant="t1")
+    body_of(cstack.get(image_id))
+    miss_answer = cstack.get(image_id, roles="reader")
+    assert miss_answer.status_int == 403
+    cstack.cache.delete_all_cached()
+    body_of(cstack.get(image_id))
+    assert cstack.cached_files() == [image_id]
+    hit_answer = cstack.get(image_id, roles="reader")
+    assert hit_answer.status_int == 403
+    assert hit_answer.body == miss_answer.body
+
+
+def test_deactivated_image_is_refused_on_hits(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    cstack.registry.update_image(admin_context(), image_id, {"status": "deactivated"})
+    response = cstack.get(image_id)
+    assert response.status_int == 403
+    assert b"deactivated" in response.body
+
+
+def test_read_protected_properties_stay_hidden_on_hits(tmp_path: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = tmp_path / "protections.conf"
+    rules.write_text("[^secret_]\ncreate = member\nread = admin\nupdate = admin\n"
+                     "delete = admin\n[.*]\ncreate = @\nread = @\nupdate = @\ndelete = @\n")
+    cstack = build_cache_stack(tmp_path, monkeypatch,
+                               overrides={"property_protection_file": str(rules)})
+    image_id = cstack.upload(DATA, properties={"secret_key": "s3", "os": "linux"})
+    miss = cstack.get(image_id)
+    body_of(miss)
+    hit = cstack.get(image_id)
+    assert body_of(hit) == DATA
+    assert cstack.reads.count == 1
+    assert hit.headers["x-image-meta-property-os"] == "linux"
+    assert "x-image-meta-property-secret_key" not in hit.headers
+    assert "x-image-meta-property-secret_key" not in miss.headers
+
+
+def test_delete_removes_the_cached_copy(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    cstack.cache.queue("someother")
+    assert cstack.request("/v1/images/" + image_id, "DELETE", tenant="t1").status_int == 200
+    assert cstack.cached_files() == []
+    assert cstack.get(image_id).status_int == 404
+
+
+def test_failed_delete_keeps_the_cached_copy(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    assert cstack.request("/v1/images/" + image_id, "DELETE", tenant="t2").status_int == 404
+    assert cstack.cached_files() == [image_id]
+
+
+def test_image_deleted_elsewhere_is_not_served_and_removed(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    # Another api node deleted it: only the registry knows.
+    cstack.registry.update_image(admin_context(), image_id, {"status": "deleted"})
+    cstack.registry.delete_image(admin_context(), image_id)
+    response = cstack.get(image_id)
+    assert response.status_int == 404
+    assert cstack.cached_files() == []
+    admin_answer = cstack.get(image_id, tenant="t1", roles="admin")
+    assert admin_answer.status_int == 404
+
+
+def test_altered_size_is_detected_before_serving(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    (cstack.cache_dir / image_id).write_bytes(b"evil" + DATA)
+    response = cstack.get(image_id)
+    assert body_of(response) == DATA
+    assert cstack.reads.count == 2
+    assert cstack.files_in("invalid") == [image_id]
+    assert cstack.cached_files() == [image_id]      # cached again, correctly
+
+
+def test_altered_content_with_same_size_and_mtime_is_not_served(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    path = cstack.cache_dir / image_id
+    st = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"X" * 10)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    response = cstack.get(image_id)
+    assert response.status_int == 200
+    received = bytearray()
+    with pytest.raises(CacheFillError, match="altered"):
+        for chunk in response.app_iter:
+            received += chunk
+    response.app_iter.close()
+    assert len(received) < len(DATA)
+    assert cstack.files_in("invalid") == [image_id]
+    assert body_of(cstack.get(image_id)) == DATA
+
+
+def test_store_data_not_matching_the_checksum_is_not_cached(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    store_file = cstack.store_path(image_id)
+    store_file.write_bytes(b"Z" * len(DATA))
+    response = cstack.get(image_id)
+    assert response.status_int == 200
+    with pytest.raises(CacheFillError, match="checksum"):
+        body_of(response)
+    assert cstack.cached_files() == []
+    assert cstack.files_in("invalid") == [image_id]
+
+
+def test_disk_error_while_caching_leaves_the_download_intact(
+        cstack: CacheStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(fd: int, data: bytes, offset: int) -> None:
+        if offset > 100000:
+            raise OSError(28, "No space left on device")
+        os.pwrite(fd, data, offset)
+
+    monkeypatch.setattr(fill_mod, "_pwrite_all", disk_full)
+    image_id = cstack.upload(DATA)
+    assert body_of(cstack.get(image_id)) == DATA
+    assert cstack.cached_files() == []
+    assert cstack.files_in("incomplete") == []
+
+
+def test_concurrent_misses_read_the_store_once(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    gate = cstack.reads.hold()
+    responses: list[webob.Response] = []
+
+    def fetch(index: int) -> bytes:
+        response = cstack.get(image_id, tenant="t1")
+        responses.append(response)
+        return body_of(response)
+
+    def readers() -> int:
+        fill = cstack.cache.fills.get(image_id)
+        return fill.readers if fill is not None else 0
+
+    results: list[bytes] = []
+    import threading
+
+    def run() -> None:
+        out, errors = run_threads(12, fetch)
+        assert not errors, errors
+        results.extend(out)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: readers() == 12, message="12 readers on one fill")
+    gate.set()
+    thread.join(60)
+    assert results == [DATA] * 12
+    assert cstack.reads.count == 1
+    assert all(r.status_int == 200 for r in responses)
+    assert cstack.cached_files() == [image_id]
+
+
+def test_waiters_retry_when_the_first_request_is_refused(tmp_path: pathlib.Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cstack = build_cache_stack(tmp_path, monkeypatch)
+    image_id = cstack.upload(DATA, tenant="t1")
+    assert cstack.get(image_id, tenant="t2").status_int == 404
+    assert cstack.cache.fills.get(image_id) is None
+    assert body_of(cstack.get(image_id, tenant="t1")) == DATA
+    assert cstack.cached_files() == [image_id]
+
+
+def test_missing_cache_directory_serves_uncached(tmp_path: pathlib.Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from tests.unit.cache.conftest import cache_conf
+    conf = cache_conf(tmp_path / "nope")
+    with caplog.at_level(logging.ERROR):
+        cache, reason = open_cache(conf, "serving images uncached")
+    assert cache is None and "does not exist" in reason
+    assert "Image cache disabled, serving images uncached" in caplog.text
+
+    def app(environ: dict, start_response) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"from the api"]
+
+    wrapped = CacheFilter(app, conf, None, None, None, None)  # type: ignore[arg-type]
+    response = webob.Request.blank("/v1/images/abc").get_response(wrapped)
+    assert response.body == b"from the api"
+
+
+def test_zero_size_image_is_passed_through(cstack: CacheStack) -> None:
+    response = cstack.request("/v1/images", "POST", tenant="t1", headers={
+        "x-image-meta-name": "empty", "x-image-meta-size": "0",
+        "x-image-meta-disk-format": "raw", "x-image-meta-container-format": "bare"})
+    assert response.status_int == 201
+    image_id = json.loads(response.body)["image"]["id"]
+    got = cstack.get(image_id)
+    assert got.status_int == 200 and body_of(got) == b""
+    assert cstack.cached_files() == []
+
+
+def test_checksum_of_cached_file_recorded(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    hit = cstack.cache.open_cached(image_id)
+    assert hit is not None
+    assert hit.entry.checksum == hashlib.md5(DATA).hexdigest()
+    hit.close()
