@@ -25,7 +25,8 @@ class PathPrefixMap:
                 return app(environ, start_response)
             if path == prefix or path.startswith(prefix + "/"):
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-                environ["PATH_INFO"] = path[len(prefix):]
+                # "/v1" is the app's root, as "/v1/" is.
+                environ["PATH_INFO"] = path[len(prefix):] or "/"
                 return app(environ, start_response)
         return webob.exc.HTTPNotFound()(environ, start_response)
 

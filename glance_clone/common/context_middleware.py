@@ -32,15 +32,18 @@ REQUEST_ID_HEADER = "X-Openstack-Request-ID"
 def request_id_from(req: wsgi.Request, max_length: int) -> str:
     """The caller's request id, ``req-`` prefixed, or a new one.
 
-    Glance 11.0.2 mishandled an over-long id (a 500 later on); we refuse it.
+    Raises Invalid when the prefixed id is longer than ``max_length``:
+    Glance 11.0.2 mishandled an over-long id (a 500 later on), and the id
+    is passed on to glance-registry, which applies the same limit.
     """
     supplied = req.headers.get(REQUEST_ID_HEADER)
     if not supplied:
         return new_request_id()
-    if len(supplied) > max_length:
-        raise exception.Invalid("%s is longer than %d characters."
+    request_id = supplied if supplied.startswith("req-") else "req-" + supplied
+    if len(request_id) > max_length:
+        raise exception.Invalid("%s is longer than %d characters (with its req- prefix)."
                                 % (REQUEST_ID_HEADER, max_length))
-    return supplied if supplied.startswith("req-") else "req-" + supplied
+    return request_id
 
 
 class _ContextFilter(wsgi.Middleware, abc.ABC):

@@ -70,11 +70,13 @@ class Middleware:
         return self.process_response(response)
 
 
-def reject_method(allow: str) -> Callable:
-    """A WSGI app answering 405 with ``Allow``."""
+def reject_method(allow: str, explanation: str | None = None) -> Callable:
+    """A WSGI app answering 405 with ``Allow`` (none when empty)."""
     def app(environ: dict, start_response: Callable) -> Any:
-        return webob.exc.HTTPMethodNotAllowed(
-            headers=[("Allow", allow)] if allow else [])(environ, start_response)
+        kwargs: dict[str, Any] = {"headers": [("Allow", allow)] if allow else []}
+        if explanation:
+            kwargs["explanation"] = explanation
+        return webob.exc.HTTPMethodNotAllowed(**kwargs)(environ, start_response)
     return app
 
 
@@ -83,7 +85,11 @@ class Router:
 
     def __init__(self, mapper: routes.Mapper) -> None:
         self.map = mapper
-        self._router = routes.middleware.RoutesMiddleware(self._dispatch, self.map)
+        # No method override: routes would otherwise take "?_method=DELETE"
+        # on a GET as a DELETE, and read a whole form-encoded POST body into
+        # memory looking for "_method" before any check ran.
+        self._router = routes.middleware.RoutesMiddleware(
+            self._dispatch, self.map, use_method_override=False)
 
     @webob.dec.wsgify(RequestClass=Request)
     def __call__(self, req: Request) -> Any:

@@ -2,15 +2,17 @@
 
 ``ImageService`` is called by the v1 controllers with parsed metadata and
 raises our exceptions; it talks to the registry for metadata and to the
-store set for bytes. Checks run before anything is written, so a refused
-request leaves no record behind (Glance created the record first and left
-a queued image on several errors; see the README).
+store set for bytes. Every check of a create or update runs before anything
+is written, so a refused request leaves no record behind and changes
+nothing (Glance created the record first and left a queued or killed image
+on several errors; see the README).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import eventlet
@@ -26,6 +28,22 @@ LOG = logging.getLogger(__name__)
 # server's own files or configured credentials.
 REFUSED_SCHEMES = frozenset(("file", "filesystem", "swift+config"))
 IMMUTABLE_ON_ACTIVE = ("size", "checksum")
+UPLOAD_CONTENT_TYPE = "application/octet-stream"
+# Never written from a request: set by the service or by the registry.
+NOT_WRITTEN = ("location", "store", "status", "id")
+
+
+@dataclasses.dataclass
+class ImageData:
+    """Image bytes sent with a request, not read yet.
+
+    ``size_hint`` is the Content-Length (or the declared size), 0 when
+    unknown; ``content_type`` is the request's media type.
+    """
+
+    chunks: Iterator[bytes]
+    size_hint: int
+    content_type: str | None
 
 
 def policy_target(image: dict) -> dict:
@@ -38,25 +56,29 @@ def policy_target(image: dict) -> dict:
 
 class ImageService:
     def __init__(self, conf: Any, registry: Any, stores: Any, policy: Any,
-                 property_rules: Any, source_check: Any) -> None:
+                 property_rules: Any, source_check: Any,
+                 spawn: Callable[..., Any] = eventlet.spawn_n) -> None:
         self.conf = conf
         self.registry = registry
         self.stores = stores
         self.policy = policy
         self.props = property_rules
         self.source_check = source_check
+        self.spawn = spawn
         self.uploader = Uploader(conf, registry, stores)
 
     # -- reads ---------------------------------------------------------------
-    def list(self, context: RequestContext, detail: bool, params: dict) -> list[dict]:
+    def list_images(self, context: RequestContext, detail: bool,
+                    params: dict) -> list[dict]:
         self.policy.enforce(context, "get_images", {})
         if detail:
-            images = self.registry.get_images_detailed(context, **params)
+            images: list[dict] = self.registry.get_images_detailed(context, **params)
             for image in images:
                 image["properties"] = self.props.filter_readable(
                     context, image.get("properties") or {})
             return images
-        return self.registry.get_images(context, **params)
+        brief: list[dict] = self.registry.get_images(context, **params)
+        return brief
 
     def get(self, context: RequestContext, image_id: str) -> dict:
         """Metadata of a visible image, read-protected properties removed."""
@@ -67,133 +89,188 @@ class ImageService:
 
     def _fetch(self, context: RequestContext, image_id: str) -> dict:
         try:
-            return self.registry.get_image(context, image_id)
+            image: dict = self.registry.get_image(context, image_id)
         except exception.NotFound:
             raise exception.ImageNotFound(
                 "Image with identifier %s not found" % image_id)
+        return image
 
     def open_download(self, context: RequestContext,
                       image_id: str) -> tuple[dict, Iterator[bytes] | None, int]:
-        """The image and its data as chunks (None for an empty image)."""
+        """The image and its data as chunks (None for an empty image).
+
+        Raises PolicyNotAuthorized, ImageNotFound, Forbidden (deactivated),
+        NotFound (not active, data missing) and the store's errors.
+        """
         self.policy.enforce(context, "get_image", {})
         image = self._fetch(context, image_id)
         self.check_downloadable(context, image)
-        if not image.get("size") or not image.get("location"):
-            if image.get("size"):
-                raise exception.NotFound("Image %s has no data" % image_id)
-            return image, None, 0
-        chunks, size = self.stores.get(image["location"])
-        size = size or image["size"]
-        image["size"] = size
         image["properties"] = self.props.filter_readable(context, image["properties"])
+        if not image.get("size"):
+            return image, None, 0
+        if not image.get("location"):
+            raise exception.NotFound("Image %s has no data" % image_id)
+        chunks, size = self.stores.get(image["location"])
+        image["size"] = size = size or image["size"]
         return image, chunks, size
 
     def check_downloadable(self, context: RequestContext, image: dict) -> None:
         if image["status"] == image_status.DEACTIVATED:
             raise exception.Forbidden("Image %s is deactivated" % image["id"])
+        # Enforced before the status check: a 403 wins over the 404.
         self.policy.enforce(context, "download_image", policy_target(image))
         if image["status"] != image_status.ACTIVE:
             raise exception.NotFound("Image %s is not active" % image["id"])
 
     # -- create ----------------------------------------------------------------
-    def check_new_image(self, context: RequestContext, meta: dict,
-                        has_body: bool, copy_from: str | None) -> None:
-        """Every check of a create that needs no record (api-v1.md section 9)."""
+    def create(self, context: RequestContext, meta: dict, data: ImageData | None,
+               copy_from: str | None) -> dict:
+        """api-v1.md section 9: check everything, then reserve and fill the record."""
+        _check_writable(context)
         self.policy.enforce(context, "add_image", {})
-        self._check_write_policies(context, meta, has_body, copy_from)
+        self._check_write_policies(context, meta, data, copy_from)
         self.props.check_create(context, meta["properties"])
         quota.check_property_count(self.conf, len(meta["properties"]))
-        if meta.get("location"):
+        if "location" in meta:
             self.policy.enforce(context, "set_image_location", {})
-        self._check_sources(meta, has_body, copy_from)
+        self._check_sources(meta, data, copy_from)
+        declared = meta.get("size")
+        size = self._external_size(declared, meta, copy_from)
+        if size is not None:
+            meta["size"] = size
+        image = self._reserve(context, meta, data is not None or copy_from is not None)
+        return self._fill(context, image, meta, data, copy_from,
+                          declared if declared is not None else size)
 
     def _check_write_policies(self, context: RequestContext, meta: dict,
-                              has_body: bool, copy_from: str | None) -> None:
+                              data: ImageData | None, copy_from: str | None) -> None:
         if meta.get("is_public"):
             self.policy.enforce(context, "publicize_image", {})
         if copy_from is not None:
             self.policy.enforce(context, "copy_from", {})
-        if has_body or copy_from is not None:
+        if data is not None or copy_from is not None:
             self.policy.enforce(context, "upload_image", {})
 
-    def _check_sources(self, meta: dict, has_body: bool, copy_from: str | None) -> None:
-        sources = [s for s in (has_body, meta.get("location") is not None,
-                               copy_from is not None) if s]
-        if len(sources) > 1:
+    def _check_sources(self, meta: dict, data: ImageData | None,
+                       copy_from: str | None) -> None:
+        """At most one source, a safe external URL, a known store, formats
+        set before data arrives, the upload media type; raises Invalid."""
+        has_location = "location" in meta
+        if sum((data is not None, has_location, copy_from is not None)) > 1:
             raise exception.Invalid("It's invalid to provide multiple image sources.")
-        external = meta.get("location") if "location" in meta else copy_from
-        if "location" in meta or copy_from is not None:
-            self.check_external_source(external)
+        if has_location or copy_from is not None:
+            self.check_external_source(meta.get("location") if has_location else copy_from)
         store = meta.get("store")
         if store is not None and store not in self.stores.known_schemes():
             raise exception.Invalid("Required store %s is invalid" % store)
-        if sources and not (copy_from is not None):
-            self._require_formats(meta)
+        if data is not None or has_location:
+            if not meta.get("disk_format"):
+                raise exception.Invalid("Disk format is not specified.")
+            if not meta.get("container_format"):
+                raise exception.Invalid("Container format is not specified.")
+        if data is not None and data.content_type != UPLOAD_CONTENT_TYPE:
+            raise exception.Invalid("Content-Type must be %s" % UPLOAD_CONTENT_TYPE)
 
     def check_external_source(self, url: str | None) -> None:
+        """Raises Invalid for an empty URL, ExternalSourceRefused for one we
+        must not read (local files, configured credentials, internal hosts)."""
         if not url:
             raise exception.Invalid("External source should not be empty")
-        scheme = url.split(":", 1)[0].lower()
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme in REFUSED_SCHEMES or scheme not in self.stores.known_schemes():
             raise exception.ExternalSourceRefused(url=url)
         self.source_check(url)
 
-    @staticmethod
-    def _require_formats(meta: dict) -> None:
-        if not meta.get("disk_format"):
-            raise exception.Invalid("Disk format is not specified.")
-        if not meta.get("container_format"):
-            raise exception.Invalid("Container format is not specified.")
+    def _external_size(self, declared: int | None, meta: dict,
+                       copy_from: str | None) -> int | None:
+        """The size of an external source (None without one, or unknown).
 
-    def reserve(self, context: RequestContext, meta: dict) -> dict:
-        """Create the record: active for a declared size of 0, else queued."""
-        values = {k: v for k, v in meta.items()
-                  if k not in ("location", "store", "status")}
+        A declared size wins, except that a location whose store reports
+        another non-zero size is a Conflict (409). Raises the store's
+        NotFound for a missing remote object.
+        """
+        if "location" in meta:
+            remote = self.stores.get_size(meta["location"])
+            if declared and remote and declared != remote:
+                raise exception.Conflict(
+                    "Provided image size must match the stored image size. "
+                    "(provided size: %d, stored size: %d)" % (declared, remote))
+            return declared or remote
+        if copy_from is not None:
+            # 0 from the store means "unknown": the copy finds out.
+            return declared if declared is not None else (
+                self.stores.get_size(copy_from) or None)
+        return None
+
+    def _reserve(self, context: RequestContext, meta: dict, has_data: bool) -> dict:
+        """Create the record: active for a declared size of 0 and no data, else queued."""
+        values = {k: v for k, v in meta.items() if k not in NOT_WRITTEN}
         if not context.is_admin:
             values.pop("owner", None)
-        values["status"] = (image_status.ACTIVE if meta.get("size") == 0
-                            and meta.get("location") is None
-                            else image_status.QUEUED)
-        values.setdefault("size", 0)
+        if "id" in meta:
+            values["id"] = meta["id"]
+        empty = meta.get("size") == 0 and not has_data and "location" not in meta
+        values["status"] = image_status.ACTIVE if empty else image_status.QUEUED
+        values["size"] = meta.get("size") or 0
         try:
-            return self.registry.add_image(context, values)
-        except exception.Duplicate:
+            image: dict = self.registry.add_image(context, values)
+        except exception.StatusConflict:
+            raise
+        except exception.Conflict:
             raise exception.Duplicate(
                 "An image with identifier %s already exists" % meta.get("id"))
         except exception.Forbidden:
             raise exception.Forbidden("Forbidden to reserve image.")
         except exception.Invalid as err:
             raise exception.Invalid("Failed to reserve image. Got error: %s" % err)
+        return image
 
-    def external_size(self, meta: dict, url: str) -> int:
-        """Size at an external location; 409 when it contradicts a declared one."""
-        remote = self.stores.get_size(url)
-        declared = meta.get("size") or 0
-        if declared and remote and declared != remote:
-            raise exception.Conflict(
-                "Provided image size must match the stored image size. "
-                "(provided size: %d, stored size: %d)" % (declared, remote))
-        return remote or declared
-
-    def attach_location(self, context: RequestContext, image: dict, url: str,
-                        size: int) -> dict:
-        return self.uploader.activate_location(context, image, url, size)
-
-    def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
-               size_hint: int, scheme: str | None) -> dict:
-        return self.uploader.upload(context, image, chunks, size_hint, scheme)
-
-    def start_copy(self, context: RequestContext, image: dict, url: str,
-                   scheme: str | None) -> None:
-        """Copy from ``url`` in the background; the image stays queued now."""
-        eventlet.spawn_n(self.uploader.copy_from, context, image, url, scheme)
+    def _fill(self, context: RequestContext, image: dict, meta: dict,
+              data: ImageData | None, copy_from: str | None,
+              declared_size: int | None) -> dict:
+        """Attach the request's one source (if any) to a queued image."""
+        scheme = meta.get("store")
+        if "location" in meta:
+            return self.uploader.activate_location(context, image, meta["location"],
+                                                   meta.get("size") or 0)
+        if copy_from is not None:
+            self.spawn(self.uploader.copy_from, context, image, copy_from, scheme,
+                       declared_size)
+            return image
+        if data is not None:
+            return self.uploader.upload(context, image, data.chunks,
+                                        data.size_hint or declared_size or 0,
+                                        scheme, declared_size)
+        return image
 
     # -- update ------------------------------------------------------------------
-    def check_update(self, context: RequestContext, image_id: str, meta: dict,
-                     has_body: bool, copy_from: str | None, purge: bool) -> tuple[dict, dict]:
-        """Checks of api-v1.md section 10; returns (current image, values to write)."""
+    def update(self, context: RequestContext, image_id: str, meta: dict,
+               data: ImageData | None, copy_from: str | None, purge: bool) -> dict:
+        """api-v1.md section 10; ``purge`` is ignored when data is sent."""
+        purge = purge and data is None
+        current, values = self._check_update(context, image_id, meta, data,
+                                             copy_from, purge)
+        declared = meta.get("size")
+        if declared is None:
+            declared = current.get("size") or None
+        merged = dict(meta, size=declared)
+        size = self._external_size(declared, merged, copy_from)
+        if size is not None:
+            values["size"] = merged["size"] = size
+        image = self._write_update(context, image_id, values, purge)
+        image = self._fill(context, image, merged, data, copy_from,
+                           declared if declared is not None else size)
+        image["properties"] = self.props.filter_readable(
+            context, image.get("properties") or {})
+        return image
+
+    def _check_update(self, context: RequestContext, image_id: str, meta: dict,
+                      data: ImageData | None, copy_from: str | None,
+                      purge: bool) -> tuple[dict, dict]:
+        """Every check of an update; returns (current image, values to write)."""
+        _check_writable(context)
         self.policy.enforce(context, "modify_image", {})
-        self._check_write_policies(context, meta, has_body, copy_from)
+        self._check_write_policies(context, meta, data, copy_from)
         current = self._fetch(context, image_id)
         status = current["status"]
         if status == image_status.DELETED:
@@ -206,53 +283,49 @@ class ImageService:
         for field in ("status", "id"):
             if field in meta and meta[field] != current.get(field):
                 raise exception.Forbidden("Forbidden to modify '%s' of image." % field)
-        if has_body and status != image_status.QUEUED:
+        if data is not None and status != image_status.QUEUED:
             raise exception.Conflict("Cannot upload to an unqueued image")
-        if (meta.get("location") is not None or copy_from is not None) \
-                and status != image_status.QUEUED:
+        if ("location" in meta or copy_from is not None) and status != image_status.QUEUED:
             raise exception.Invalid("Attempted to update Location field for an "
                                     "image not in queued status.")
-        if meta.get("location") is not None:
+        if "location" in meta:
             self.policy.enforce(context, "set_image_location", {})
-        self._check_sources(self._merged_formats(current, meta), has_body, copy_from)
-        properties = self.props.check_update(
-            context, current.get("properties") or {}, meta["properties"], purge)
-        count = len(properties) if purge else len(
-            set(current.get("properties") or {}) | set(properties))
+        self._check_sources(_with_stored_formats(current, meta), data, copy_from)
+        old = current.get("properties") or {}
+        properties = self.props.check_update(context, old, meta["properties"], purge)
+        count = len(properties) if purge else len(set(old) | set(properties))
         quota.check_property_count(self.conf, count)
-        values = {k: v for k, v in meta.items()
-                  if k not in ("location", "store", "status", "id")}
+        values = {k: v for k, v in meta.items() if k not in NOT_WRITTEN}
         values["properties"] = properties
         if not context.is_admin:
             values.pop("owner", None)
         return current, values
 
-    @staticmethod
-    def _merged_formats(current: dict, meta: dict) -> dict:
-        merged = dict(meta)
-        for field in ("disk_format", "container_format"):
-            if field not in merged:
-                merged[field] = current.get(field)
-        return merged
-
-    def write_update(self, context: RequestContext, image_id: str, values: dict,
-                     purge: bool) -> dict:
+    def _write_update(self, context: RequestContext, image_id: str, values: dict,
+                      purge: bool) -> dict:
         try:
-            return self.registry.update_image(context, image_id, values,
-                                              purge_props=purge)
+            image: dict = self.registry.update_image(context, image_id, values,
+                                                     purge_props=purge)
         except exception.StatusConflict:
             raise
         except exception.NotFound:
+            # Also a member of a shared image: it may see it, not change it.
             raise exception.ImageNotFound(
                 "Image with identifier %s not found" % image_id)
         except exception.Forbidden:
             raise exception.Forbidden("Forbidden to update image")
         except exception.Invalid as err:
             raise exception.Invalid("Failed to update image metadata. Got error: %s" % err)
+        return image
 
     # -- delete --------------------------------------------------------------------
     def delete(self, context: RequestContext, image_id: str) -> None:
-        """api-v1.md section 11; bytes removed now or left for the scrubber."""
+        """api-v1.md section 11; bytes removed now or left for the scrubber.
+
+        Raises ReadOnly, PolicyNotAuthorized, ImageNotFound, Forbidden,
+        InUseByStore; a failed data removal restores the previous status.
+        """
+        _check_writable(context)
         self.policy.enforce(context, "delete_image", {})
         image = self._fetch(context, image_id)
         if image.get("protected"):
@@ -260,25 +333,31 @@ class ImageService:
         if image["status"] == image_status.PENDING_DELETE:
             raise exception.Forbidden("Forbidden to delete a pending_delete image.")
         if image["status"] == image_status.DELETED:
-            raise exception.NotFound("Image %s not found." % image_id)
+            raise exception.ImageNotFound("Image %s not found." % image_id)
         live = [loc for loc in image.get("location_data") or []
                 if loc.get("status") == "active"]
         delayed = self.conf.delayed_delete and bool(live)
         new_status = image_status.PENDING_DELETE if delayed else image_status.DELETED
-        location_status = "pending_delete" if delayed else "deleted"
+        self._set_deleting(context, image_id, new_status, [
+            dict(loc, status=new_status) for loc in live])
+        if not delayed:
+            try:
+                for loc in live:
+                    self._delete_data(loc["url"], image_id)
+            except exception.GlanceError:
+                self._set_deleting(context, image_id, image["status"], live)
+                raise
+        self.registry.delete_image(context, image_id)
+
+    def _set_deleting(self, context: RequestContext, image_id: str, status: str,
+                      locations: list[dict]) -> None:
         try:
-            self.registry.update_image(context, image_id, {
-                "status": new_status,
-                "location_data": [dict(loc, status=location_status) for loc in live],
-            })
+            self.registry.update_image(context, image_id,
+                                       {"status": status, "location_data": locations})
         except exception.NotFound:
             raise exception.ImageNotFound("Image with identifier %s not found" % image_id)
         except exception.Forbidden:
             raise exception.Forbidden("Forbidden to delete image")
-        if not delayed:
-            for loc in live:
-                self._delete_data(loc["url"], image_id)
-        self.registry.delete_image(context, image_id)
 
     def _delete_data(self, url: str, image_id: str) -> None:
         try:
@@ -288,3 +367,18 @@ class ImageService:
         except exception.InUseByStore:
             raise exception.InUseByStore(
                 "Image %s could not be deleted because it is in use" % image_id)
+        except exception.Forbidden:
+            raise exception.Forbidden("Forbidden to delete image")
+
+
+def _check_writable(context: RequestContext) -> None:
+    if context.read_only:
+        raise exception.ReadOnly()
+
+
+def _with_stored_formats(current: dict, meta: dict) -> dict:
+    merged = dict(meta)
+    for field in ("disk_format", "container_format"):
+        if field not in merged:
+            merged[field] = current.get(field)
+    return merged

@@ -29,8 +29,15 @@ class Uploader:
         self.stores = stores
 
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
-               size_hint: int, scheme: str | None = None) -> dict:
-        """queued -> saving -> active; on any failure the image is killed."""
+               size_hint: int, scheme: str | None = None,
+               declared_size: int | None = None) -> dict:
+        """queued -> saving -> active; on any failure the image is killed.
+
+        ``declared_size`` (else the record's non-zero size) and the record's
+        checksum must match the data. Raises Duplicate when the image is no
+        longer queued (another upload got it first), ImageDeletedDuringUpload,
+        and whatever the stream, the store, the limits or the checks raise.
+        """
         image_id = image["id"]
         try:
             self.registry.update_image(context, image_id,
@@ -38,20 +45,25 @@ class Uploader:
                                        from_state=image_status.QUEUED)
         except exception.StatusConflict:
             raise exception.Duplicate("Attempt to upload duplicate image")
+        if declared_size is None:
+            declared_size = image.get("size") or None
         try:
-            return self._store_and_activate(context, image, chunks, size_hint, scheme)
+            return self._store_and_activate(context, image, chunks, size_hint, scheme,
+                                            declared_size)
         except exception.ImageDeletedDuringUpload:
             raise
-        except exception.Duplicate:
-            # Another upload owns the data file; the image stays saving for it.
-            raise
+        except exception.Duplicate as err:
+            # The store already holds data under this id, which is not ours
+            # to remove; the image must still not stay in saving forever.
+            self.kill(context, image_id, image_status.SAVING)
+            raise exception.Duplicate("Attempt to upload duplicate image") from err
         except BaseException:
             self.kill(context, image_id, image_status.SAVING)
             raise
 
     def _store_and_activate(self, context: RequestContext, image: dict,
                             chunks: Iterator[bytes], size_hint: int,
-                            scheme: str | None) -> dict:
+                            scheme: str | None, declared_size: int | None) -> dict:
         image_id = image["id"]
         cap = self.conf.image_size_cap
         chunks = limited_chunks(chunks, cap,
@@ -63,10 +75,15 @@ class Uploader:
                     reason="%d bytes left, %d declared" % (remaining, size_hint))
             chunks = limited_chunks(chunks, remaining, lambda: exception.StorageQuotaFull(
                 reason="%d bytes left" % remaining))
-        location, size, checksum, loc_meta = self.stores.add(
-            image_id, chunks, size_hint, scheme)
         try:
-            self._check_declared(image, size, checksum)
+            location, size, checksum, loc_meta = self.stores.add(
+                image_id, chunks, size_hint, scheme)
+        except exception.StoreError as err:
+            # The store's own words may name paths; the caller gets Glance's.
+            LOG.error("Upload of image %s failed in the store: %s", image_id, err)
+            raise exception.StoreError("Failed to upload image %s" % image_id) from err
+        try:
+            self._check_declared(declared_size, image.get("checksum"), size, checksum)
             return self._activate(context, image_id, location, loc_meta,
                                   image_status.SAVING, size=size, checksum=checksum)
         except BaseException:
@@ -74,14 +91,13 @@ class Uploader:
             raise
 
     @staticmethod
-    def _check_declared(image: dict, size: int, checksum: str) -> None:
-        declared_size = image.get("size") or 0
-        if declared_size and declared_size != size:
+    def _check_declared(declared_size: int | None, declared_checksum: str | None,
+                        size: int, checksum: str) -> None:
+        if declared_size is not None and declared_size != size:
             raise exception.ImageDataMismatch(
                 "Supplied size (%d) and size generated from uploaded image (%d) "
                 "did not match. Setting image status to 'killed'."
                 % (declared_size, size))
-        declared_checksum = image.get("checksum")
         if declared_checksum and declared_checksum != checksum:
             raise exception.ImageDataMismatch(
                 "Supplied checksum (%s) and checksum generated from uploaded "
@@ -125,8 +141,8 @@ class Uploader:
             LOG.exception("Could not remove the data at a failed upload's location")
 
     def copy_from(self, context: RequestContext, image: dict, source: str,
-                  scheme: str | None) -> None:
-        """Background copy of an external URL into the default store."""
+                  scheme: str | None, declared_size: int | None = None) -> None:
+        """Background copy of an external URL into a store; failures kill the image."""
         try:
             chunks, size = self.stores.get(source)
         except Exception as err:
@@ -134,7 +150,7 @@ class Uploader:
             self.kill(context, image["id"], image_status.QUEUED)
             return
         try:
-            self.upload(context, image, iter(chunks), size or 0, scheme)
+            self.upload(context, image, iter(chunks), size or 0, scheme, declared_size)
         except Exception as err:
             LOG.warning("copy_from for image %s failed: %s", image["id"], err)
         finally:

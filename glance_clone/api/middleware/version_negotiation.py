@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import webob
+from oslo_config import cfg
 
 from glance_clone.api import versions
 from glance_clone.common import config, wsgi
@@ -21,7 +22,7 @@ V1_NAMES = frozenset(("v1", "v1.0", "v1.1"))
 
 
 class VersionNegotiationFilter(wsgi.Middleware):
-    def __init__(self, application: Callable, conf: object) -> None:
+    def __init__(self, application: Callable, conf: cfg.ConfigOpts) -> None:
         super().__init__(application)
         self.conf = conf
 
@@ -45,7 +46,7 @@ class VersionNegotiationFilter(wsgi.Middleware):
         else:
             requested = segments[0]
             rest = req.path_info[len("/" + requested):] if requested else ""
-        if requested in V1_NAMES and self.conf.enable_v1_api:  # type: ignore[attr-defined]
+        if requested in V1_NAMES and self.conf.enable_v1_api:
             req.path_info = "/v1" + rest
             return None
         return versions.versions_response(self.conf, req, 300)

@@ -9,6 +9,7 @@ HEAD and GET.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ IGNORED_FIELDS = frozenset(("copy_from", "uri", "created_at", "updated_at",
                             "deleted_at", "deleted"))
 TRUE_WORDS = frozenset(("1", "t", "true", "on", "y", "yes"))
 AMAZON_FORMATS = frozenset(("aki", "ari", "ami"))
+INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 
 RESPONSE_FIELDS = ("id", "name", "status", "size", "virtual_size", "disk_format",
                    "container_format", "checksum", "min_disk", "min_ram",
@@ -42,12 +44,13 @@ def bool_from_string(value: str) -> bool:
 
 
 def _int_value(field: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
+    # Python's int() also takes "1_000" and non-ASCII digits; clients mean
+    # plain decimal numbers.
+    if not INTEGER_RE.fullmatch(raw):
         raise exception.Invalid(
             "Invalid value '%s' for parameter '%s': Cannot convert image %s "
             "'%s' to an integer." % (raw, field, field, raw))
+    value = int(raw)
     if value < 0:
         raise exception.Invalid(
             "Invalid value '%s' for parameter '%s': Cannot be a negative value."
@@ -93,14 +96,16 @@ def parse_image_meta(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _field_value(field: str, value: str) -> Any:
+    # Booleans first: an empty one is false like any other non-true word,
+    # never a null the registry would refuse.
+    if field in BOOL_FIELDS:
+        return bool_from_string(value)
     if value == "":
         return None
     if field in INT_FIELDS:
         return _int_value(field, value)
     if field == "virtual_size":
         return None if value == "None" else _int_value(field, value)
-    if field in BOOL_FIELDS:
-        return bool_from_string(value)
     return value
 
 

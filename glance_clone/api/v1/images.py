@@ -9,6 +9,7 @@ import webob
 from glance_clone.api.v1 import headers as meta_headers
 from glance_clone.common import exception, wsgi
 from glance_clone.common.chunking import SizeCheckedIter, body_chunks
+from glance_clone.domain.images import ImageData
 
 BODY_ENCODINGS = frozenset(("chunked", "compress", "deflate", "gzip", "identity"))
 LIST_PARAMS = ("name", "status", "container_format", "disk_format", "min_ram",
@@ -32,11 +33,20 @@ def has_body(req: wsgi.Request) -> bool:
     return bool(req.content_length and req.content_length > 0)
 
 
-def request_chunks(req: wsgi.Request) -> Any:
+def request_data(req: wsgi.Request) -> ImageData | None:
+    """The request body as image data, unread; None without a body."""
+    if not has_body(req):
+        return None
     length = req.content_length if req.content_length else None
     if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
         length = None
-    return body_chunks(req.environ["wsgi.input"], length)
+    return ImageData(body_chunks(req.environ["wsgi.input"], length),
+                     length or 0, req.content_type or None)
+
+
+def copy_from_header(req: wsgi.Request) -> str | None:
+    value: str | None = req.headers.get("x-glance-api-copy-from")
+    return None if value is None else value.strip()
 
 
 class ImagesController:
@@ -46,10 +56,10 @@ class ImagesController:
 
     # -- lists -----------------------------------------------------------------
     def index(self, req: wsgi.Request) -> dict:
-        return {"images": self.service.list(req.context, False, self._list_params(req))}
+        return {"images": self.service.list_images(req.context, False, self._list_params(req))}
 
     def detail(self, req: wsgi.Request) -> dict:
-        images = self.service.list(req.context, True, self._list_params(req))
+        images = self.service.list_images(req.context, True, self._list_params(req))
         return {"images": [public_image(i) for i in images]}
 
     def _list_params(self, req: wsgi.Request) -> dict[str, str]:
@@ -58,14 +68,18 @@ class ImagesController:
         for name in INT_FILTERS:
             if name in params:
                 value = params[name]
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise exception.Invalid(
                         "Bad value passed to filter %s got %s" % (name, value))
-        if "is_public" in req.params and req.context.is_admin:
-            word = IS_PUBLIC_WORDS.get(req.params["is_public"].lower())
+        if "is_public" in req.params:
+            value = req.params["is_public"]
+            word = IS_PUBLIC_WORDS.get(value.strip().lower())
             if word is None:
-                raise exception.Invalid("is_public must be None, True, or False")
-            params["is_public"] = word
+                raise exception.Invalid(
+                    "Bad value passed to filter is_public got %s" % value)
+            # Only admins may widen or narrow the list by is_public.
+            if req.context.is_admin:
+                params["is_public"] = word
         return params
 
     # -- one image -------------------------------------------------------------------
@@ -86,50 +100,15 @@ class ImagesController:
 
     # -- writes ------------------------------------------------------------------------
     def create(self, req: wsgi.Request) -> webob.Response:
-        ctx = req.context
-        meta = self._parse_meta(req)
-        body = has_body(req)
-        copy_from = req.headers.get("x-glance-api-copy-from")
-        if body and req.content_type != "application/octet-stream":
-            raise exception.Invalid("Content-Type must be application/octet-stream")
-        self.service.check_new_image(ctx, meta, body, copy_from)
-        location = meta.get("location")
-        if location is not None:
-            meta["size"] = self.service.external_size(meta, location)
-        image = self.service.reserve(ctx, meta)
-        if location is not None:
-            image = self.service.attach_location(ctx, image, location, meta["size"])
-        elif copy_from is not None:
-            self.service.start_copy(ctx, image, copy_from, meta.get("store"))
-        elif body:
-            image = self.service.upload(ctx, image, request_chunks(req),
-                                        self._size_hint(req, meta), meta.get("store"))
+        image = self.service.create(req.context, self._parse_meta(req),
+                                    request_data(req), copy_from_header(req))
         return self._image_response(req, image, status=201, location=True)
 
     def update(self, req: wsgi.Request, id: str) -> webob.Response:
-        ctx = req.context
-        meta = self._parse_meta(req)
-        body = has_body(req)
-        copy_from = req.headers.get("x-glance-api-copy-from")
-        purge_header = req.headers.get("x-glance-registry-purge-props", "true")
-        purge = meta_headers.bool_from_string(purge_header) and not body
-        if body and req.content_type != "application/octet-stream":
-            raise exception.Invalid("Content-Type must be application/octet-stream")
-        current, values = self.service.check_update(ctx, id, meta, body, copy_from, purge)
-        location = meta.get("location")
-        if location is not None:
-            values["size"] = self.service.external_size(
-                dict(meta, size=meta.get("size") or current.get("size")), location)
-        image = self.service.write_update(ctx, id, values, purge)
-        if location is not None:
-            image = self.service.attach_location(ctx, image, location, values["size"])
-        elif copy_from is not None:
-            self.service.start_copy(ctx, image, copy_from, meta.get("store"))
-        elif body:
-            image = self.service.upload(ctx, image, request_chunks(req),
-                                        self._size_hint(req, meta), meta.get("store"))
-        image["properties"] = self.service.props.filter_readable(
-            ctx, image.get("properties") or {})
+        purge = req.headers.get("x-glance-registry-purge-props", "true")
+        image = self.service.update(req.context, id, self._parse_meta(req),
+                                    request_data(req), copy_from_header(req),
+                                    meta_headers.bool_from_string(purge))
         return self._image_response(req, image, status=200)
 
     def delete(self, req: wsgi.Request, id: str) -> webob.Response:
@@ -151,12 +130,6 @@ class ImagesController:
         if size is not None and size > cap:
             raise exception.Invalid(
                 "Denying attempt to upload image larger than %d bytes." % cap)
-
-    @staticmethod
-    def _size_hint(req: wsgi.Request, meta: dict) -> int:
-        if req.content_length and req.content_length > 0:
-            return req.content_length
-        return meta.get("size") or 0
 
     @staticmethod
     def _image_response(req: wsgi.Request, image: dict, status: int,

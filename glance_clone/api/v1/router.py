@@ -14,6 +14,7 @@ from glance_clone.api.v1.members import MembersController
 from glance_clone.common import config, exception, policy, wsgi
 from glance_clone.domain import quota
 from glance_clone.domain.images import ImageService
+from glance_clone.domain.members import MemberService
 from glance_clone.registry.client.v1 import client as registry_client
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import backend, source_filter
@@ -39,6 +40,8 @@ FORMAT_OPTS = [
     cfg.ListOpt("container_formats", default=["ami", "ari", "aki", "bare", "ovf", "ova"],
                 help="Accepted container formats."),
 ]
+
+DETAIL_HEAD_MESSAGE = "This operation is currently not permitted on Glance images details."
 
 
 def _register_once(conf: cfg.ConfigOpts, opts: list, group: str | None = None) -> None:
@@ -91,16 +94,18 @@ class API(wsgi.Router):
         # Image bodies are raw bytes streamed by the controller, never JSON.
         images = wsgi.Resource(ImagesController(self.conf, self.service),
                                deserializer=wsgi.StreamingDeserializer())
-        members = wsgi.Resource(MembersController(self.conf, self.registry, self.policy))
+        members = wsgi.Resource(MembersController(
+            MemberService(self.conf, self.registry, self.policy)))
         connect = wsgi.connect_methods
         connect(mapper, "/", images, {"GET": "index"}, allow="GET, POST")
         connect(mapper, "/images", images, {"GET": "index", "POST": "create"})
-        mapper.connect("/images/detail", controller=wsgi.reject_method("GET"),
-                       conditions={"method": ["HEAD"]})
+        mapper.connect("/images/detail", conditions={"method": ["HEAD"]},
+                       controller=wsgi.reject_method("GET", DETAIL_HEAD_MESSAGE))
         connect(mapper, "/images/detail", images, {"GET": "detail"},
                 allow="GET, HEAD")
         connect(mapper, "/images/{id}", images,
-                {"HEAD": "meta", "GET": "show", "PUT": "update", "DELETE": "delete"})
+                {"HEAD": "meta", "GET": "show", "PUT": "update", "DELETE": "delete"},
+                allow="GET, HEAD, PUT, DELETE")
         connect(mapper, "/images/{image_id}/members", members,
                 {"GET": "index", "PUT": "update_all"})
         mapper.connect("/images/{image_id}/members/{id}",

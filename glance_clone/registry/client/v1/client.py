@@ -154,6 +154,11 @@ class RegistryClient:
             return None
         return response.json()
 
+    @staticmethod
+    def _path(template: str, *parts: str) -> str:
+        """``template`` with each part percent-encoded as one path segment."""
+        return template % tuple(quote(part, safe="") for part in parts)
+
     # -- images -----------------------------------------------------------
     def get_images(self, context: RequestContext, **params: Any) -> list[dict]:
         return self._call(context, "GET", "/images", params=params)["images"]
@@ -162,7 +167,7 @@ class RegistryClient:
         return self._call(context, "GET", "/images/detail", params=params)["images"]
 
     def get_image(self, context: RequestContext, image_id: str) -> dict:
-        return self._call(context, "GET", "/images/%s" % quote(image_id, safe=""))["image"]
+        return self._call(context, "GET", self._path("/images/%s", image_id))["image"]
 
     def add_image(self, context: RequestContext, image_meta: dict) -> dict:
         return self._call(context, "POST", "/images",
@@ -172,30 +177,32 @@ class RegistryClient:
                      purge_props: bool = False, from_state: str | None = None) -> dict:
         headers = {"X-Glance-Registry-Purge-Props": "true"} if purge_props else None
         body = {"image": image_meta, "from_state": from_state}
-        return self._call(context, "PUT", "/images/%s" % quote(image_id, safe=""), body=body,
+        return self._call(context, "PUT", self._path("/images/%s", image_id), body=body,
                           headers=headers)["image"]
 
     def delete_image(self, context: RequestContext, image_id: str) -> dict:
-        return self._call(context, "DELETE", "/images/%s" % quote(image_id, safe=""))["image"]
+        return self._call(context, "DELETE", self._path("/images/%s", image_id))["image"]
 
     # -- members ----------------------------------------------------------
     def get_image_members(self, context: RequestContext, image_id: str) -> list[dict]:
-        return self._call(context, "GET", "/images/%s/members" % quote(image_id, safe=""))["members"]
+        return self._call(context, "GET",
+                          self._path("/images/%s/members", image_id))["members"]
 
     def get_member_images(self, context: RequestContext, member_id: str) -> list[dict]:
         return self._call(context, "GET",
-                          "/shared-images/%s" % quote(member_id, safe=""))["shared_images"]
+                          self._path("/shared-images/%s", member_id))["shared_images"]
 
     def replace_members(self, context: RequestContext, image_id: str,
                         memberships: Iterable[dict]) -> None:
-        self._call(context, "PUT", "/images/%s/members" % quote(image_id, safe=""),
+        self._call(context, "PUT", self._path("/images/%s/members", image_id),
                    body={"memberships": list(memberships)})
 
     def add_member(self, context: RequestContext, image_id: str, member_id: str,
                    can_share: bool | None = None) -> None:
         body = None if can_share is None else {"member": {"can_share": can_share}}
-        self._call(context, "PUT", "/images/%s/members/%s" % (quote(image_id, safe=""), quote(member_id, safe="")),
+        self._call(context, "PUT", self._path("/images/%s/members/%s", image_id, member_id),
                    body=body)
 
     def delete_member(self, context: RequestContext, image_id: str, member_id: str) -> None:
-        self._call(context, "DELETE", "/images/%s/members/%s" % (quote(image_id, safe=""), quote(member_id, safe="")))
+        self._call(context, "DELETE",
+                   self._path("/images/%s/members/%s", image_id, member_id))

@@ -1,0 +1,112 @@
+"""Membership rules of the v1 API (api-v1.md section 12, model.md section 4).
+
+``MemberService`` checks who may read or change the members of an image and
+the member quota, then asks the registry. The registry decides whether the
+caller may share the image; its "forbidden" becomes "not found" here, so a
+caller who may not share learns nothing it could not already see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glance_clone.common import exception
+from glance_clone.common.context import RequestContext
+from glance_clone.domain import image_status
+
+
+class MemberService:
+    def __init__(self, conf: Any, registry: Any, policy: Any) -> None:
+        self.conf = conf
+        self.registry = registry
+        self.policy = policy
+
+    # -- checks ------------------------------------------------------------
+    @staticmethod
+    def _check_writer(context: RequestContext) -> None:
+        """Raises ReadOnly, or NotAuthenticated for a caller without an owner value."""
+        if context.read_only:
+            raise exception.ReadOnly()
+        if context.owner is None and not context.is_admin:
+            raise exception.NotAuthenticated("No authenticated user")
+
+    def _live_image(self, context: RequestContext, image_id: str) -> dict:
+        """The image unless absent, invisible or deleted; raises NotFound."""
+        try:
+            image: dict = self.registry.get_image(context, image_id)
+        except exception.NotFound:
+            raise exception.ImageNotFound(
+                "Image with identifier %s not found" % image_id)
+        if image["status"] == image_status.DELETED:
+            raise exception.ImageNotFound(
+                "Image with identifier %s has been deleted." % image_id)
+        return image
+
+    def _check_quota(self, count: int) -> None:
+        limit = self.conf.image_member_quota
+        if 0 <= limit < count:
+            raise exception.ImageMemberLimitExceeded(attempted=count, maximum=limit)
+
+    @staticmethod
+    def _not_shareable(image_id: str) -> exception.NotFound:
+        return exception.ImageNotFound(
+            "Not allowed to update members for image %s." % image_id)
+
+    # -- operations ----------------------------------------------------------
+    def members(self, context: RequestContext, image_id: str) -> list[dict]:
+        self.policy.enforce(context, "get_members", {})
+        self._live_image(context, image_id)
+        members: list[dict] = self.registry.get_image_members(context, image_id)
+        return members
+
+    def replace(self, context: RequestContext, image_id: str, body: Any) -> None:
+        """Make ``body['memberships']`` the member list; raises Invalid,
+        NotAuthenticated, ReadOnly, NotFound, ImageMemberLimitExceeded."""
+        self._check_writer(context)
+        self.policy.enforce(context, "modify_member", {})
+        self._live_image(context, image_id)
+        if not isinstance(body, dict) or not isinstance(body.get("memberships"), list):
+            raise exception.Invalid("Invalid membership association: expected an "
+                                    "object with a 'memberships' list")
+        self._check_quota(len(body["memberships"]))
+        try:
+            self.registry.replace_members(context, image_id, body["memberships"])
+        except exception.Forbidden:
+            raise self._not_shareable(image_id)
+
+    def add(self, context: RequestContext, image_id: str, member: str,
+            body: Any) -> None:
+        """Add ``member`` or change its can_share; raises as ``replace``."""
+        self._check_writer(context)
+        self.policy.enforce(context, "modify_member", {})
+        self._live_image(context, image_id)
+        can_share = None
+        # Glance read an empty body as "no body".
+        if body:
+            entry = body.get("member") if isinstance(body, dict) else None
+            if not isinstance(entry, dict) or "can_share" not in entry:
+                raise exception.Invalid(
+                    'Invalid membership association: expected {"member": '
+                    '{"can_share": true or false}}')
+            can_share = entry["can_share"]
+        members = self.registry.get_image_members(context, image_id)
+        self._check_quota(len(members) + 1)
+        try:
+            self.registry.add_member(context, image_id, member, can_share)
+        except exception.Forbidden:
+            raise self._not_shareable(image_id)
+
+    def remove(self, context: RequestContext, image_id: str, member: str) -> None:
+        """Remove ``member``; raises NotFound also when the caller may not share."""
+        self._check_writer(context)
+        self.policy.enforce(context, "delete_member", {})
+        self._live_image(context, image_id)
+        try:
+            self.registry.delete_member(context, image_id, member)
+        except exception.Forbidden:
+            raise self._not_shareable(image_id)
+
+    def shared_with(self, context: RequestContext, member: str) -> list[dict]:
+        """Images shared with ``member``; no policy applies (as in Glance)."""
+        images: list[dict] = self.registry.get_member_images(context, member)
+        return images

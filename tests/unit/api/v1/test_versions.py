@@ -1,0 +1,118 @@
+"""Version negotiation, the versions document and request ids (api-v1.md 1-2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import create_image
+
+pytestmark = pytest.mark.timeout(60)
+
+V1_DOC = {"versions": [
+    {"id": "v1.1", "status": "SUPPORTED",
+     "links": [{"rel": "self", "href": "http://localhost/v1/"}]},
+    {"id": "v1.0", "status": "SUPPORTED",
+     "links": [{"rel": "self", "href": "http://localhost/v1/"}]}]}
+
+
+@pytest.mark.parametrize("path", ["/", "/images", "/v1.2/images", "/v1.a/images",
+                                  "/v10", "/v2/images", "/v2.0/images", "/v3/images",
+                                  "/v1images", "/x/v1/images"])
+def test_unknown_versions_get_300_with_document(stack, path):
+    response = stack.request(path, tenant="t1")
+    assert response.status_int == 300
+    assert response.content_type == "application/json"
+    assert response.json == V1_DOC
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "HEAD"])
+def test_versions_path_answers_200_for_any_method(stack, method):
+    response = stack.request("/versions", method, tenant="t1")
+    assert response.status_int == 200
+    if method != "HEAD":
+        assert response.json == V1_DOC
+
+
+def test_versions_document_uses_public_endpoint(stack_with):
+    stack = stack_with({"public_endpoint": "https://glance.example:9292/"})
+    response = stack.request("/", tenant="t1")
+    hrefs = [v["links"][0]["href"] for v in response.json["versions"]]
+    assert hrefs == ["https://glance.example:9292/v1/"] * 2
+
+
+def test_disabled_v1_is_not_served_nor_advertised(stack_with):
+    stack = stack_with({"enable_v1_api": False})
+    response = stack.request("/v1/images", tenant="t1")
+    assert response.status_int == 300
+    assert response.json == {"versions": []}
+
+
+def test_v2_is_never_advertised_even_when_enabled(stack_with):
+    stack = stack_with({"enable_v2_api": True})
+    assert stack.request("/versions").json == V1_DOC
+    assert stack.request("/v2/images", tenant="t1").status_int == 300
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/v1.0", "/v1.1"])
+def test_v1_names_select_v1(stack, prefix):
+    image = create_image(stack)
+    response = stack.request(prefix + "/images", tenant="t1")
+    assert response.status_int == 200
+    assert [i["id"] for i in response.json["images"]] == [image["id"]]
+
+
+@pytest.mark.parametrize("path", ["/v1/", "/v1"])
+def test_v1_root_is_the_image_list(stack, path):
+    image = create_image(stack)
+    response = stack.request(path, tenant="t1")
+    assert response.status_int == 200
+    assert [i["id"] for i in response.json["images"]] == [image["id"]]
+
+
+def test_accept_header_selects_version_and_keeps_path(stack):
+    image = create_image(stack)
+    response = stack.request("/images", tenant="t1", headers={
+        "Accept": "application/vnd.openstack.images-v1"})
+    assert response.status_int == 200
+    assert [i["id"] for i in response.json["images"]] == [image["id"]]
+
+
+def test_accept_header_with_unserved_version_gets_300(stack):
+    response = stack.request("/v1/images", tenant="t1", headers={
+        "Accept": "application/vnd.openstack.images-v2"})
+    assert response.status_int == 300
+
+
+def test_v1_versions_is_an_ordinary_missing_path(stack):
+    assert stack.request("/v1/versions", tenant="t1").status_int == 404
+
+
+def test_request_id_is_generated(stack):
+    response = stack.request("/v1/images", tenant="t1")
+    assert response.headers["x-openstack-request-id"].startswith("req-")
+    other = stack.request("/v1/images", tenant="t1")
+    assert other.headers["x-openstack-request-id"] != response.headers["x-openstack-request-id"]
+
+
+@pytest.mark.parametrize("supplied, echoed", [("abc", "req-abc"), ("req-abc", "req-abc")])
+def test_request_id_is_reused(stack, supplied, echoed):
+    response = stack.request("/v1/images", tenant="t1",
+                             headers={"X-Openstack-Request-ID": supplied})
+    assert response.headers["x-openstack-request-id"] == echoed
+
+
+@pytest.mark.parametrize("supplied", ["x" * 61, "req-" + "x" * 61])
+def test_overlong_request_id_is_refused_cleanly(stack, supplied):
+    response = stack.request("/v1/images", tenant="t1",
+                             headers={"X-Openstack-Request-ID": supplied})
+    assert response.status_int == 400
+    assert "X-Openstack-Request-ID is longer than 64" in response.text
+
+
+@pytest.mark.parametrize("supplied", ["x" * 60, "req-" + "x" * 60])
+def test_longest_request_id_reaches_the_registry(stack, supplied):
+    image = create_image(stack, headers={"X-Openstack-Request-ID": supplied})
+    response = stack.request("/v1/images/" + image["id"], "HEAD", tenant="t1",
+                             headers={"X-Openstack-Request-ID": supplied})
+    assert response.status_int == 200
+    assert response.headers["x-openstack-request-id"] == "req-" + "x" * 60
