@@ -22,7 +22,7 @@ import requests
 import requests.adapters
 from oslo_config import cfg
 
-from glance_clone.common import exception, faults
+from glance_clone.common import crypt, exception, faults
 from glance_clone.common.context import RequestContext
 
 LOG = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ CLIENT_OPTS = [
     cfg.StrOpt("auth_url", help="Keystone URL for the admin credentials."),
     cfg.StrOpt("auth_strategy", default="noauth", help="noauth or keystone."),
     cfg.StrOpt("auth_region", help="Keystone region."),
+    cfg.StrOpt("metadata_encryption_key", secret=True,
+               help="AES key (16, 24 or 32 characters) for location URLs "
+                    "stored in the registry."),
     cfg.BoolOpt("send_identity_headers", default=False,
                 help="Send X-User-Id, X-Tenant-Id, X-Roles and "
                      "X-Identity-Status to the registry."),
@@ -91,6 +94,9 @@ class RegistryClient:
             conf.registry_client_protocol, host, conf.registry_port)
         self.timeout = conf.registry_client_timeout or None
         self.session = session or self._new_session()
+        self._token: str | None = None
+        if conf.metadata_encryption_key:
+            crypt.check_key(conf.metadata_encryption_key)
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -102,6 +108,43 @@ class RegistryClient:
         session.trust_env = False
         return session
 
+    # -- credentials and encryption ----------------------------------------
+    def _service_token(self, refresh: bool = False) -> str | None:
+        """A token from the admin credentials, when the caller's is not used."""
+        if self.conf.use_user_token or not self._uses_keystone():
+            return None
+        if refresh or self._token is None:
+            self._token = _keystone_token(self.conf)
+        return self._token
+
+    def _uses_keystone(self) -> bool:
+        return (self.conf.auth_strategy == "keystone" or bool(self.conf.auth_url)) \
+            and bool(self.conf.admin_user)
+
+    def _seal(self, image_meta: dict) -> dict:
+        """Encrypt the location URLs of an image about to be written."""
+        key = self.conf.metadata_encryption_key
+        if not key:
+            return image_meta
+        sealed = dict(image_meta)
+        if sealed.get("location"):
+            sealed["location"] = crypt.encrypt(key, sealed["location"])
+        if sealed.get("location_data"):
+            sealed["location_data"] = [dict(loc, url=crypt.encrypt(key, loc["url"]))
+                                       for loc in sealed["location_data"]]
+        return sealed
+
+    def _open(self, image: dict) -> dict:
+        """Decrypt the location URLs of an image read from the registry."""
+        key = self.conf.metadata_encryption_key
+        if not key:
+            return image
+        if image.get("location"):
+            image["location"] = crypt.decrypt(key, image["location"])
+        for loc in image.get("location_data") or []:
+            loc["url"] = crypt.decrypt(key, loc["url"])
+        return image
+
     # -- transport ------------------------------------------------------
     def _headers(self, context: RequestContext) -> dict[str, str]:
         # The registry answers successes in JSON whatever we accept; errors
@@ -111,6 +154,10 @@ class RegistryClient:
                    "Accept": "text/plain"}
         if self.conf.use_user_token and context.auth_token:
             headers["X-Auth-Token"] = context.auth_token
+        else:
+            token = self._service_token()
+            if token:
+                headers["X-Auth-Token"] = token
         if self.conf.send_identity_headers:
             headers.update({
                 "X-User-Id": context.user or "",
@@ -123,7 +170,7 @@ class RegistryClient:
 
     def _call(self, context: RequestContext, method: str, path: str,
               body: Any = None, params: Any = None,
-              headers: dict[str, str] | None = None) -> Any:
+              headers: dict[str, str] | None = None, _retried: bool = False) -> Any:
         all_headers = self._headers(context)
         if headers:
             all_headers.update(headers)
@@ -147,6 +194,10 @@ class RegistryClient:
             except requests.Timeout:
                 raise exception.RegistryUnavailable(
                     "The image registry did not answer in time.")
+        if response.status_code == 401 and self._service_token() and not _retried:
+            # The admin token expired: authenticate again, once.
+            self._service_token(refresh=True)
+            return self._call(context, method, path, body, params, headers, _retried=True)
         if response.status_code >= 400:
             message = faults.explanation_from_body(response.text)
             raise faults.exception_for_status(response.status_code, message)
@@ -164,24 +215,27 @@ class RegistryClient:
         return self._call(context, "GET", "/images", params=params)["images"]
 
     def get_images_detailed(self, context: RequestContext, **params: Any) -> list[dict]:
-        return self._call(context, "GET", "/images/detail", params=params)["images"]
+        images = self._call(context, "GET", "/images/detail", params=params)["images"]
+        return [self._open(image) for image in images]
 
     def get_image(self, context: RequestContext, image_id: str) -> dict:
-        return self._call(context, "GET", self._path("/images/%s", image_id))["image"]
+        return self._open(self._call(context, "GET",
+                                     self._path("/images/%s", image_id))["image"])
 
     def add_image(self, context: RequestContext, image_meta: dict) -> dict:
-        return self._call(context, "POST", "/images",
-                          body={"image": image_meta})["image"]
+        return self._open(self._call(context, "POST", "/images",
+                                     body={"image": self._seal(image_meta)})["image"])
 
     def update_image(self, context: RequestContext, image_id: str, image_meta: dict,
                      purge_props: bool = False, from_state: str | None = None) -> dict:
         headers = {"X-Glance-Registry-Purge-Props": "true"} if purge_props else None
-        body = {"image": image_meta, "from_state": from_state}
-        return self._call(context, "PUT", self._path("/images/%s", image_id), body=body,
-                          headers=headers)["image"]
+        body = {"image": self._seal(image_meta), "from_state": from_state}
+        return self._open(self._call(context, "PUT", self._path("/images/%s", image_id),
+                                     body=body, headers=headers)["image"])
 
     def delete_image(self, context: RequestContext, image_id: str) -> dict:
-        return self._call(context, "DELETE", self._path("/images/%s", image_id))["image"]
+        return self._open(self._call(context, "DELETE",
+                                     self._path("/images/%s", image_id))["image"])
 
     # -- members ----------------------------------------------------------
     def get_image_members(self, context: RequestContext, image_id: str) -> list[dict]:
@@ -206,3 +260,24 @@ class RegistryClient:
     def delete_member(self, context: RequestContext, image_id: str, member_id: str) -> None:
         self._call(context, "DELETE",
                    self._path("/images/%s/members/%s", image_id, member_id))
+
+
+def _keystone_token(conf: cfg.ConfigOpts) -> str:
+    """A token for the admin credentials; raises NotAuthenticated."""
+    try:
+        from keystoneauth1 import exceptions as ks_exceptions
+        from keystoneauth1 import session as ks_session
+        from keystoneauth1.identity import generic
+    except ImportError:
+        raise exception.ConfigError(
+            "auth_strategy = keystone needs keystoneauth1 (pip install '.[keystone]').")
+    auth_url = conf.auth_url or os.environ.get("OS_AUTH_URL")
+    plugin = generic.Password(auth_url=auth_url, username=conf.admin_user,
+                              password=conf.admin_password,
+                              project_name=conf.admin_tenant_name,
+                              user_domain_id="default", project_domain_id="default")
+    try:
+        return ks_session.Session(auth=plugin).get_token()
+    except ks_exceptions.ClientException as err:
+        raise exception.NotAuthenticated(
+            "Could not authenticate to the registry with the admin credentials: %s" % err)

@@ -1,0 +1,105 @@
+"""Registry client: location encryption at rest and admin (keystone) tokens."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from glance_clone.common.context import RequestContext
+from glance_clone.registry.client.v1.client import RegistryClient
+from tests.support.stack import make_conf, make_stack
+from tests.support.wsgi_transport import session_for
+
+pytestmark = pytest.mark.timeout(60)
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def test_locations_are_encrypted_in_the_database(tmp_path):
+    stack = make_stack(tmp_path, {"metadata_encryption_key": KEY})
+    created = stack.request("/v1/images", "POST", body=b"secret bytes", tenant="t1",
+                            headers={"x-image-meta-disk_format": "raw",
+                                     "x-image-meta-container_format": "bare"})
+    assert created.status_code == 201, created.text
+    image_id = created.json["image"]["id"]
+    with sqlite3.connect(tmp_path / "glance.sqlite") as db:
+        (stored,) = db.execute("SELECT value FROM image_locations WHERE image_id = ?",
+                               (image_id,)).fetchone()
+    assert "file://" not in stored and image_id not in stored
+    download = stack.request("/v1/images/" + image_id, tenant="t1")
+    assert download.body == b"secret bytes"
+    assert stack.request("/v1/images/" + image_id, "DELETE", tenant="t1").status_code == 200
+    assert stack.stored_files() == []
+
+
+def test_a_bad_encryption_key_is_refused_at_start(tmp_path):
+    from glance_clone.common import exception
+    conf = make_conf(tmp_path, {"metadata_encryption_key": "too-short"})
+    with pytest.raises(exception.ConfigError):
+        RegistryClient(conf)
+
+
+class _Keystone(http.server.BaseHTTPRequestHandler):
+    issued: list[str] = []
+
+    def _json(self, status, body, headers=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - version discovery
+        base = "http://%s:%d" % self.server.server_address
+        self._json(300, {"versions": {"values": [{
+            "id": "v3.14", "status": "stable",
+            "links": [{"rel": "self", "href": base + "/v3/"}]}]}})
+
+    def do_POST(self):  # noqa: N802 - password authentication
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        user = body["auth"]["identity"]["password"]["user"]
+        assert user["name"] == "glance" and user["password"] == "pw"
+        token = "tok-%d" % len(self.issued)
+        self.issued.append(token)
+        self._json(201, {"token": {"expires_at": "2099-01-01T00:00:00.000000Z",
+                                   "methods": ["password"], "catalog": []}},
+                   [("X-Subject-Token", token)])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_admin_credentials_get_a_keystone_token_and_renew_it(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Keystone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conf = make_conf(tmp_path, {
+            "use_user_token": False, "auth_strategy": "keystone",
+            "auth_url": "http://127.0.0.1:%d/" % server.server_address[1],
+            "admin_user": "glance", "admin_password": "pw", "admin_tenant_name": "service",
+            "send_identity_headers": False})
+        seen = []
+
+        def registry(environ, start_response):
+            token = environ.get("HTTP_X_AUTH_TOKEN")
+            seen.append(token)
+            if token == "tok-0" and len(seen) > 1:
+                start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+                return [b"401 Unauthorized\n\nexpired"]
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"images": []}']
+
+        client = RegistryClient(conf, session=session_for(registry),
+                                base_url="http://registry")
+        ctx = RequestContext(user="u", tenant="t", auth_token="caller-token")
+        assert client.get_images(ctx) == []
+        assert client.get_images(ctx) == []
+        assert seen == ["tok-0", "tok-0", "tok-1"]
+    finally:
+        server.shutdown()
