@@ -25,6 +25,8 @@ from glance_clone.store import source_filter
 from glance_clone.store.base import AddResult, ChunkIterator, Driver
 from glance_clone.store.file import FileDriver
 from glance_clone.store.http import HttpDriver
+from glance_clone.store.s3 import S3Driver
+from glance_clone.store.swift import SwiftDriver
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ GROUP = "glance_store"
 DRIVERS: dict[str, type[Driver]] = {
     "file": FileDriver,
     "http": HttpDriver,
+    "swift": SwiftDriver,
+    "s3": S3Driver,
 }
 
 OPTS = [

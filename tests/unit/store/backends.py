@@ -1,0 +1,318 @@
+"""Fixtures for tests against a real Swift and its S3 API (a pytest plugin).
+
+Test modules load it with ``pytest_plugins = ["tests.unit.store.backends"]``.
+The settings come from the environment, as ``tools/backends/start-swift.sh``
+prints them: ``SWIFT_AUTH_URL SWIFT_USER SWIFT_KEY`` for Swift,
+``S3_ENDPOINT_URL S3_ACCESS_KEY S3_SECRET_KEY S3_REGION`` for S3.
+
+Tests are deselected, with a note, rather than failed or skipped when what
+they need is missing, so a developer without the backends or the client
+libraries still runs everything else:
+
+- a test using ``swift_env`` / ``s3_env`` (directly or through another
+  fixture) needs the variables above and the client library; it carries
+  the ``requires_swift`` / ``requires_s3`` marker for ``-m``;
+- a test using ``swiftclient_lib`` / ``boto3_lib`` needs only the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+SWIFT_VARS = ("SWIFT_AUTH_URL", "SWIFT_USER", "SWIFT_KEY")
+S3_VARS = ("S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+
+
+def _env(names: tuple[str, ...]) -> dict[str, str] | None:
+    values = {name: os.environ.get(name, "") for name in names}
+    return values if all(values.values()) else None
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _missing_backend(names: tuple[str, ...], module: str, package: str) -> str | None:
+    if not _installed(module):
+        return f"{package} is not installed"
+    if _env(names) is None:
+        return f"set {', '.join(names)} (tools/backends/start-swift.sh)"
+    return None
+
+
+# fixture -> (marker or None, what it is, check returning why it is unusable)
+REQUIREMENTS: dict[str, tuple[str | None, str, Callable[[], str | None]]] = {
+    "swift_env": ("requires_swift", "a real Swift",
+                  lambda: _missing_backend(SWIFT_VARS, "swiftclient", "python-swiftclient")),
+    "s3_env": ("requires_s3", "a real S3 API",
+               lambda: _missing_backend(S3_VARS, "boto3", "boto3")),
+    "swiftclient_lib": (None, "python-swiftclient",
+                        lambda: None if _installed("swiftclient") else "not installed"),
+    "boto3_lib": (None, "boto3", lambda: None if _installed("boto3") else "not installed"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"requires_swift: needs a real Swift ({SWIFT_VARS})")
+    config.addinivalue_line("markers", f"requires_s3: needs a real S3 API ({S3_VARS})")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reasons = {fixture: check() for fixture, (_, _, check) in REQUIREMENTS.items()}
+    kept: list[pytest.Item] = []
+    dropped: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        needs = [f for f in REQUIREMENTS if f in getattr(item, "fixturenames", ())]
+        for fixture in needs:
+            marker = REQUIREMENTS[fixture][0]
+            if marker:
+                item.add_marker(marker)
+        unmet = [fixture for fixture in needs if reasons[fixture]]
+        if unmet:
+            dropped.setdefault(unmet[0], []).append(item)
+        else:
+            kept.append(item)
+    if not dropped:
+        return
+    items[:] = kept
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for fixture, deselected in dropped.items():
+        config.hook.pytest_deselected(items=deselected)
+        if reporter is not None:
+            reporter.write_line(f"deselected {len(deselected)} tests needing "
+                                f"{REQUIREMENTS[fixture][1]}: {reasons[fixture]}")
+
+
+@pytest.fixture
+def swiftclient_lib() -> Any:
+    return importlib.import_module("swiftclient.client")
+
+
+@pytest.fixture
+def boto3_lib() -> Any:
+    return importlib.import_module("boto3")
+
+
+def unique_name(prefix: str) -> str:
+    """A container or bucket name of its own for one test (DNS-compliant)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# --- Swift ---------------------------------------------------------------------
+@pytest.fixture
+def swift_env() -> dict[str, str]:
+    env = _env(SWIFT_VARS)
+    assert env is not None  # deselected otherwise
+    return env
+
+
+@pytest.fixture
+def swift_conn(swift_env: dict[str, str]) -> Iterator[Any]:
+    """A swiftclient connection for looking behind the driver's back."""
+    from swiftclient.client import Connection
+
+    conn = Connection(authurl=swift_env["SWIFT_AUTH_URL"], user=swift_env["SWIFT_USER"],
+                      key=swift_env["SWIFT_KEY"], auth_version="1", retries=1)
+    yield conn
+    conn.close()
+
+
+def swift_names(conn: Any, container: str) -> list[str]:
+    """Object names in ``container`` ([] when it does not exist)."""
+    from swiftclient.client import ClientException
+
+    try:
+        return [o["name"] for o in conn.get_container(container, full_listing=True)[1]]
+    except ClientException as err:
+        if err.http_status == 404:
+            return []
+        raise
+
+
+@pytest.fixture
+def swift_listing(swift_conn: Any) -> Callable[[str], list[str]]:
+    """``listing(container)``: its object names, [] when it does not exist."""
+    return functools.partial(swift_names, swift_conn)
+
+
+@pytest.fixture
+def swift_container(swift_conn: Any) -> Iterator[str]:
+    """A fresh container name (not created); emptied and removed afterwards."""
+    name = unique_name("glance-t")
+    yield name
+    for container in (name, name + "+segments"):
+        for obj in swift_names(swift_conn, container):
+            with contextlib.suppress(Exception):
+                swift_conn.delete_object(container, obj)
+        with contextlib.suppress(Exception):
+            swift_conn.delete_container(container)
+
+
+# --- S3 ------------------------------------------------------------------------
+@pytest.fixture
+def s3_env() -> dict[str, str]:
+    env = _env(S3_VARS)
+    assert env is not None  # deselected otherwise
+    env["S3_REGION"] = os.environ.get("S3_REGION") or "us-east-1"
+    return env
+
+
+def s3_client(endpoint: str, access: str, secret: str, region: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        config=Config(s3={"addressing_style": "path"},
+                      request_checksum_calculation="when_required",
+                      response_checksum_validation="when_required"))
+
+
+@pytest.fixture
+def s3(s3_env: dict[str, str]) -> Any:
+    """A boto3 client for looking behind the driver's back."""
+    return s3_client(s3_env["S3_ENDPOINT_URL"], s3_env["S3_ACCESS_KEY"],
+                     s3_env["S3_SECRET_KEY"], s3_env["S3_REGION"])
+
+
+def s3_keys(client: Any, bucket: str) -> list[str]:
+    """Object keys in ``bucket`` ([] when it does not exist)."""
+    try:
+        response = client.list_objects_v2(Bucket=bucket)
+    except client.exceptions.NoSuchBucket:
+        return []
+    return [o["Key"] for o in response.get("Contents", [])]
+
+
+def s3_uploads(client: Any, bucket: str) -> list[str]:
+    """Keys of unfinished multipart uploads in ``bucket``."""
+    try:
+        response = client.list_multipart_uploads(Bucket=bucket)
+    except client.exceptions.NoSuchBucket:
+        return []
+    return [u["Key"] for u in response.get("Uploads", [])]
+
+
+@pytest.fixture
+def s3_listing(s3: Any) -> Callable[[str], list[str]]:
+    """``listing(bucket)``: its keys plus unfinished multipart uploads (marked)."""
+    def listing(bucket: str) -> list[str]:
+        return s3_keys(s3, bucket) + [f"upload:{key}" for key in s3_uploads(s3, bucket)]
+    return listing
+
+
+@pytest.fixture
+def s3_bucket(s3: Any) -> Iterator[str]:
+    """A fresh bucket name (not created); emptied and removed afterwards."""
+    name = unique_name("glance-t")
+    yield name
+    with contextlib.suppress(Exception):
+        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"],
+                                      UploadId=upload["UploadId"])
+    with contextlib.suppress(Exception):
+        for key in s3_keys(s3, name):
+            s3.delete_object(Bucket=name, Key=key)
+    with contextlib.suppress(Exception):
+        s3.delete_bucket(Bucket=name)
+
+
+# --- a relay that can cut a download ------------------------------------------------
+class CuttingRelay:
+    """A TCP relay to a backend that can drop one connection mid-response.
+
+    After ``cut_after(n)``, the first connection whose responses exceed ``n``
+    bytes is closed abruptly, as a backend restarting mid-download would;
+    connections after that are relayed whole.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._limit: int | None = None
+        self._cut_at = 0
+        self._lock = threading.Lock()
+        self.cuts = 0
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def cut_after(self, limit: int) -> None:
+        self._limit = limit
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, responses: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                sent += len(data)
+                if responses and self._should_cut(sent):
+                    dst.sendall(data[: max(0, len(data) - (sent - self._cut_at))])
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _should_cut(self, sent: int) -> bool:
+        with self._lock:
+            if self._limit is None or sent <= self._limit:
+                return False
+            self._cut_at, self._limit = self._limit, None
+            self.cuts += 1
+            return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def relay() -> Iterator[Callable[[str], tuple[CuttingRelay, str]]]:
+    """``relay(url)``: a CuttingRelay to ``url``'s host and port, and ``url``
+    rewritten to go through it. Relays are closed after the test."""
+    relays: list[CuttingRelay] = []
+
+    def make(url: str) -> tuple[CuttingRelay, str]:
+        parts = urlsplit(url)
+        relay = CuttingRelay((parts.hostname or "127.0.0.1", parts.port or 80))
+        relays.append(relay)
+        return relay, urlunsplit(parts._replace(netloc=f"127.0.0.1:{relay.port}"))
+
+    yield make
+    for relay in relays:
+        relay.close()
