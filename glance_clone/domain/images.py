@@ -24,6 +24,9 @@ from glance_clone.domain.upload import Uploader
 
 LOG = logging.getLogger(__name__)
 
+# A delete re-reads the image when an upload changed its status meanwhile.
+DELETE_ATTEMPTS = 3
+
 # Sources that never come from a client: reading them would expose the
 # server's own files or configured credentials.
 REFUSED_SCHEMES = frozenset(("file", "filesystem", "swift+config"))
@@ -327,33 +330,45 @@ class ImageService:
         """
         _check_writable(context)
         self.policy.enforce(context, "delete_image", {})
-        image = self._fetch(context, image_id)
-        if image.get("protected"):
-            raise exception.Forbidden("Image is protected")
-        if image["status"] == image_status.PENDING_DELETE:
-            raise exception.Forbidden("Forbidden to delete a pending_delete image.")
-        if image["status"] == image_status.DELETED:
-            raise exception.ImageNotFound("Image %s not found." % image_id)
-        live = [loc for loc in image.get("location_data") or []
-                if loc.get("status") == "active"]
-        delayed = self.conf.delayed_delete and bool(live)
-        new_status = image_status.PENDING_DELETE if delayed else image_status.DELETED
-        self._set_deleting(context, image_id, new_status, [
-            dict(loc, status=new_status) for loc in live])
+        for _attempt in range(DELETE_ATTEMPTS):
+            image = self._fetch(context, image_id)
+            if image.get("protected"):
+                raise exception.Forbidden("Image is protected")
+            if image["status"] == image_status.PENDING_DELETE:
+                raise exception.Forbidden("Forbidden to delete a pending_delete image.")
+            if image["status"] == image_status.DELETED:
+                raise exception.ImageNotFound("Image %s not found." % image_id)
+            live = [loc for loc in image.get("location_data") or []
+                    if loc.get("status") == "active"]
+            delayed = self.conf.delayed_delete and bool(live)
+            new_status = image_status.PENDING_DELETE if delayed else image_status.DELETED
+            try:
+                # Compare-and-swap on the status read above: an upload that
+                # activated the image meanwhile added a location we must see.
+                self._set_deleting(context, image_id, new_status, [
+                    dict(loc, status=new_status) for loc in live],
+                    from_state=image["status"])
+                break
+            except exception.StatusConflict:
+                continue
+        else:
+            raise exception.Conflict("Image %s kept changing; try the delete again." % image_id)
         if not delayed:
             try:
                 for loc in live:
                     self._delete_data(loc["url"], image_id)
             except exception.GlanceError:
-                self._set_deleting(context, image_id, image["status"], live)
+                self._set_deleting(context, image_id, image["status"], live,
+                                   from_state=new_status)
                 raise
         self.registry.delete_image(context, image_id)
 
     def _set_deleting(self, context: RequestContext, image_id: str, status: str,
-                      locations: list[dict]) -> None:
+                      locations: list[dict], from_state: str) -> None:
         try:
             self.registry.update_image(context, image_id,
-                                       {"status": status, "location_data": locations})
+                                       {"status": status, "location_data": locations},
+                                       from_state=from_state)
         except exception.NotFound:
             raise exception.ImageNotFound("Image with identifier %s not found" % image_id)
         except exception.Forbidden:

@@ -157,3 +157,29 @@ def test_data_already_gone_does_not_block_delete(stack):
     os.unlink(os.path.join(stack.datadir, image["id"]))
     assert delete(stack, image["id"]).status_int == 200
     assert status_of(stack, image["id"]) == "deleted"
+
+
+def test_delete_that_read_a_stale_status_retries_and_removes_the_bytes(stack):
+    """An upload activating the image between the delete's read and write
+    must not leave its bytes orphaned: the status write is a compare-and-swap."""
+    image = create_image(stack, body=b"fresh upload")
+    v1 = next(app for prefix, app in stack.api.application.application.apps if prefix == "/v1")
+    real_get = v1.registry.get_image
+    calls = []
+
+    def stale_then_real(context, image_id):
+        calls.append(image_id)
+        current = real_get(context, image_id)
+        if len(calls) == 1:
+            # What the delete would have read just before the upload finished.
+            return dict(current, status="saving", location=None, location_data=[])
+        return current
+
+    v1.registry.get_image = stale_then_real
+    try:
+        assert delete(stack, image["id"]).status_int == 200
+    finally:
+        v1.registry.get_image = real_get
+    assert len(calls) == 2
+    assert image_files(stack) == []
+    assert status_of(stack, image["id"]) == "deleted"
