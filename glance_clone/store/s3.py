@@ -47,15 +47,15 @@ import math
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
 
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver, redact_url
-from glance_clone.store.swift import SourceReader, check_object_name
+from glance_clone.store.base import AddResult, ChunkIterator, Driver, redact_url
+from glance_clone.store.credentialed_uri import UriFormat, check_object_name
+from glance_clone.store.streaming import SourceReader, checked_download
 
 LOG = logging.getLogger(__name__)
 
@@ -103,14 +103,11 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 # --- locations ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Credentials:
-    """An endpoint and the keys to sign with."""
+    """An endpoint and the keys to sign with (the repr never shows the secret)."""
 
     endpoint: str
     access_key: str
-    secret_key: str = ""
-
-    def __repr__(self) -> str:  # never show the secret, even in a traceback
-        return f"Credentials(endpoint={self.endpoint!r}, access_key={self.access_key!r})"
+    secret_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -121,38 +118,22 @@ class Location:
     bucket: str
     key: str
 
-    def __repr__(self) -> str:
-        return f"Location({self.credentials!r}, {self.bucket!r}, {self.key!r})"
+
+URI = UriFormat(store="S3", a_store="an S3",
+                prefixes={"http": "s3", "https": "s3+https"}, default="http",
+                credentials="access:secret", missing="access:secret",
+                path="a host, a bucket and a key")
 
 
 def location_url(creds: Credentials, bucket: str, key: str) -> str:
     """Glance's location URI for an object (it contains the secret)."""
-    scheme, _, host = creds.endpoint.partition("://")
-    prefix = "s3+https" if scheme == "https" else "s3"
-    userinfo = f"{quote(creds.access_key, safe='')}:{quote(creds.secret_key, safe='')}"
-    return f"{prefix}://{userinfo}@{host.strip('/')}/{bucket}/{key}"
+    return URI.format(creds.endpoint, creds.access_key, creds.secret_key, bucket, key)
 
 
 def parse_location(url: str, schemes: Iterable[str]) -> Location:
     """Split an S3 location; raises BadStoreUri (whose message has no secret)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in schemes:
-        raise exception.BadStoreUri("Not an S3 location.")
-    # The last '@' ends the credentials: Glance left '/' unquoted in secrets.
-    userinfo, at, path = rest.rpartition("@")
-    if not at:
-        raise exception.BadStoreUri("S3 location is missing access:secret information.")
-    access, colon, secret = userinfo.partition(":")
-    if not colon or ":" in secret or not access:
-        raise exception.BadStoreUri(
-            "Badly formed S3 credentials in location: use URL-quoted access:secret.")
-    parts = path.split("?", 1)[0].split("/")
-    if len(parts) < 3 or not all(parts[-2:]) or not parts[0]:
-        raise exception.BadStoreUri("S3 location must name a host, a bucket and a key.")
-    http = "https" if scheme.lower() == "s3+https" else "http"
-    endpoint = f"{http}://{'/'.join(parts[:-2]).rstrip('/')}"
-    return Location(Credentials(endpoint, unquote(access), unquote(secret)),
-                    unquote(parts[-2]), unquote(parts[-1]))
+    creds, bucket, key = URI.parse(url, schemes)
+    return Location(Credentials(*creds), bucket, key)
 
 
 # --- errors ------------------------------------------------------------------
@@ -198,13 +179,6 @@ def _read_error(err: Exception) -> exception.GlanceError:
     if status is None or status >= 500 or code == "SlowDown":
         return exception.RemoteServiceUnavailable("S3 store is unavailable.")
     return exception.StoreError(f"S3 store request failed ({code or status}).")
-
-
-def _download_error(err: Exception) -> exception.GlanceError:
-    if isinstance(err, exception.GlanceError):
-        return err
-    LOG.error("S3 download interrupted: %s", err)
-    return exception.RemoteServiceUnavailable("S3 store download was interrupted.")
 
 
 def _fill_part(reader: SourceReader, size: int) -> bytearray:
@@ -347,15 +321,7 @@ class S3Driver(Driver):
             else:
                 self._put_parts(client, bucket, image_id, reader, size)
         except BaseException as err:
-            if reader.error is err:
-                raise
-            if reader.error is not None:
-                # The HTTP client wrapped what the chunks raised: the
-                # caller's error (size cap, client gone) is the real one.
-                raise reader.error from None
-            if isinstance(err, Exception) and not isinstance(err, exception.GlanceError):
-                raise _write_error(err, bucket) from err
-            raise
+            reader.reraise(err, lambda error: _write_error(error, bucket))
         LOG.debug("Wrote %d bytes of image %s to S3 bucket %s",
                   reader.bytes_read, image_id, bucket)
         return (location_url(creds, bucket, image_id), reader.bytes_read,
@@ -480,20 +446,8 @@ class S3Driver(Driver):
             raise _read_error(err) from err
         body = response["Body"]
         size: int | None = response.get("ContentLength")
-        seen = 0
-
-        def read(amount: int) -> bytes:
-            nonlocal seen
-            data: bytes = body.read(amount)
-            if data:
-                seen += len(data)
-            elif size is not None and seen != size:
-                LOG.error("S3 download of %s/%s ended after %d of %d bytes",
-                          loc.bucket, loc.key, seen, size)
-                raise exception.RemoteServiceUnavailable("S3 store download ended early.")
-            return data
-
-        return ChunkIterator(read, body.close, CHUNK_SIZE, _download_error), size
+        return checked_download(body.read, body.close, size, "S3",
+                                f"{loc.bucket}/{loc.key}", LOG), size
 
     def get_size(self, url: str) -> int:
         """Object size from a HEAD; raises BadStoreUri, NotFound,

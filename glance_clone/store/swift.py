@@ -48,11 +48,10 @@ before ``Content-Length`` bytes raises instead of ending short.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -60,6 +59,8 @@ from oslo_config import cfg
 
 from glance_clone.common import exception
 from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver, redact_url
+from glance_clone.store.credentialed_uri import UriFormat, check_object_name
+from glance_clone.store.streaming import SourceReader, checked_download
 
 try:
     from swiftclient import client as swift_client
@@ -125,114 +126,14 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(OPTS, group=GROUP)
 
 
-def check_object_name(image_id: str) -> None:
-    """Refuse ids that cannot be one object name in a location; raises Invalid."""
-    if (not image_id or "/" in image_id or "@" in image_id or "\0" in image_id
-            or len(image_id) > 200):
-        raise exception.Invalid(f"Image id {image_id!r} cannot name a store object")
-
-
-# --- streaming the incoming image --------------------------------------------
-class SourceReader:
-    """An upload's chunk iterator read as a file, hashed and counted on the way.
-
-    HTTP client libraries pull request bodies through ``read``. They may
-    wrap or swallow an exception raised by the chunk iterator (the caller's
-    size cap, a client gone), so it is kept in ``error`` and the driver
-    re-raises that one. Holds at most one incoming chunk.
-    """
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._pending = b""
-        self._offset = 0
-        self._ended = False
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.bytes_read = 0
-        self.error: BaseException | None = None
-
-    def _fill(self) -> bool:
-        """Have unread bytes at hand; False once the chunks are exhausted."""
-        while self._offset >= len(self._pending):
-            if self._ended:
-                return False
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self._ended = True
-                return False
-            except BaseException as err:
-                self.error = err
-                self._ended = True
-                raise
-            self._pending, self._offset = chunk, 0
-        return True
-
-    def at_end(self) -> bool:
-        """True when no byte is left; may raise what the chunk iterator raises."""
-        return not self._fill()
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` bytes (the rest of the current chunk when negative)."""
-        if size == 0 or not self._fill():
-            return b""
-        start = self._offset
-        available = len(self._pending) - start
-        count = available if size is None or size < 0 else min(size, available)
-        if start == 0 and count == len(self._pending):
-            data = self._pending
-        else:
-            data = self._pending[start:start + count]
-        self._offset = start + count
-        self.md5.update(data)
-        self.bytes_read += count
-        return data
-
-    def window(self, limit: int, exact: bool = False) -> SourceWindow:
-        """A file-like view that ends after ``limit`` bytes."""
-        return SourceWindow(self, limit, exact)
-
-
-class SourceWindow:
-    """At most ``limit`` bytes of a SourceReader: one segment or one object.
-
-    With ``exact``, running out of data early raises ImageDataMismatch
-    (the body was announced with that Content-Length).
-    """
-
-    def __init__(self, reader: SourceReader, limit: int, exact: bool = False) -> None:
-        self._reader = reader
-        self.remaining = limit
-        self._limit = limit
-        self._exact = exact
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        if size is None or size < 0 or size > self.remaining:
-            size = self.remaining
-        data = self._reader.read(size)
-        if not data and self._exact:
-            err = exception.ImageDataMismatch(
-                "Image data ended after %d of the %d bytes declared"
-                % (self._limit - self.remaining, self._limit))
-            self._reader.error = err
-            raise err
-        self.remaining -= len(data)
-        return data
-
-
 # --- locations ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Credentials:
-    """Where and as whom to authenticate."""
+    """Where and as whom to authenticate (the repr never shows the key)."""
 
     auth_url: str
     user: str
-    key: str = ""
-
-    def __repr__(self) -> str:  # never show the key, even in a traceback
-        return f"Credentials(auth_url={self.auth_url!r}, user={self.user!r})"
+    key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -243,39 +144,22 @@ class Location:
     container: str
     obj: str
 
-    def __repr__(self) -> str:
-        return f"Location({self.credentials!r}, {self.container!r}, {self.obj!r})"
+
+URI = UriFormat(store="Swift", a_store="a Swift",
+                prefixes={"http": "swift+http", "https": "swift+https"}, default="https",
+                credentials="user:key", missing="user:password",
+                path="an auth address, a container and an object")
 
 
 def location_url(creds: Credentials, container: str, obj: str) -> str:
     """Glance's location URI for an object (it contains the key)."""
-    scheme, _, address = creds.auth_url.partition("://")
-    prefix = "swift+http" if scheme == "http" else "swift+https"
-    userinfo = f"{quote(creds.user, safe='')}:{quote(creds.key, safe='')}"
-    return f"{prefix}://{userinfo}@{address.strip('/')}/{container}/{obj}"
+    return URI.format(creds.auth_url, creds.user, creds.key, container, obj)
 
 
 def parse_location(url: str, schemes: Iterable[str]) -> Location:
     """Split a Swift location; raises BadStoreUri (whose message has no key)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in schemes:
-        raise exception.BadStoreUri("Not a Swift location.")
-    # The last '@' ends the credentials: Glance left '/' unquoted in keys.
-    userinfo, at, path = rest.rpartition("@")
-    if not at:
-        raise exception.BadStoreUri("Swift location is missing user:password information.")
-    user, colon, key = userinfo.partition(":")
-    if not colon or ":" in key or not user:
-        raise exception.BadStoreUri(
-            "Badly formed Swift credentials in location: use URL-quoted user:key.")
-    parts = path.split("?", 1)[0].split("/")
-    if len(parts) < 3 or not all(parts[-2:]) or not parts[0]:
-        raise exception.BadStoreUri("Swift location must name an auth address, "
-                                    "a container and an object.")
-    http = "http" if scheme.lower() == "swift+http" else "https"
-    auth_url = f"{http}://{'/'.join(parts[:-2]).rstrip('/')}"
-    return Location(Credentials(auth_url, unquote(user), unquote(key)),
-                    unquote(parts[-2]), unquote(parts[-1]))
+    creds, container, obj = URI.parse(url, schemes)
+    return Location(Credentials(*creds), container, obj)
 
 
 # --- errors ------------------------------------------------------------------
@@ -317,13 +201,6 @@ def _read_error(err: Exception) -> exception.GlanceError:
     if status is None or status >= 500 or status in (408, 429, 498):
         return exception.RemoteServiceUnavailable("Swift store is unavailable.")
     return exception.StoreError(f"Swift store request failed ({status}).")
-
-
-def _download_error(err: Exception) -> exception.GlanceError:
-    if isinstance(err, exception.GlanceError):
-        return err
-    LOG.error("Swift download interrupted: %s", err)
-    return exception.RemoteServiceUnavailable("Swift store download was interrupted.")
 
 
 class SwiftDriver(Driver):
@@ -463,15 +340,7 @@ class SwiftDriver(Driver):
         except BaseException as err:
             conn.close()
             self._remove_quietly(creds, container, written)
-            if reader.error is err:
-                raise
-            if reader.error is not None:
-                # The HTTP client wrapped what the chunks raised: the
-                # caller's error (size cap, client gone) is the real one.
-                raise reader.error from None
-            if isinstance(err, Exception) and not isinstance(err, exception.GlanceError):
-                raise _write_error(err, container) from err
-            raise
+            reader.reraise(err, lambda error: _write_error(error, container))
         conn.close()
         LOG.debug("Wrote %d bytes of image %s to Swift %s/%s in %d object(s)",
                   reader.bytes_read, image_id, container, image_id, len(written))
@@ -559,19 +428,6 @@ class SwiftDriver(Driver):
             size: int | None = int(headers["content-length"])
         except (KeyError, ValueError):
             size = None
-        seen = 0
-
-        def read(amount: int) -> bytes:
-            nonlocal seen
-            data: bytes = body.read(amount)
-            if data:
-                seen += len(data)
-            elif size is not None and seen != size:
-                LOG.error("Swift download of %s/%s ended after %d of %d bytes",
-                          loc.container, loc.obj, seen, size)
-                raise exception.RemoteServiceUnavailable(
-                    "Swift store download ended early.")
-            return data
 
         def close() -> None:
             try:
@@ -579,7 +435,8 @@ class SwiftDriver(Driver):
             finally:
                 conn.close()
 
-        return ChunkIterator(read, close, CHUNK_SIZE, _download_error), size
+        return checked_download(body.read, close, size, "Swift",
+                                f"{loc.container}/{loc.obj}", LOG), size
 
     def get_size(self, url: str) -> int:
         """Object size from a HEAD; raises BadStoreUri, NotFound,

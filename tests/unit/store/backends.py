@@ -13,6 +13,10 @@ libraries still runs everything else:
   fixture) needs the variables above and the client library; it carries
   the ``requires_swift`` / ``requires_s3`` marker for ``-m``;
 - a test using ``swiftclient_lib`` / ``boto3_lib`` needs only the library.
+
+It also holds what the Swift and S3 driver tests share: image data and
+chunk iterators, ``read_all``, and the ``check_*`` helpers holding the
+bodies of tests that are the same for both drivers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import logging
 import os
 import socket
 import threading
@@ -31,6 +36,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from glance_clone.common import exception
+from glance_clone.store.base import CHUNK_SIZE, Driver
+
+MiB = 1024 * 1024
+# listing(container or bucket) -> names in it
+Listing = Callable[[str], list[str]]
 SWIFT_VARS = ("SWIFT_AUTH_URL", "SWIFT_USER", "SWIFT_KEY")
 S3_VARS = ("S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
 
@@ -110,6 +121,101 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- image data and what the driver tests share ------------------------------------
+class CapExceeded(Exception):
+    """Stands in for the caller's size-cap error raised mid-stream."""
+
+
+def image(size: int) -> bytes:
+    return os.urandom(size)
+
+
+def chunks_of(data: bytes, size: int = CHUNK_SIZE, fail_after: int | None = None,
+              error: BaseException | None = None) -> Iterator[bytes]:
+    """``data`` in chunks of ``size``; raises ``error`` (CapExceeded) instead
+    of the chunk starting at or after ``fail_after``."""
+    for start in range(0, len(data), size):
+        if fail_after is not None and start >= fail_after:
+            raise error or CapExceeded("too big")
+        yield data[start:start + size]
+
+
+def read_all(driver: Driver, url: str) -> tuple[bytes, int | None, list[int]]:
+    """(data, size announced, chunk sizes) of a whole download, checked closed."""
+    it, size = driver.get(url)
+    chunks = list(it)
+    assert it.closed
+    return b"".join(chunks), size, [len(c) for c in chunks]
+
+
+def check_read_back_and_delete(driver: Driver, url: str, data: bytes, listing: Listing,
+                               place: str) -> list[int]:
+    """``url`` reads back as ``data``, whose size get_size tells; deleting it
+    empties ``place`` (container or bucket). Returns the download's chunk sizes."""
+    got, got_size, sizes = read_all(driver, url)
+    assert got == data and got_size == len(data)
+    assert driver.get_size(url) == len(data)
+    driver.delete(url)
+    assert listing(place) == []
+    return sizes
+
+
+def check_duplicate(driver: Driver) -> None:
+    image_id = str(uuid.uuid4())
+    url, _, _, _ = driver.add(image_id, chunks_of(b"first"), 5)
+    with pytest.raises(exception.Duplicate):
+        driver.add(image_id, chunks_of(b"second"), 6)
+    assert read_all(driver, url)[0] == b"first"
+
+
+def check_missing_object(driver: Driver) -> None:
+    url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(b"x"), 1)
+    missing = url.rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
+    for call in (driver.get, driver.get_size, driver.delete):
+        with pytest.raises(exception.NotFound):
+            call(missing)
+
+
+def check_secret_never_logged(driver: Driver, secret: str, caplog: pytest.LogCaptureFixture,
+                              size: int, fail_after: int) -> None:
+    """Every operation, failures included, with ``size`` byte images (large
+    ones: segments or parts); ``fail_after`` cuts the failing upload."""
+    caplog.set_level(logging.DEBUG)
+    url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(image(size)), 0)
+    read_all(driver, url)
+    driver.get_size(url)
+    driver.delete(url)
+    for call in (driver.get, driver.delete):
+        with pytest.raises(exception.NotFound):
+            call(url)
+    with pytest.raises(CapExceeded):
+        driver.add(str(uuid.uuid4()), chunks_of(image(size), fail_after=fail_after), 0)
+    assert caplog.records
+    for record in caplog.records:
+        assert secret not in record.getMessage(), record.getMessage()
+
+
+def check_interrupted_download(driver: Driver, cutter: CuttingRelay, url: str,
+                               data: bytes) -> None:
+    """A download of ``url`` (``data``) that ``cutter`` cuts raises; the next succeeds."""
+    cutter.cut_after(MiB)
+    it, size = driver.get(url)
+    assert size == len(data)
+    received = 0
+    with pytest.raises(exception.RemoteServiceUnavailable):
+        for chunk in it:
+            received += len(chunk)
+    assert cutter.cuts == 1 and received < len(data)
+    assert it.closed
+    assert read_all(driver, url)[0] == data
+
+
 # --- Swift ---------------------------------------------------------------------
 @pytest.fixture
 def swift_env() -> dict[str, str]:
@@ -118,13 +224,17 @@ def swift_env() -> dict[str, str]:
     return env
 
 
+def swift_connection(env: dict[str, str]) -> Any:
+    from swiftclient.client import Connection
+
+    return Connection(authurl=env["SWIFT_AUTH_URL"], user=env["SWIFT_USER"],
+                      key=env["SWIFT_KEY"], auth_version="1", retries=1)
+
+
 @pytest.fixture
 def swift_conn(swift_env: dict[str, str]) -> Iterator[Any]:
     """A swiftclient connection for looking behind the driver's back."""
-    from swiftclient.client import Connection
-
-    conn = Connection(authurl=swift_env["SWIFT_AUTH_URL"], user=swift_env["SWIFT_USER"],
-                      key=swift_env["SWIFT_KEY"], auth_version="1", retries=1)
+    conn = swift_connection(swift_env)
     yield conn
     conn.close()
 
@@ -142,7 +252,7 @@ def swift_names(conn: Any, container: str) -> list[str]:
 
 
 @pytest.fixture
-def swift_listing(swift_conn: Any) -> Callable[[str], list[str]]:
+def swift_listing(swift_conn: Any) -> Listing:
     """``listing(container)``: its object names, [] when it does not exist."""
     return functools.partial(swift_names, swift_conn)
 
@@ -207,7 +317,7 @@ def s3_uploads(client: Any, bucket: str) -> list[str]:
 
 
 @pytest.fixture
-def s3_listing(s3: Any) -> Callable[[str], list[str]]:
+def s3_listing(s3: Any) -> Listing:
     """``listing(bucket)``: its keys plus unfinished multipart uploads (marked)."""
     def listing(bucket: str) -> list[str]:
         return s3_keys(s3, bucket) + [f"upload:{key}" for key in s3_uploads(s3, bucket)]
@@ -228,6 +338,20 @@ def s3_bucket(s3: Any) -> Iterator[str]:
             s3.delete_object(Bucket=name, Key=key)
     with contextlib.suppress(Exception):
         s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def swift_segments() -> Iterator[Listing]:
+    """``segments(bucket)``: the parts of S3 multipart uploads, which Swift's
+    S3 API keeps in a ``<bucket>+segments`` container it does not show; []
+    without Swift's settings."""
+    env = _env(SWIFT_VARS)
+    if env is None:
+        yield lambda bucket: []
+        return
+    conn = swift_connection(env)
+    yield lambda bucket: swift_names(conn, bucket + "+segments")
+    conn.close()
 
 
 # --- a relay that can cut a download ------------------------------------------------

@@ -9,6 +9,10 @@ from oslo_config import cfg
 
 from glance_clone.store import backend
 
+# Test modules import helpers from the backends plugin before pytest loads it
+# as one: have its asserts rewritten all the same.
+pytest.register_assert_rewrite("tests.unit.store.backends")
+
 
 def make_conf(**overrides: dict[str, object]) -> cfg.ConfigOpts:
     """A ConfigOpts with every store option registered, parsed from nothing.

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 import pathlib
-import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,30 +17,26 @@ from glance_clone.store import backend
 from glance_clone.store import s3 as s3_store
 from glance_clone.store.base import CHUNK_SIZE, redact_url
 from glance_clone.store.s3 import S3Driver, location_url, parse_location
+from tests.unit.store.backends import (
+    CapExceeded,
+    Listing,
+    MiB,
+    check_duplicate,
+    check_interrupted_download,
+    check_missing_object,
+    check_read_back_and_delete,
+    check_secret_never_logged,
+    chunks_of,
+    image,
+    read_all,
+    unused_port,
+)
 from tests.unit.store.conftest import make_conf
 
 pytest_plugins = ["tests.unit.store.backends"]
 pytestmark = pytest.mark.timeout(60)
 
-MiB = 1024 * 1024
-Listing = Callable[[str], list[str]]
 SCHEMES = S3Driver.schemes
-
-
-class CapExceeded(Exception):
-    """Stands in for the caller's size-cap error raised mid-stream."""
-
-
-def chunks_of(data: bytes, size: int = CHUNK_SIZE,
-              fail_after: int | None = None) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        if fail_after is not None and start >= fail_after:
-            raise CapExceeded("too big")
-        yield data[start:start + size]
-
-
-def image(size: int) -> bytes:
-    return os.urandom(size)
 
 
 # --- locations and settings ---------------------------------------------------------
@@ -125,12 +118,6 @@ def test_error_mapping(boto3_lib: Any) -> None:
     assert isinstance(s3_store._read_error(client_error("NoSuchKey", 404)), exception.NotFound)
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_unreachable_s3_is_a_503_naming_s3(boto3_lib: Any) -> None:
     driver = S3Driver(s3_conf(s3_store_host=f"127.0.0.1:{unused_port()}",
                               s3_store_secret_key="sekrit"))
@@ -172,13 +159,6 @@ def driver(make_driver: Callable[..., S3Driver]) -> S3Driver:
     return make_driver()
 
 
-def read_all(driver: S3Driver, url: str) -> tuple[bytes, int | None, list[int]]:
-    it, size = driver.get(url)
-    chunks = list(it)
-    assert it.closed
-    return b"".join(chunks), size, [len(c) for c in chunks]
-
-
 def test_small_image_is_one_put(driver: S3Driver, s3: Any, s3_listing: Listing,
                                 s3_bucket: str, s3_env: dict[str, str]) -> None:
     data = image(MiB + 77)
@@ -190,12 +170,8 @@ def test_small_image_is_one_put(driver: S3Driver, s3: Any, s3_listing: Listing,
     assert (size, checksum, meta) == (len(data), hashlib.md5(data).hexdigest(), {})
     assert s3_listing(s3_bucket) == [image_id]
     assert s3.head_object(Bucket=s3_bucket, Key=image_id)["ETag"].strip('"') == checksum
-    got, got_size, sizes = read_all(driver, url)
-    assert got == data and got_size == len(data)
+    sizes = check_read_back_and_delete(driver, url, data, s3_listing, s3_bucket)
     assert sizes[:-1] == [CHUNK_SIZE] * (len(sizes) - 1)
-    assert driver.get_size(url) == len(data)
-    driver.delete(url)
-    assert s3_listing(s3_bucket) == []
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["known-size", "unknown-size"])
@@ -209,10 +185,7 @@ def test_large_image_is_a_multipart_upload(driver: S3Driver, s3: Any, s3_listing
     assert (size, checksum) == (len(data), hashlib.md5(data).hexdigest())
     assert s3_listing(s3_bucket) == [image_id]
     assert s3.head_object(Bucket=s3_bucket, Key=image_id)["ETag"].strip('"').endswith("-3")
-    assert driver.get_size(url) == len(data)
-    assert read_all(driver, url)[:2] == (data, len(data))
-    driver.delete(url)
-    assert s3_listing(s3_bucket) == []
+    check_read_back_and_delete(driver, url, data, s3_listing, s3_bucket)
     assert swift_segments(s3_bucket) == []
 
 
@@ -274,11 +247,7 @@ def test_s3_error_mid_upload_aborts_the_upload(
 
 
 def test_duplicate(driver: S3Driver) -> None:
-    image_id = str(uuid.uuid4())
-    url, _, _, _ = driver.add(image_id, chunks_of(b"first"), 5)
-    with pytest.raises(exception.Duplicate):
-        driver.add(image_id, chunks_of(b"second"), 6)
-    assert read_all(driver, url)[0] == b"first"
+    check_duplicate(driver)
 
 
 def test_missing_bucket_without_create_on_put(make_driver: Callable[..., S3Driver],
@@ -311,29 +280,13 @@ def test_wrong_secret_is_a_5xx_naming_s3_not_the_secret(
 
 
 def test_missing_object(driver: S3Driver) -> None:
-    url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(b"x"), 1)
-    missing = url.rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
-    for call in (driver.get, driver.get_size, driver.delete):
-        with pytest.raises(exception.NotFound):
-            call(missing)
+    check_missing_object(driver)
 
 
 def test_the_secret_is_never_logged(driver: S3Driver, s3_env: dict[str, str],
                                     caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    secret = s3_env["S3_SECRET_KEY"]
-    url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(image(11 * MiB)), 0)
-    read_all(driver, url)
-    driver.get_size(url)
-    driver.delete(url)
-    for call in (driver.get, driver.delete):
-        with pytest.raises(exception.NotFound):
-            call(url)
-    with pytest.raises(CapExceeded):
-        driver.add(str(uuid.uuid4()), chunks_of(image(11 * MiB), fail_after=7 * MiB), 0)
-    assert caplog.records
-    for record in caplog.records:
-        assert secret not in record.getMessage(), record.getMessage()
+    check_secret_never_logged(driver, s3_env["S3_SECRET_KEY"], caplog,
+                              size=11 * MiB, fail_after=7 * MiB)
 
 
 def test_interrupted_download_raises(make_driver: Callable[..., S3Driver],
@@ -342,37 +295,4 @@ def test_interrupted_download_raises(make_driver: Callable[..., S3Driver],
     driver = make_driver(s3_store_host=endpoint)
     data = image(3 * MiB)
     url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(data), len(data))
-    cutter.cut_after(MiB)
-    it, size = driver.get(url)
-    assert size == len(data)
-    received = 0
-    with pytest.raises(exception.RemoteServiceUnavailable):
-        for chunk in it:
-            received += len(chunk)
-    assert cutter.cuts == 1 and received < len(data)
-    assert it.closed
-    assert read_all(driver, url)[0] == data  # the next download succeeds
-
-
-# Multipart parts live in Swift's "<bucket>+segments" container, which the S3
-# API does not show; look there too when Swift's own settings are given.
-@pytest.fixture
-def swift_segments() -> Iterator[Listing]:
-    if not all(os.environ.get(n) for n in ("SWIFT_AUTH_URL", "SWIFT_USER", "SWIFT_KEY")):
-        yield lambda bucket: []
-        return
-    from swiftclient.client import ClientException, Connection
-
-    conn = Connection(authurl=os.environ["SWIFT_AUTH_URL"], user=os.environ["SWIFT_USER"],
-                      key=os.environ["SWIFT_KEY"], auth_version="1", retries=1)
-
-    def listing(bucket: str) -> list[str]:
-        try:
-            return [o["name"] for o in conn.get_container(bucket + "+segments")[1]]
-        except ClientException as err:
-            if err.http_status == 404:
-                return []
-            raise
-
-    yield listing
-    conn.close()
+    check_interrupted_download(driver, cutter, url, data)

@@ -1,15 +1,12 @@
-"""Tests for the Swift store: locations and streaming helpers, then against a
-real Swift (``SWIFT_AUTH_URL`` etc.; deselected without them)."""
+"""Tests for the Swift store: locations and settings, then against a real
+Swift (``SWIFT_AUTH_URL`` etc.; deselected without them)."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 import pathlib
-import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,31 +16,27 @@ from glance_clone.common import exception
 from glance_clone.store import backend
 from glance_clone.store import swift as swift_store
 from glance_clone.store.base import CHUNK_SIZE, redact_url
-from glance_clone.store.swift import SourceReader, SwiftDriver, location_url, parse_location
+from glance_clone.store.swift import SwiftDriver, location_url, parse_location
+from tests.unit.store.backends import (
+    CapExceeded,
+    Listing,
+    MiB,
+    check_duplicate,
+    check_interrupted_download,
+    check_missing_object,
+    check_read_back_and_delete,
+    check_secret_never_logged,
+    chunks_of,
+    image,
+    read_all,
+    unused_port,
+)
 from tests.unit.store.conftest import make_conf
 
 pytest_plugins = ["tests.unit.store.backends"]
 pytestmark = pytest.mark.timeout(60)
 
-MiB = 1024 * 1024
-Listing = Callable[[str], list[str]]
 SCHEMES = SwiftDriver.schemes
-
-
-class CapExceeded(Exception):
-    """Stands in for the caller's size-cap error raised mid-stream."""
-
-
-def chunks_of(data: bytes, size: int = CHUNK_SIZE, fail_after: int | None = None,
-              error: BaseException | None = None) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        if fail_after is not None and start >= fail_after:
-            raise error or CapExceeded("too big")
-        yield data[start:start + size]
-
-
-def image(size: int) -> bytes:
-    return os.urandom(size)
 
 
 # --- locations ------------------------------------------------------------------
@@ -90,39 +83,6 @@ def test_reprs_and_redaction_hide_the_key() -> None:
     loc = swift_store.Location(creds, "c", "o")
     assert "sekrit" not in repr(creds) and "sekrit" not in repr(loc)
     assert "sekrit" not in redact_url(location_url(creds, "c", "o"))
-
-
-# --- streaming helpers --------------------------------------------------------------
-def test_source_reader_splits_chunks_and_hashes() -> None:
-    data = image(300_000)
-    reader = SourceReader(chunks_of(data, 100_000))
-    first = reader.window(150_000)
-    got = b"".join(iter(lambda: first.read(64 * 1024), b""))
-    assert got == data[:150_000]
-    assert not reader.at_end()
-    rest = b"".join(iter(lambda: reader.read(-1), b""))
-    assert got + rest == data
-    assert reader.at_end() and reader.read(10) == b""
-    assert reader.bytes_read == len(data)
-    assert reader.md5.hexdigest() == hashlib.md5(data).hexdigest()
-
-
-def test_source_reader_keeps_the_iterators_error() -> None:
-    reader = SourceReader(chunks_of(b"x" * 300, 100, fail_after=200))
-    assert reader.read(1000) == b"x" * 100
-    reader.read(1000)
-    with pytest.raises(CapExceeded):
-        reader.read(1000)
-    assert isinstance(reader.error, CapExceeded)
-
-
-def test_exact_window_refuses_short_data() -> None:
-    reader = SourceReader([b"abc"])
-    window = reader.window(5, exact=True)
-    assert window.read(10) == b"abc"
-    with pytest.raises(exception.ImageDataMismatch):
-        window.read(10)
-    assert isinstance(reader.error, exception.ImageDataMismatch)
 
 
 # --- configuration --------------------------------------------------------------------
@@ -199,12 +159,6 @@ def test_keystone_session_splits_project_and_user(swiftclient_lib: Any) -> None:
     assert driver._keystone_session(driver.credentials) is session
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_unreachable_swift_is_a_503_naming_swift(swiftclient_lib: Any) -> None:
     driver = SwiftDriver(swift_conf(
         swift_store_auth_address=f"http://127.0.0.1:{unused_port()}/auth/v1.0",
@@ -240,13 +194,6 @@ def driver(make_driver: Callable[..., SwiftDriver]) -> SwiftDriver:
     return make_driver()
 
 
-def read_all(driver: SwiftDriver, url: str) -> tuple[bytes, int | None, list[int]]:
-    it, size = driver.get(url)
-    chunks = list(it)
-    assert it.closed
-    return b"".join(chunks), size, [len(c) for c in chunks]
-
-
 def test_small_image_is_one_object(driver: SwiftDriver, swift_listing: Listing,
                                    swift_container: str, swift_env: dict[str, str]) -> None:
     data = image(MiB + 123)
@@ -257,12 +204,8 @@ def test_small_image_is_one_object(driver: SwiftDriver, swift_listing: Listing,
                    f"{swift_env['SWIFT_KEY']}@{address}/{swift_container}/{image_id}")
     assert (size, checksum, meta) == (len(data), hashlib.md5(data).hexdigest(), {})
     assert swift_listing(swift_container) == [image_id]
-    got, got_size, sizes = read_all(driver, url)
-    assert got == data and got_size == len(data)
+    sizes = check_read_back_and_delete(driver, url, data, swift_listing, swift_container)
     assert sizes[:-1] == [CHUNK_SIZE] * (len(sizes) - 1)
-    assert driver.get_size(url) == len(data)
-    driver.delete(url)
-    assert swift_listing(swift_container) == []
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["known-size", "unknown-size"])
@@ -278,10 +221,7 @@ def test_large_image_is_segmented(driver: SwiftDriver, swift_conn: Any, swift_li
         f"{image_id}-00004"]
     headers = swift_conn.head_object(swift_container, image_id)
     assert headers["x-object-manifest"] == f"{swift_container}/{image_id}-"
-    assert driver.get_size(url) == len(data)
-    assert read_all(driver, url)[:2] == (data, len(data))
-    driver.delete(url)
-    assert swift_listing(swift_container) == []
+    check_read_back_and_delete(driver, url, data, swift_listing, swift_container)
 
 
 def test_unknown_size_on_a_segment_boundary_writes_no_empty_segment(
@@ -339,11 +279,7 @@ def test_swift_error_mid_upload_removes_segments(
 
 
 def test_duplicate(driver: SwiftDriver) -> None:
-    image_id = str(uuid.uuid4())
-    url, _, _, _ = driver.add(image_id, chunks_of(b"first"), 5)
-    with pytest.raises(exception.Duplicate):
-        driver.add(image_id, chunks_of(b"second"), 6)
-    assert read_all(driver, url)[0] == b"first"
+    check_duplicate(driver)
 
 
 def test_missing_container_without_create_on_put(
@@ -378,11 +314,7 @@ def test_wrong_key_is_a_5xx_naming_swift_not_the_key(
 
 
 def test_missing_object(driver: SwiftDriver) -> None:
-    url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(b"x"), 1)
-    missing = url.rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
-    for call in (driver.get, driver.get_size, driver.delete):
-        with pytest.raises(exception.NotFound):
-            call(missing)
+    check_missing_object(driver)
 
 
 def test_locations_keep_working_when_the_configuration_changes(
@@ -398,20 +330,8 @@ def test_locations_keep_working_when_the_configuration_changes(
 
 def test_the_key_is_never_logged(driver: SwiftDriver, swift_env: dict[str, str],
                                  caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    key = swift_env["SWIFT_KEY"]
-    url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(image(3 * MiB)), 0)
-    read_all(driver, url)
-    driver.get_size(url)
-    driver.delete(url)
-    for call in (driver.get, driver.delete):
-        with pytest.raises(exception.NotFound):
-            call(url)
-    with pytest.raises(CapExceeded):
-        driver.add(str(uuid.uuid4()), chunks_of(image(3 * MiB), fail_after=2 * MiB), 0)
-    assert caplog.records
-    for record in caplog.records:
-        assert key not in record.getMessage(), record.getMessage()
+    check_secret_never_logged(driver, swift_env["SWIFT_KEY"], caplog,
+                              size=3 * MiB, fail_after=2 * MiB)
 
 
 def test_interrupted_download_raises(make_driver: Callable[..., SwiftDriver],
@@ -420,16 +340,7 @@ def test_interrupted_download_raises(make_driver: Callable[..., SwiftDriver],
     driver = make_driver(swift_store_auth_address=address)
     data = image(3 * MiB)
     url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(data), 0)
-    cutter.cut_after(MiB)
-    it, size = driver.get(url)
-    assert size == len(data)
-    received = 0
-    with pytest.raises(exception.RemoteServiceUnavailable):
-        for chunk in it:
-            received += len(chunk)
-    assert cutter.cuts == 1 and received < len(data)
-    assert it.closed
-    assert read_all(driver, url)[0] == data  # the next download succeeds
+    check_interrupted_download(driver, cutter, url, data)
 
 
 def test_interrupted_download_resumes_with_retry_get_count(
