@@ -6,6 +6,14 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import os  # noqa: E402
+
+# psycopg waits for PostgreSQL's answers in C (poll), which would stall
+# eventlet's hub for every query: one query at a time per process. Its
+# select-based wait yields to other requests once select is green. Must be
+# set before psycopg is imported.
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 

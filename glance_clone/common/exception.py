@@ -202,6 +202,10 @@ class RegistryUnavailable(ServiceUnavailable):
     message = "The image registry could not be reached."
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    message = "The registry database is unavailable; try again later."
+
+
 class StoreError(GlanceError):
     """An unexpected store failure; shown as a 500 with a safe message."""
 

@@ -946,7 +946,9 @@ class Database:
 
     def image_member_create(self, context: RequestContext,
                             values: Mapping[str, Any]) -> dict[str, Any]:
-        """Add a membership row; raises ImageNotFound, Invalid, ReadOnly."""
+        """Add a membership row, or answer the member's live row (its
+        ``can_share`` set as asked) when it has one already; raises
+        ImageNotFound, Invalid, ReadOnly."""
         if not values.get("image_id") or not values.get("member"):
             raise exception.Invalid("A membership needs image_id and member.")
         now = utcnow()
@@ -960,6 +962,15 @@ class Database:
                 _IMAGE_EXISTS, {"id": row["image_id"]}).first()
             if exists is None:
                 raise exception.ImageNotFound()
+            # Callers look for a live row first, in another transaction: two
+            # requests adding one member at once would both find none. The
+            # write lock makes this second look the one that counts.
+            live = connection.execute(_IS_MEMBER, {
+                "image_id": row["image_id"], "member": row["member"]}).first()
+            if live is not None:
+                connection.execute(_UPDATE_MEMBER, {
+                    "_id": live.id, "can_share": row["can_share"], "updated_at": now})
+                return self._member(connection, int(live.id))
             result = connection.execute(_INSERT_MEMBER, row)
             key = result.inserted_primary_key
             assert key is not None  # single-row INSERT

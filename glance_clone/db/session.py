@@ -7,10 +7,24 @@ up front. A deferred transaction that reads and then writes can fail with
 SQLITE_BUSY without ever waiting, when another writer committed in between;
 ``BEGIN IMMEDIATE`` waits for the lock before reading anything. Write paths
 ask for it with the execution option ``WRITE_OPTION`` (see ``writer``).
+
+PostgreSQL gives the same guarantee with a transaction-level advisory lock
+that every write transaction takes first (``WRITE_LOCK_KEY``): under READ
+COMMITTED two deletes of one image would otherwise both read it as live and
+both succeed, in one registry process or several on one database. Writes
+are serialised as on SQLite; reads never wait for them.
+
+Server databases get a pool sized by the ``[database]`` options and
+``pool_pre_ping``: a connection that died with a database restart is
+replaced when it is next checked out, so no request fails after the
+database is back. While it is down, every statement or connection attempt
+that fails for that reason raises DatabaseUnavailable (a 503), here and
+nowhere else (``_unavailable``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -20,10 +34,14 @@ from sqlalchemy import event
 
 from glance_clone.common import exception
 
+LOG = logging.getLogger(__name__)
+
 # Execution option marking a connection whose transactions will write.
 WRITE_OPTION = "glance_write"
 
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for the lock
+# pg_advisory_xact_lock key of registry write transactions ("glance").
+WRITE_LOCK_KEY = 0x676C616E6365
 
 
 def database_url(conf_or_url: Any) -> sa.engine.URL:
@@ -88,7 +106,39 @@ def create_engine(conf_or_url: Any, *, pool_size: int | None = None,
                         ("pool_recycle", pool_recycle)):
         if value is not None:
             options[name] = value
-    return sa.create_engine(url, **options)
+    engine = sa.create_engine(url, **options)
+    event.listen(engine, "handle_error", _unavailable)
+    if url.get_backend_name() == "postgresql":
+        event.listen(engine, "begin", _lock_writes)
+    return engine
+
+
+def _lock_writes(connection: sa.engine.Connection) -> None:
+    """``begin`` hook (PostgreSQL): a write transaction first waits for the
+    registry's write lock, held until it commits or rolls back."""
+    if connection.get_execution_options().get(WRITE_OPTION):
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%d)" % WRITE_LOCK_KEY)
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> BaseException | None:
+    """``handle_error`` hook: a lost or refused server connection (and the
+    server's other operational failures: shutdown, deadlock, lock timeout)
+    becomes DatabaseUnavailable; anything else stays as it was.
+
+    SQLAlchemy still invalidates a disconnected connection after this, so
+    the pool does not hand it out again.
+    """
+    if context.is_pre_ping:
+        # The pool's own liveness check: it reconnects on a disconnect,
+        # which an exception from here would prevent.
+        return None
+    if not (context.is_disconnect or
+            isinstance(context.sqlalchemy_exception, sa.exc.OperationalError)):
+        return None
+    lines = str(context.original_exception).strip().splitlines()
+    LOG.warning("Registry database unavailable: %s", lines[0] if lines else
+                type(context.original_exception).__name__)
+    return exception.DatabaseUnavailable()
 
 
 def _sqlite_engine(url: sa.engine.URL, pool_size: int | None,
@@ -137,7 +187,7 @@ def _sqlite_engine(url: sa.engine.URL, pool_size: int | None,
 def writer(engine: sa.engine.Engine) -> sa.engine.Engine:
     """The engine whose transactions are write transactions.
 
-    On SQLite they take the write lock when they begin; elsewhere this
-    changes nothing.
+    On SQLite they take the write lock when they begin, on PostgreSQL the
+    registry's advisory write lock; elsewhere this changes nothing.
     """
     return engine.execution_options(**{WRITE_OPTION: True})

@@ -1,4 +1,5 @@
-"""The real python-glanceclient 2.17.1 CLI (v1) against real api and registry."""
+"""The real python-glanceclient 2.17.1 CLI (v1) against real api and registry,
+on every backend set."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ def glance_program() -> str:
 
 
 @pytest.fixture
-def glance_cli(tmp_path):
-    """Runs `glance --os-image-api-version 1 ...` like a person at a terminal."""
-    dep = harness.Deployment(tmp_path, api_flavor=None, registry_flavor=None)
+def glance_cli(tmp_path, backend):
+    """Runs `glance --os-image-api-version 1 ...` like a person at a terminal,
+    on each backend set."""
+    dep = harness.Deployment(tmp_path, api_flavor=None, registry_flavor=None,
+                             backend=backend)
     dep.start()
     program = glance_program()
 

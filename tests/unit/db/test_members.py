@@ -49,6 +49,14 @@ def test_find_visibility(db, image):
         image["id"]]
 
 
+def test_create_for_a_live_member_reuses_its_row(db, image):
+    first = db.image_member_create(T1, {"image_id": image["id"], "member": "m"})
+    again = db.image_member_create(T1, {"image_id": image["id"], "member": "m",
+                                        "can_share": True})
+    assert again["id"] == first["id"] and again["can_share"] is True
+    assert members(db, T1, image["id"]) == [("m", True)]
+
+
 def test_create_for_unknown_image(db):
     with pytest.raises(exception.ImageNotFound):
         db.image_member_create(ADMIN, {"image_id": "nope", "member": "m"})

@@ -122,3 +122,48 @@ def test_memory_database_works():
             assert connection.exec_driver_sql("SELECT 1").scalar() == 1
     finally:
         engine.dispose()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_server_engine_takes_the_pool_options():
+    conf = cfg.ConfigOpts()
+    config.register_database_opts(conf)
+    conf([], project="glance", default_config_files=[])
+    conf.set_override("connection", "postgresql+psycopg://g:g@127.0.0.1:5433/g",
+                      group="database")
+    for name, value in (("max_pool_size", 7), ("max_overflow", 3),
+                        ("pool_timeout", 4), ("connection_recycle_time", 99)):
+        conf.set_override(name, value, group="database")
+    engine = session.create_engine(conf)
+    try:
+        pool = engine.pool
+        assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle) == (7, 3, 4, 99)
+        assert pool._pre_ping
+    finally:
+        engine.dispose()
+
+
+def test_unreachable_server_is_database_unavailable():
+    engine = session.create_engine(
+        "postgresql+psycopg://g:g@127.0.0.1:%d/g" % _closed_port())
+    try:
+        with pytest.raises(exception.DatabaseUnavailable) as raised:
+            api.Database(engine).image_get_all(tenant("t1"))
+        assert str(raised.value) == "The registry database is unavailable; try again later."
+        assert isinstance(raised.value, exception.ServiceUnavailable)
+    finally:
+        engine.dispose()
+
+
+def test_sql_errors_are_not_taken_for_an_outage(engine):
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT no_such_column FROM images")
+    assert not isinstance(raised.value, exception.GlanceError)
