@@ -43,6 +43,10 @@ from oslo_config import cfg
 from glance_clone.common import exception
 from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver
 
+# Downloads read 1 MiB at a time: each chunk costs a trip through the WSGI
+# server's write path, and 64 KiB chunks halved single-stream throughput.
+DOWNLOAD_CHUNK_SIZE = 1024 * 1024
+
 LOG = logging.getLogger(__name__)
 
 GROUP = "glance_store"
@@ -279,7 +283,8 @@ class FileDriver(Driver):
         except BaseException:
             os.close(fd)
             raise
-        return ChunkIterator(reader.read, reader.close, CHUNK_SIZE, _read_error), info.st_size
+        return (ChunkIterator(reader.read, reader.close, DOWNLOAD_CHUNK_SIZE, _read_error),
+                info.st_size)
 
     def get_size(self, url: str) -> int:
         """Return the file size; raises BadStoreUri, NotFound."""
