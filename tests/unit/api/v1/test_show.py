@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE
+
 from glance_clone.common import exception
 from glance_clone.common.chunking import SizeCheckedIter
 
@@ -178,13 +180,13 @@ def test_size_checked_iter_closes_what_it_wraps():
 
 
 def test_download_is_streamed_and_closed_when_the_client_stops(stack):
-    data = os.urandom(1024 * 1024)
+    data = os.urandom(3 * DOWNLOAD_CHUNK_SIZE)
     image = create_image(stack, body=data)
     response = download(stack, image["id"])
     body = response.app_iter
     assert isinstance(body, SizeCheckedIter)
     first = next(iter(body))
-    assert 0 < len(first) <= 64 * 1024
+    assert 0 < len(first) <= DOWNLOAD_CHUNK_SIZE < len(data)
     assert not body.chunks.closed
     body.close()
     assert body.chunks.closed
