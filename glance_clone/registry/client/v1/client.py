@@ -178,12 +178,16 @@ class RegistryClient:
         if body is not None:
             data = json.dumps(body)
             all_headers["Content-Type"] = "application/json"
+        # Prepared by hand: Session.request would merge session-level
+        # headers, params, hooks and cookies (none are set) on every call,
+        # about a third of glance-api's time per registry round trip.
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=method, url=self.base_url + path, headers=all_headers,
+                         data=data, params=params)
         attempts = 1 + (READ_RETRIES if method == "GET" else 0)
         for attempt in range(attempts):
             try:
-                response = self.session.request(
-                    method, self.base_url + path, params=params, data=data,
-                    headers=all_headers, timeout=self.timeout)
+                response = self.session.send(prepared, timeout=self.timeout)
                 break
             except requests.ConnectionError as err:
                 if attempt + 1 < attempts:
