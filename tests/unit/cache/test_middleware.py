@@ -197,7 +197,8 @@ def test_store_data_not_matching_the_checksum_is_not_cached(cstack: CacheStack) 
 def test_disk_error_while_caching_leaves_the_download_intact(
         cstack: CacheStack, monkeypatch: pytest.MonkeyPatch) -> None:
     def disk_full(fd: int, data: bytes, offset: int) -> None:
-        if offset > 100000:
+        # The disk fills up 100 kB in, whatever the size of the write.
+        if offset + len(data) > 100000:
             raise OSError(28, "No space left on device")
         os.pwrite(fd, data, offset)
 
