@@ -124,6 +124,20 @@ def _one_id(args: list[str], purpose: str) -> str | None:
 
 
 # -- commands ---------------------------------------------------------------------
+def _act_on_one(options: argparse.Namespace, args: list[str], purpose: str,
+                question: str, method: str, path: str, done: str) -> int:
+    """One-image commands: check the id, confirm, call, report."""
+    image_id = _one_id(args, purpose)
+    if image_id is None:
+        return FAILURE
+    if not options.force and not confirm(question % image_id):
+        return SUCCESS
+    client_for(options).call(method, path % image_id)
+    if options.verbose:
+        print(done % image_id)
+    return SUCCESS
+
+
 def list_cached(options: argparse.Namespace, args: list[str]) -> int:
     """%(prog)s list-cached [options]
 
@@ -160,30 +174,16 @@ def queue_image(options: argparse.Namespace, args: list[str]) -> int:
     """%(prog)s queue-image <IMAGE_ID> [options]
 
 Queue an image for caching by glance-cache-prefetcher."""
-    image_id = _one_id(args, "queue for caching")
-    if image_id is None:
-        return FAILURE
-    if not options.force and not confirm("Queue image %s for caching?" % image_id):
-        return SUCCESS
-    client_for(options).call("PUT", "/v1/queued_images/%s" % image_id)
-    if options.verbose:
-        print("Queued image %s for caching" % image_id)
-    return SUCCESS
+    return _act_on_one(options, args, "queue for caching", "Queue image %s for caching?",
+                       "PUT", "/v1/queued_images/%s", "Queued image %s for caching")
 
 
 def delete_cached_image(options: argparse.Namespace, args: list[str]) -> int:
     """%(prog)s delete-cached-image <IMAGE_ID> [options]
 
 Remove one image from the cache."""
-    image_id = _one_id(args, "delete from the cache")
-    if image_id is None:
-        return FAILURE
-    if not options.force and not confirm("Delete cached image %s?" % image_id):
-        return SUCCESS
-    client_for(options).call("DELETE", "/v1/cached_images/%s" % image_id)
-    if options.verbose:
-        print("Deleted cached image %s" % image_id)
-    return SUCCESS
+    return _act_on_one(options, args, "delete from the cache", "Delete cached image %s?",
+                       "DELETE", "/v1/cached_images/%s", "Deleted cached image %s")
 
 
 def delete_all_cached_images(options: argparse.Namespace, args: list[str]) -> int:
@@ -202,15 +202,8 @@ def delete_queued_image(options: argparse.Namespace, args: list[str]) -> int:
     """%(prog)s delete-queued-image <IMAGE_ID> [options]
 
 Remove one image from the cache queue."""
-    image_id = _one_id(args, "delete from the queue")
-    if image_id is None:
-        return FAILURE
-    if not options.force and not confirm("Delete queued image %s?" % image_id):
-        return SUCCESS
-    client_for(options).call("DELETE", "/v1/queued_images/%s" % image_id)
-    if options.verbose:
-        print("Deleted queued image %s" % image_id)
-    return SUCCESS
+    return _act_on_one(options, args, "delete from the queue", "Delete queued image %s?",
+                       "DELETE", "/v1/queued_images/%s", "Deleted queued image %s")
 
 
 def delete_all_queued_images(options: argparse.Namespace, args: list[str]) -> int:

@@ -144,8 +144,9 @@ def statements(engine: sa.engine.Engine) -> Iterator[list[str]]:
 
 
 def test_hot_paths_statement_counts(db, engine, statements):
-    if not db._returning:
-        pytest.skip("the database has no RETURNING")
+    # SQLite >= 3.35 (Python 3.11's) and PostgreSQL both have RETURNING;
+    # the read-back path is covered by the equivalence tests above.
+    assert db._returning
     image = db.image_create(T1, {"name": "x", "status": "queued"})
     assert len(statements) == 2, statements  # id taken?; INSERT
     statements.clear()
