@@ -34,8 +34,7 @@ from collections.abc import Iterable, Mapping
 
 from oslo_config import cfg
 
-from glance_clone.common import policy
-from glance_clone.common import exception
+from glance_clone.common import exception, policy
 from glance_clone.common.context import RequestContext
 
 LOG = logging.getLogger(__name__)

@@ -152,7 +152,8 @@ class StoreAddDisabled(GlanceError):
 
 
 class ImageDeletedDuringUpload(GlanceError):
-    message = "Image %(image_id)s could not be found after upload. The image may have been deleted during the upload."
+    message = ("Image %(image_id)s could not be found after upload. "
+               "The image may have been deleted during the upload.")
 
 
 class LimitExceeded(GlanceError):

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver
+from glance_clone.store.base import AddResult, ChunkIterator, Driver
 
 # Downloads read 1 MiB at a time: each chunk costs a trip through the WSGI
 # server's write path, and 64 KiB chunks halved single-stream throughput.

@@ -9,8 +9,7 @@ import pathlib
 import pytest
 from oslo_config import cfg
 
-from glance_clone.common import policy
-from glance_clone.common import exception
+from glance_clone.common import exception, policy
 from glance_clone.common.context import RequestContext
 
 pytestmark = pytest.mark.timeout(10)

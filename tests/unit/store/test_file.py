@@ -16,8 +16,7 @@ from oslo_config import cfg
 from glance_clone.common import exception
 from glance_clone.store import file as file_store
 from glance_clone.store.base import CHUNK_SIZE
-from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE
-from glance_clone.store.file import FileDriver
+from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE, FileDriver
 from tests.unit.store.conftest import make_conf
 
 pytestmark = pytest.mark.timeout(30)

@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE
-
 from glance_clone.common import exception
 from glance_clone.common.chunking import SizeCheckedIter
+from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE
 
 from .helpers import (
     ADMIN,
