@@ -19,7 +19,7 @@ from glance_clone.db import migration, session
 from glance_clone.registry import api as registry_api
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import backend
-from tests.support.wsgi_transport import session_for
+from tests.support.wsgi_transport import transport_for
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ def make_stack(tmp_path: Any, overrides: dict[str, Any] | None = None) -> Stack:
     migration.db_sync(engine)
     registry = registry_api.API(conf, db_api.Database(engine))
     registry_app = context_middleware.ContextMiddleware(registry, conf, None)
-    client = RegistryClient(conf, session=session_for(registry_app),
+    client = RegistryClient(conf, transport=transport_for(registry_app),
                             base_url="http://registry")
     v1 = router.API(conf, registry=client, stores=backend.StoreSet(conf))
     root = api_root.PathPrefixMap({"/v1": v1, "/": versions.VersionsApp(conf)})

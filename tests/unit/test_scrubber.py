@@ -26,7 +26,7 @@ from glance_clone.registry import api as registry_api
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import backend
 from tests.support.stack import make_stack
-from tests.support.wsgi_transport import session_for
+from tests.support.wsgi_transport import transport_for
 
 ADMIN = RequestContext(user="admin", tenant="admin-tenant", roles=("admin",),
                        is_admin=True)
@@ -54,7 +54,7 @@ class Env:
         migration.db_sync(engine)
         app = context_middleware.ContextMiddleware(
             registry_api.API(conf, db_api.Database(engine)), conf, None)
-        self.registry = RegistryClient(conf, session=session_for(app),
+        self.registry = RegistryClient(conf, transport=transport_for(app),
                                        base_url="http://registry")
         self.stores = backend.StoreSet(conf)
         self.offset = datetime.timedelta(0)
@@ -150,7 +150,7 @@ def test_delete_through_the_api_then_scrub(tmp_path: Path) -> None:
     assert stack.request("/v1/images/" + image_id, "DELETE", roles="admin").status_int == 403
     assert stack.stored_files() == [image_id]
 
-    registry = RegistryClient(stack.conf, session=session_for(stack.registry_app),
+    registry = RegistryClient(stack.conf, transport=transport_for(stack.registry_app),
                               base_url="http://registry")
     report = scrubber.Scrubber(stack.conf, registry=registry).run_once()
 

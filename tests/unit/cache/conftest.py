@@ -28,7 +28,7 @@ from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import backend
 from glance_clone.store.base import ChunkIterator
 from tests.support.stack import Stack, make_stack
-from tests.support.wsgi_transport import session_for
+from tests.support.wsgi_transport import transport_for
 
 
 def cache_conf(cache_dir: pathlib.Path, **overrides: Any) -> cfg.ConfigOpts:
@@ -166,7 +166,7 @@ def build_cache_stack(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
         cache_dir.mkdir()
     conf.set_override("image_cache_dir", str(cache_dir))
     conf.set_override("image_cache_driver", driver)
-    registry = RegistryClient(conf, session=session_for(stack.registry_app),
+    registry = RegistryClient(conf, transport=transport_for(stack.registry_app),
                               base_url="http://registry")
     enforcer = policy.Enforcer(conf)
     rules = property_protections.PropertyRules(conf, enforcer)

@@ -12,7 +12,7 @@ import pytest
 from glance_clone.common.context import RequestContext
 from glance_clone.registry.client.v1.client import RegistryClient
 from tests.support.stack import make_conf, make_stack
-from tests.support.wsgi_transport import session_for
+from tests.support.wsgi_transport import transport_for
 
 pytestmark = pytest.mark.timeout(60)
 KEY = "0123456789abcdef0123456789abcdef"
@@ -95,7 +95,7 @@ def test_admin_credentials_get_a_keystone_token_and_renew_it(tmp_path):
             start_response("200 OK", [("Content-Type", "application/json")])
             return [b'{"images": []}']
 
-        client = RegistryClient(conf, session=session_for(registry),
+        client = RegistryClient(conf, transport=transport_for(registry),
                                 base_url="http://registry")
         ctx = RequestContext(user="u", tenant="t", auth_token="caller-token")
         assert client.get_images(ctx) == []

@@ -17,7 +17,7 @@ from glance_clone.domain.upload import Uploader
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store.backend import StoreSet
 from glance_clone.store.file import FileDriver
-from tests.support.wsgi_transport import session_for
+from tests.support.wsgi_transport import transport_for
 
 from .helpers import (
     ADMIN,
@@ -281,7 +281,7 @@ def test_upload_losing_the_queued_to_saving_race_leaves_the_winner_alone(stack):
     must not touch the image the other one is filling."""
     image = create_image(stack, FORMATS)
     registry_update(stack, image["id"], {"status": "saving"})
-    registry = RegistryClient(stack.conf, session=session_for(stack.registry_app),
+    registry = RegistryClient(stack.conf, transport=transport_for(stack.registry_app),
                               base_url="http://registry")
     uploader = Uploader(stack.conf, registry, StoreSet(stack.conf))
     context = RequestContext(tenant="t1", user="user", roles=("member",))

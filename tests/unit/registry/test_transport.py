@@ -1,0 +1,167 @@
+"""The registry client's HTTP transport against small real servers on loopback."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from glance_clone.common import exception
+from glance_clone.common.context import RequestContext
+from glance_clone.registry.client.v1.client import RegistryClient
+from tests.support.stack import make_conf
+
+pytestmark = pytest.mark.timeout(60)
+CONTEXT = RequestContext(user="u", tenant="t", auth_token="tok")
+
+
+class _Registry(http.server.BaseHTTPRequestHandler):
+    """Answers every call with the request it saw; keeps connections alive
+    unless the server says otherwise."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        server = self.server
+        with server.lock:  # type: ignore[attr-defined]
+            server.seen.append((self.command, self.path, body,  # type: ignore[attr-defined]
+                                self.client_address[1]))
+        data = json.dumps({"images": [], "image": {"id": "x", "path": self.path}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        # Hang up after answering without announcing it, as a registry
+        # whose idle timeout expires or that reloads does.
+        self.close_connection = server.hang_up  # type: ignore[attr-defined]
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(hang_up: bool = False, tls: ssl.SSLContext | None = None
+           ) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    server.daemon_threads = True
+    server.seen = []  # type: ignore[attr-defined]
+    server.lock = threading.Lock()  # type: ignore[attr-defined]
+    server.hang_up = hang_up  # type: ignore[attr-defined]
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def registry() -> Iterator[http.server.ThreadingHTTPServer]:
+    server = _serve()
+    yield server
+    server.shutdown()
+
+
+def _client(tmp_path: Path, port: int, **options: object) -> RegistryClient:
+    conf = make_conf(tmp_path, {"registry_host": "127.0.0.1", "registry_port": port,
+                                **options})
+    return RegistryClient(conf)
+
+
+def test_calls_share_one_kept_alive_connection(tmp_path, registry):
+    client = _client(tmp_path, registry.server_address[1])
+    for _ in range(5):
+        assert client.get_images(CONTEXT, limit=3, name="a b") == []
+    ports = {port for _m, _p, _b, port in registry.seen}
+    assert len(registry.seen) == 5 and len(ports) == 1
+    assert registry.seen[0][1] == "/images?limit=3&name=a+b"
+
+
+def test_a_connection_closed_while_idle_is_replaced_not_resent(tmp_path):
+    server = _serve(hang_up=True)
+    try:
+        client = _client(tmp_path, server.server_address[1])
+        first = client.add_image(CONTEXT, {"name": "one"})
+        # The registry closed the connection after its answer; the next
+        # write must go out once, on a new connection, and succeed.
+        second = client.add_image(CONTEXT, {"name": "two"})
+        assert first["path"] == second["path"] == "/images"
+        posts = [(body, port) for method, _p, body, port in server.seen if method == "POST"]
+        assert [json.loads(body)["image"]["name"] for body, _port in posts] == ["one", "two"]
+        assert posts[0][1] != posts[1][1]
+    finally:
+        server.shutdown()
+
+
+def test_unreachable_registry(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = _client(tmp_path, port)
+    with pytest.raises(exception.RegistryUnavailable, match="could not be reached"):
+        client.get_image(CONTEXT, "x")
+
+
+def test_a_registry_that_does_not_answer_times_out(tmp_path):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        client = _client(tmp_path, silent.getsockname()[1], registry_client_timeout=1)
+        with pytest.raises(exception.RegistryUnavailable, match="did not answer in time"):
+            client.get_image(CONTEXT, "x")
+    finally:
+        silent.close()
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "registry.crt", tmp_path / "registry.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_registry_is_verified_against_the_ca_file(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = _serve(tls=tls)
+    port = server.server_address[1]
+    try:
+        trusted = _client(tmp_path, port, registry_client_protocol="https",
+                          registry_client_ca_file=str(cert))
+        assert trusted.get_images(CONTEXT) == []
+        untrusted = _client(tmp_path, port, registry_client_protocol="https")
+        with pytest.raises(exception.RegistryUnavailable):
+            untrusted.get_images(CONTEXT)
+        insecure = _client(tmp_path, port, registry_client_protocol="https",
+                           registry_client_insecure=True)
+        assert insecure.get_images(CONTEXT) == []
+    finally:
+        server.shutdown()
