@@ -854,20 +854,27 @@ class Database:
             return None
         return live
 
-    def image_destroy(self, context: RequestContext,
-                      image_id: str) -> dict[str, Any]:
+    def image_destroy(self, context: RequestContext, image_id: str,
+                      from_state: str | None = None) -> dict[str, Any]:
         """Soft-delete an image and everything hanging off it.
 
-        The status is left alone (glance-api sets it first). Raises
-        ImageNotFound, Forbidden, ReadOnly.
+        The status is left alone (glance-api sets it first), unless
+        ``from_state`` is given: then the image is deleted only while its
+        status is that value, and its status becomes ``deleted`` in the
+        same transaction. Raises ImageNotFound, Forbidden, ReadOnly,
+        StatusConflict.
         """
         with self._writing(context) as connection:
             self._mutable_row(connection, context, image_id)
             now = utcnow()
-            row = self._update_image(connection, {
-                "_id": image_id, "deleted": True, "deleted_at": now,
-                "updated_at": now})
+            params = {"_id": image_id, "deleted": True, "deleted_at": now,
+                      "updated_at": now}
+            if from_state is not None:
+                params.update(_from=from_state, status="deleted")
+            row = self._update_image(connection, params)
             if row is None:
+                if from_state is not None:
+                    raise exception.StatusConflict()
                 raise exception.ImageNotFound()
             for statement in _DELETE_CHILDREN:
                 connection.execute(statement,

@@ -10,6 +10,7 @@ on several errors; see the README).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
@@ -340,7 +341,16 @@ class ImageService:
                 raise exception.ImageNotFound("Image %s not found." % image_id)
             live = [loc for loc in image.get("location_data") or []
                     if loc.get("status") == "active"]
-            delayed = self.conf.delayed_delete and bool(live)
+            if not live:
+                # No bytes to remove: one soft delete, conditional on the
+                # status read above (an upload finishing meanwhile would
+                # have added data), which also sets the status to deleted.
+                try:
+                    self._destroy(context, image_id, from_state=image["status"])
+                    return
+                except exception.StatusConflict:
+                    continue
+            delayed = self.conf.delayed_delete
             new_status = image_status.PENDING_DELETE if delayed else image_status.DELETED
             try:
                 # Compare-and-swap on the status read above: an upload that
@@ -361,18 +371,19 @@ class ImageService:
                 self._set_deleting(context, image_id, image["status"], live,
                                    from_state=new_status)
                 raise
-        self.registry.delete_image(context, image_id)
+        self._destroy(context, image_id)
 
     def _set_deleting(self, context: RequestContext, image_id: str, status: str,
                       locations: list[dict], from_state: str) -> None:
-        try:
+        with _deleting_errors(image_id):
             self.registry.update_image(context, image_id,
                                        {"status": status, "location_data": locations},
                                        from_state=from_state)
-        except exception.NotFound:
-            raise exception.ImageNotFound("Image with identifier %s not found" % image_id)
-        except exception.Forbidden:
-            raise exception.Forbidden("Forbidden to delete image")
+
+    def _destroy(self, context: RequestContext, image_id: str,
+                 from_state: str | None = None) -> None:
+        with _deleting_errors(image_id):
+            self.registry.delete_image(context, image_id, from_state=from_state)
 
     def _delete_data(self, url: str, image_id: str) -> None:
         try:
@@ -384,6 +395,19 @@ class ImageService:
                 "Image %s could not be deleted because it is in use" % image_id)
         except exception.Forbidden:
             raise exception.Forbidden("Forbidden to delete image")
+
+
+@contextlib.contextmanager
+def _deleting_errors(image_id: str) -> Iterator[None]:
+    """The registry's refusals of a delete step, as the API reports them."""
+    try:
+        yield
+    except exception.StatusConflict:
+        raise
+    except exception.NotFound:
+        raise exception.ImageNotFound("Image with identifier %s not found" % image_id)
+    except exception.Forbidden:
+        raise exception.Forbidden("Forbidden to delete image")
 
 
 def _check_writable(context: RequestContext) -> None:

@@ -401,6 +401,26 @@ def test_delete_returns_deleted_row(client: Client) -> None:
     assert client.delete(path, "A").status_int == 404
 
 
+def test_delete_conditional_on_status(client: Client) -> None:
+    """X-Glance-Registry-From-State: delete only while the status holds,
+    and set it to deleted in the same transaction."""
+    image = client.create("A", properties={"a": "1"}, status="queued")
+    path = "/images/" + image["id"]
+    stale = client.delete(path, "A", headers={"X-Glance-Registry-From-State": "saving"})
+    assert stale.status_int == 409
+    assert "Image operation conflicts" in stale.text
+    assert client.get(path, "A").json["image"]["status"] == "queued"
+    res = client.delete(path, "A", headers={"X-Glance-Registry-From-State": "queued"})
+    assert res.status_int == 200
+    got = res.json["image"]
+    assert got["deleted"] is True and got["status"] == "deleted"
+    assert client.get(path, "A").status_int == 404
+    shown = client.get(path, "admin").json["image"]
+    assert shown["status"] == "deleted" and shown["properties"] == {}
+    assert client.delete(path, "A", headers={
+        "X-Glance-Registry-From-State": "deleted"}).status_int == 404
+
+
 def test_delete_authorization(client: Client) -> None:
     public = client.create("A", is_public=True)["id"]
     private = client.create("A")["id"]

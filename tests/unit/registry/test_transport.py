@@ -56,10 +56,17 @@ class _Registry(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _serve(hang_up: bool = False, tls: ssl.SSLContext | None = None
-           ) -> http.server.ThreadingHTTPServer:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    server.daemon_threads = True
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def shutdown_request(self, request: object) -> None:
+        super().shutdown_request(request)  # type: ignore[arg-type]
+        self.hung_up.release()  # type: ignore[attr-defined]
+
+
+def _serve(hang_up: bool = False, tls: ssl.SSLContext | None = None) -> _Server:
+    server = _Server(("127.0.0.1", 0), _Registry)
+    server.hung_up = threading.Semaphore(0)  # type: ignore[attr-defined]
     server.seen = []  # type: ignore[attr-defined]
     server.lock = threading.Lock()  # type: ignore[attr-defined]
     server.hang_up = hang_up  # type: ignore[attr-defined]
@@ -70,7 +77,7 @@ def _serve(hang_up: bool = False, tls: ssl.SSLContext | None = None
 
 
 @pytest.fixture
-def registry() -> Iterator[http.server.ThreadingHTTPServer]:
+def registry() -> Iterator[_Server]:
     server = _serve()
     yield server
     server.shutdown()
@@ -98,6 +105,7 @@ def test_a_connection_closed_while_idle_is_replaced_not_resent(tmp_path):
         first = client.add_image(CONTEXT, {"name": "one"})
         # The registry closed the connection after its answer; the next
         # write must go out once, on a new connection, and succeed.
+        assert server.hung_up.acquire(timeout=10)
         second = client.add_image(CONTEXT, {"name": "two"})
         assert first["path"] == second["path"] == "/images"
         posts = [(body, port) for method, _p, body, port in server.seen if method == "POST"]
@@ -131,7 +139,7 @@ def test_a_registry_that_does_not_answer_times_out(tmp_path):
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=1))

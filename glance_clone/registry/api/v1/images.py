@@ -35,6 +35,9 @@ INT_FILTERS = ("min_ram", "min_disk", "size_min", "size_max")
 MAX_BIGINT = 2 ** 63 - 1    # BIGINT columns (size, virtual_size)
 IMAGE_ID_LENGTH = 36
 PURGE_HEADER = "X-Glance-Registry-Purge-Props"
+# Our extension: a delete that applies only while the image still has this
+# status, and sets it to deleted (one transaction instead of two calls).
+FROM_STATE_HEADER = "X-Glance-Registry-From-State"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -451,13 +454,15 @@ class Controller:
         return {"image": full_view(image)}
 
     def delete(self, req: wsgi.Request, id: str) -> dict[str, Any]:
-        """Soft-delete an image; raises ImageNotFound, Forbidden."""
+        """Soft-delete an image; raises ImageNotFound, Forbidden,
+        StatusConflict (``X-Glance-Registry-From-State`` no longer true)."""
         context = req.context
         check_writable(context)
         image_id = path_text(id)
         if len(image_id) > IMAGE_ID_LENGTH:
             raise exception.ImageNotFound()
-        image = self.db.image_destroy(context, image_id)
+        from_state = req.headers.get(FROM_STATE_HEADER) or None
+        image = self.db.image_destroy(context, image_id, from_state=from_state)
         return {"image": full_view(image)}
 
 

@@ -228,9 +228,14 @@ class RegistryClient:
         return self._open(self._call(context, "PUT", self._path("/images/%s", image_id),
                                      body=body, headers=headers)["image"])
 
-    def delete_image(self, context: RequestContext, image_id: str) -> dict:
+    def delete_image(self, context: RequestContext, image_id: str,
+                     from_state: str | None = None) -> dict:
+        """Soft-delete; with ``from_state``, only while the image has that
+        status, which then becomes deleted (else StatusConflict)."""
+        headers = {"X-Glance-Registry-From-State": from_state} if from_state else None
         return self._open(self._call(context, "DELETE",
-                                     self._path("/images/%s", image_id))["image"])
+                                     self._path("/images/%s", image_id),
+                                     headers=headers)["image"])
 
     # -- members ----------------------------------------------------------
     def get_image_members(self, context: RequestContext, image_id: str) -> list[dict]:

@@ -183,3 +183,48 @@ def test_delete_that_read_a_stale_status_retries_and_removes_the_bytes(stack):
     assert len(calls) == 2
     assert image_files(stack) == []
     assert status_of(stack, image["id"]) == "deleted"
+
+
+def test_image_without_data_is_deleted_in_one_registry_write(stack):
+    image = create_image(stack)
+    v1 = next(app for prefix, app in stack.api.application.application.apps if prefix == "/v1")
+    real_transport = v1.registry.transport
+    sent = []
+
+    class Recording:
+        def send(self, method, target, headers, body=None):
+            sent.append((method, headers.get("X-Glance-Registry-From-State")))
+            return real_transport.send(method, target, headers, body)
+
+    v1.registry.transport = Recording()
+    try:
+        assert delete(stack, image["id"]).status_int == 200
+    finally:
+        v1.registry.transport = real_transport
+    assert sent == [("GET", None), ("DELETE", "queued")]
+    assert status_of(stack, image["id"]) == "deleted"
+
+
+def test_image_activated_after_the_delete_read_it_loses_its_bytes_too(stack):
+    """The delete read "queued, no data"; an upload then activated it. The
+    conditional soft delete must refuse, and the retry remove the bytes."""
+    image = create_image(stack, body=b"uploaded meanwhile")
+    v1 = next(app for prefix, app in stack.api.application.application.apps if prefix == "/v1")
+    real_get = v1.registry.get_image
+    calls = []
+
+    def stale_then_real(context, image_id):
+        calls.append(image_id)
+        current = real_get(context, image_id)
+        if len(calls) == 1:
+            return dict(current, status="queued", location=None, location_data=[])
+        return current
+
+    v1.registry.get_image = stale_then_real
+    try:
+        assert delete(stack, image["id"]).status_int == 200
+    finally:
+        v1.registry.get_image = real_get
+    assert len(calls) == 2
+    assert image_files(stack) == []
+    assert status_of(stack, image["id"]) == "deleted"
