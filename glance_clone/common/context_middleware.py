@@ -23,10 +23,11 @@ from typing import Any
 import webob
 import webob.exc
 
-from glance_clone.common import config, exception, policy, wsgi
+from glance_clone.common import config, exception, faults, policy, wsgi
 from glance_clone.common.context import RequestContext, new_request_id
 
 REQUEST_ID_HEADER = "X-Openstack-Request-ID"
+REQUEST_ID_RESPONSE_HEADER = "x-openstack-request-id"
 
 
 def request_id_from(req: wsgi.Request, max_length: int) -> str:
@@ -72,11 +73,24 @@ class _ContextFilter(wsgi.Middleware, abc.ABC):
     def make_context(self, req: wsgi.Request, request_id: str) -> RequestContext:
         """The caller's context; raises NotAuthenticated."""
 
-    def process_response(self, response: webob.Response) -> webob.Response:
-        context = getattr(response.request, "context", None)
-        if context is not None:
-            response.headers["x-openstack-request-id"] = context.request_id
-        return response
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        req = wsgi.Request(environ)
+        try:
+            self.process_request(req)
+        except exception.GlanceError as err:
+            return (faults.to_http(err) or webob.exc.HTTPInternalServerError())(
+                environ, start_response)
+        request_id = req.context.request_id
+
+        # The id goes on the answer's headers as they pass, so the body
+        # (an image download) streams on untouched.
+        def start_with_request_id(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers = [(name, value) for name, value in headers
+                       if name.lower() != REQUEST_ID_RESPONSE_HEADER]
+            headers.append((REQUEST_ID_RESPONSE_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        return self.application(environ, start_with_request_id)
 
 
 class UnauthenticatedContextMiddleware(_ContextFilter):

@@ -16,7 +16,6 @@ from typing import Any
 
 import routes.middleware
 import webob
-import webob.dec
 import webob.exc
 
 from glance_clone.common import exception, faults
@@ -39,7 +38,13 @@ class Request(webob.Request):
 
 
 class Middleware:
-    """Base for paste filters; subclasses override the two hooks."""
+    """Base for paste filters; subclasses override the two hooks.
+
+    A plain WSGI callable rather than a ``webob.dec.wsgify`` one: every
+    request crosses several filters, and a filter that has no
+    ``process_response`` hands the app's answer through untouched instead
+    of wrapping it in a response object.
+    """
 
     def __init__(self, application: Callable) -> None:
         self.application = application
@@ -57,17 +62,21 @@ class Middleware:
     def process_response(self, response: webob.Response) -> webob.Response:
         return response
 
-    @webob.dec.wsgify(RequestClass=Request)
-    def __call__(self, req: Request) -> webob.Response:
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        req = Request(environ)
         try:
             response = self.process_request(req)
         except exception.GlanceError as err:
             response = faults.to_http(err) or webob.exc.HTTPInternalServerError()
+        except webob.exc.HTTPException as err:
+            response = err
         if response is not None:
-            return response
+            return response(environ, start_response)
+        if type(self).process_response is Middleware.process_response:
+            return self.application(environ, start_response)
         response = req.get_response(self.application)
         response.request = req
-        return self.process_response(response)
+        return self.process_response(response)(environ, start_response)
 
 
 def reject_method(allow: str, explanation: str | None = None) -> Callable:
@@ -91,19 +100,17 @@ class Router:
         self._router = routes.middleware.RoutesMiddleware(
             self._dispatch, self.map, use_method_override=False)
 
-    @webob.dec.wsgify(RequestClass=Request)
-    def __call__(self, req: Request) -> Any:
-        return self._router
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        return self._router(environ, start_response)
 
     @staticmethod
-    @webob.dec.wsgify(RequestClass=Request)
-    def _dispatch(req: Request) -> Any:
-        match = req.environ["wsgiorg.routing_args"][1]
-        if not match:
-            if req.method not in KNOWN_METHODS:
-                return webob.exc.HTTPNotImplemented()
-            return webob.exc.HTTPNotFound()
-        return match["controller"]
+    def _dispatch(environ: dict, start_response: Callable) -> Any:
+        match = environ["wsgiorg.routing_args"][1]
+        if match:
+            return match["controller"](environ, start_response)
+        if environ["REQUEST_METHOD"] not in KNOWN_METHODS:
+            return webob.exc.HTTPNotImplemented()(environ, start_response)
+        return webob.exc.HTTPNotFound()(environ, start_response)
 
 
 def connect_methods(mapper: routes.Mapper, path: str, resource: Any,
@@ -173,8 +180,11 @@ class Resource:
         self.deserializer = deserializer or JSONDeserializer()
         self.serializer = serializer or JSONSerializer()
 
-    @webob.dec.wsgify(RequestClass=Request)
-    def __call__(self, req: Request) -> Any:
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        return self.respond(Request(environ))(environ, start_response)
+
+    def respond(self, req: Request) -> Any:
+        """The routed action's response (any WSGI app)."""
         args = dict(req.environ["wsgiorg.routing_args"][1])
         action = args.pop("action")
         args.pop("controller", None)

@@ -116,3 +116,11 @@ def test_longest_request_id_reaches_the_registry(stack, supplied):
                              headers={"X-Openstack-Request-ID": supplied})
     assert response.status_int == 200
     assert response.headers["x-openstack-request-id"] == "req-" + "x" * 60
+
+
+def test_request_id_rides_once_on_a_streamed_download(stack):
+    image = create_image(stack, body=b"x" * 300_000)
+    response = stack.request("/v1/images/" + image["id"], tenant="t1",
+                             headers={"X-Openstack-Request-ID": "dl"})
+    assert response.status_int == 200 and response.body == b"x" * 300_000
+    assert response.headers.getall("x-openstack-request-id") == ["req-dl"]
