@@ -513,6 +513,16 @@ def _list_shape(context: RequestContext, filters: Mapping[str, Any]
     return tuple(shape), params
 
 
+def _checkout(engine: sa.engine.Engine) -> sa.engine.Connection:
+    """A pooled connection; DatabaseUnavailable (503) when the pool stays
+    exhausted for ``pool_timeout`` seconds, as a busy server is not a bug."""
+    try:
+        return engine.connect()
+    except sa_exc.TimeoutError as err:
+        LOG.warning("No database connection free: %s", str(err).splitlines()[0])
+        raise exception.DatabaseUnavailable()
+
+
 class Database:
     """The registry's queries, context first; see the module docstring."""
 
@@ -530,7 +540,7 @@ class Database:
     def _reading(self) -> Iterator[sa.engine.Connection]:
         # One transaction, so a page and its properties are one snapshot;
         # closing the connection rolls it back.
-        with self.engine.connect() as connection:
+        with _checkout(self.engine) as connection:
             yield connection
 
     @contextlib.contextmanager
@@ -538,7 +548,7 @@ class Database:
                  ) -> Iterator[sa.engine.Connection]:
         if context is not None and context.read_only:
             raise exception.ReadOnly()
-        with self._writer.begin() as connection:
+        with _checkout(self._writer) as connection, connection.begin():
             yield connection
 
     # --- single images --------------------------------------------------------

@@ -167,3 +167,21 @@ def test_sql_errors_are_not_taken_for_an_outage(engine):
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT no_such_column FROM images")
     assert not isinstance(raised.value, exception.GlanceError)
+
+
+def test_an_exhausted_pool_is_database_unavailable(tmp_path):
+    url = "sqlite:///" + str(tmp_path / "pool.db")
+    engine = session.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=1)
+    try:
+        models.Base.metadata.create_all(engine)
+        db = api.Database(engine)
+        with engine.connect():
+            # The only pooled connection is taken: readers and writers wait
+            # pool_timeout, then get a 503-class error instead of a 500.
+            with pytest.raises(exception.DatabaseUnavailable):
+                db.image_get_all(tenant("t1"))
+            with pytest.raises(exception.DatabaseUnavailable):
+                db.image_create(tenant("t1"), {"name": "x", "status": "queued"})
+        assert db.image_get_all(tenant("t1")) == []
+    finally:
+        engine.dispose()
