@@ -1,37 +1,47 @@
 """Writing an image into the cache while it streams to its readers.
 
-One ``Fill`` per image being cached in this process, found through the
-process-wide ``FillRegistry`` of its cache directory, so that any number of
-concurrent requests for the same uncached image cost one store read:
+Any number of concurrent requests for the same uncached image cost one
+store read, across every process sharing the cache directory (api
+workers, glance-cache-prefetcher). In each process, one ``Fill`` per image,
+found through the process-wide ``FillRegistry`` of the directory:
 
-- The first request *claims* the image (state PENDING) and asks the store.
-  Requests arriving meanwhile wait for it. If the first one gets no data
-  (403, 404 ...) it *releases* the claim and a waiting request tries itself.
+- The first request in a process *claims* the image (state PENDING) and,
+  before anything asks the store, *acquires* ``incomplete/<id>``:
+
+  - It takes the file's flock: this process is the image's WRITER. It asks
+    the store, and a pump thread appends the store stream to the file at
+    store speed, whatever the pace of its readers. If the store gives no
+    data (403, 404 ...) the claim is *released* and a waiting request
+    tries itself.
+  - Another process holds the lock: this process is a TAILER. It never asks
+    the store; its readers stream the other process's file as it grows.
+
+  Requests arriving meanwhile in the same process wait for the claim, then
+  read the same fill (``join``).
 - With data flowing (STREAMING) every request is a ``FillReader`` of the
-  same file. Readers read ``incomplete/<id>`` at their own pace; whichever
-  reader has consumed everything written so far pulls the next chunk from
-  the store and appends it (one puller at a time). A slow or departed
-  client therefore never holds the others back.
+  file, reading at its own pace and waiting for the file to grow. A slow
+  or departed client never holds anyone back, here or in other processes.
 - The last byte of the image is only handed out once the whole file has
-  been verified: size, and MD5 against the image's checksum. On a mismatch
-  the file goes to ``invalid/`` and every reader's stream is cut one byte
-  short, so no client mistakes bad data for a complete download.
-- Verified files are recorded and renamed to ``<dir>/<id>`` (DONE).
-- When every reader has gone before the end, the store stream is closed and
-  the partial file goes to ``invalid/``.
-- A write error (disk full, I/O error) discards the file (DISCARDED) but no
-  download: the reader holding the chunk that failed keeps pulling from the
-  store directly; readers that were behind finish from what was written,
-  then re-open the image through their ``fallback`` (a second store read,
-  only in this failure case).
+  been verified: size, and MD5 against the image's checksum. A writer
+  hashes what it writes; a tailer hashes what it sees appear, in order
+  (one reader at a time polls the file's size). On a mismatch every
+  reader's stream is cut one byte short, so no client mistakes bad data
+  for a complete download, and the writer moves the file to ``invalid/``.
+- The writer records verified files and renames them to ``<dir>/<id>``
+  (DONE). A tailer never admits, moves or deletes the file it follows.
+- When every reader of the writer has gone before the end, the pump stops,
+  the store stream is closed and the partial file goes to ``invalid/``.
+- The file becoming unusable does not fail a download (DISCARDED): every
+  reader goes on through its ``fallback``, its own store read skipping
+  what it has already sent. For a writer: a write error (disk full, I/O
+  error), after which the file is removed. For a tailer: the other
+  process removes the file or lets go of its lock with the file short,
+  the file shrinks, or it stops growing for ``TAIL_STALL_TIMEOUT`` seconds.
 
-Across processes (several api workers, the prefetcher) the flock on
-``incomplete/<id>`` lets only one of them write the cache file. A worker
-that finds the lock taken still gives its own concurrent requests one
-shared store read, through a private unlinked file that is never admitted.
-So with N workers a burst of misses for one image costs at most N store
-reads (one per worker that received some of the requests), and only the
-first worker's copy enters the cache.
+A locked ``incomplete/<id>`` only ever holds bytes written by its current
+lock holder, appended in order: a writer that finds a non-empty file left
+by a dead process replaces it with a new one instead of rewriting it, as a
+tailer may still be reading the old one.
 """
 
 from __future__ import annotations
@@ -42,8 +52,8 @@ import errno
 import hashlib
 import logging
 import os
-import tempfile
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -56,17 +66,37 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
+# A tailer looks at the size of the file it follows this often (a green
+# sleep under the api's eventlet) ...
+TAIL_POLL_INTERVAL = 0.015
+# ... gives up on a file that stops growing although its writer holds the
+# lock, after this many seconds ...
+TAIL_STALL_TIMEOUT = 60.0
+# ... and publishes new bytes at most this many at a time, so its readers
+# need not wait for it to hash everything a writer far ahead has written.
+TAIL_VERIFY_STEP = 16 * CHUNK_SIZE
+# Tries at taking incomplete/<id> while other processes take and let go of it.
+ACQUIRE_ATTEMPTS = 5
 
 Fallback = Callable[[], Iterator[bytes]]
 
 
 class State(enum.Enum):
-    PENDING = "pending"        # claimed; the claimant is asking the store
+    PENDING = "pending"        # claimed; taking the file, asking the store
     STREAMING = "streaming"    # data flowing into incomplete/<id>
-    DONE = "done"              # verified and complete (admitted unless doomed)
-    FAILED = "failed"          # bad data or store error: readers are cut off
-    DISCARDED = "discarded"    # write error: readers finish without the file
+    DONE = "done"              # verified and complete
+    FAILED = "failed"          # bad data, store error, abandoned: readers are cut off
+    DISCARDED = "discarded"    # the file is unusable: readers go on from their fallback
     RELEASED = "released"      # the claimant got no data; nothing was written
+
+
+class Role(enum.Enum):
+    """What ``Fill.acquire`` made of a claim."""
+
+    WRITER = "writer"          # this process holds the lock of a fresh incomplete/<id>
+    TAILER = "tailer"          # another process does: follow its file
+    CACHED = "cached"          # complete already (claim released)
+    NONE = "none"              # cannot cache now, reason logged (claim released)
 
 
 class CacheFillError(exception.StoreError):
@@ -74,7 +104,7 @@ class CacheFillError(exception.StoreError):
 
 
 class Fill:
-    """One image being written into the cache by this process."""
+    """One image being written into the cache, by this process or another."""
 
     def __init__(self, cache: ImageCache, image_id: str) -> None:
         self.cache = cache
@@ -82,32 +112,73 @@ class Fill:
         self.cond = threading.Condition()
         self.state = State.PENDING
         self.fd = -1
+        self.tailing = False
         self.upstream: Iterator[bytes] | None = None
         self._upstream_close: Callable[[], None] | None = None
         self.expected_size = 0
         self.expected_checksum: str | None = None
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self.written = 0
+        self.written = 0          # bytes readers may use (a tailer's: verified)
         self.readers = 0
-        self.pulling = False
+        self.pumping = False      # the writer's pump thread is running
+        self.polling = False      # one of a tailer's readers is watching the file
+        self.ending = False       # the outcome is decided; no second one
         self.doomed = False
-        self.private = False
         self.failure = ""
 
     # -- claimant -----------------------------------------------------------------
-    def start(self, chunks: Any, size: int, checksum: str | None,
-              fallback: Fallback | None = None,
-              share_privately: bool = True) -> FillReader | None:
-        """Begin writing ``chunks``; returns the claimant's reader.
+    def acquire(self, follow: bool = True) -> Role:
+        """Take ``incomplete/<id>`` for this claim, before asking the store.
 
-        When another process is filling the same image, the data still
-        goes through a private unlinked file shared by this process's
-        readers, and is never admitted (``share_privately``; otherwise
-        None). None, and the claim released, when the image cannot be
-        cached now: it is already complete, or the disk lacks room. The
-        caller then streams ``chunks`` uncached.
+        WRITER: then ``start`` (or ``release``). TAILER, only with
+        ``follow``: then ``tail`` (or ``release``). CACHED and NONE have
+        released the claim.
         """
-        reason = self._open(size, share_privately)
+        try:
+            role = self._take_file(follow)
+        except OSError as err:
+            LOG.warning("Cannot cache image %s: %s", self.image_id, err)
+            role = Role.NONE
+        if role is Role.CACHED or role is Role.NONE:
+            self.release()
+        return role
+
+    def _take_file(self, follow: bool) -> Role:
+        paths = self.cache.layout
+        complete = paths.complete(self.image_id)
+        incomplete = paths.incomplete(self.image_id)
+        for _attempt in range(ACQUIRE_ATTEMPTS):
+            if os.path.exists(complete):
+                return Role.CACHED
+            fd = _lock_fresh(incomplete)
+            if fd is not None:
+                self.fd = fd
+                if os.path.exists(complete):    # admitted just before we locked
+                    return Role.CACHED
+                return Role.WRITER
+            if not follow:
+                LOG.info("Not caching image %s: another process is caching it",
+                         self.image_id)
+                return Role.NONE
+            fd = _open_if_written_elsewhere(incomplete)
+            if fd is not None:
+                LOG.info("Image %s is being cached by another process; following its file",
+                         self.image_id)
+                self.fd = fd
+                self.tailing = True
+                return Role.TAILER
+        LOG.info("Not caching image %s: its cache file keeps changing hands", self.image_id)
+        return Role.NONE
+
+    def start(self, chunks: Any, size: int, checksum: str | None,
+              fallback: Fallback | None = None) -> FillReader | None:
+        """Fill the file from ``chunks`` (after ``acquire`` said WRITER).
+
+        A pump thread copies ``chunks`` into the file; the claimant gets a
+        reader like any other. None, and the claim released, when the disk
+        lacks room: the caller then streams ``chunks`` uncached.
+        """
+        reason = self._lack_of_room(size)
         if reason:
             LOG.info("Not caching image %s: %s", self.image_id, reason)
             self.release()
@@ -115,49 +186,52 @@ class Fill:
         with self.cond:
             self.upstream = iter(chunks)
             self._upstream_close = getattr(chunks, "close", None)
-            self.expected_size = size
-            self.expected_checksum = checksum or None
-            self.state = State.STREAMING
-            self.readers += 1
-            self.cond.notify_all()
+            self.pumping = True
+            self._begin_streaming(size, checksum)
+        threading.Thread(target=self._pump, name="cache-fill-" + self.image_id,
+                         daemon=True).start()
         return FillReader(self, fallback)
 
-    def _open(self, size: int, share_privately: bool) -> str:
-        """Lock and truncate incomplete/<id>; a reason not to cache, or ''."""
-        paths = self.cache.layout
-        if os.path.exists(paths.complete(self.image_id)):
-            return "it is already cached"
+    def tail(self, size: int, checksum: str | None,
+             fallback: Fallback | None = None) -> FillReader:
+        """Follow the other process's file (after ``acquire`` said TAILER).
+
+        ``size`` and ``checksum`` are the image's, from the registry.
+        """
+        with self.cond:
+            self._begin_streaming(size, checksum)
+        return FillReader(self, fallback)
+
+    def _begin_streaming(self, size: int, checksum: str | None) -> None:
+        """Under ``cond``: PENDING -> STREAMING, with the claimant as first reader."""
+        self.expected_size = size
+        self.expected_checksum = checksum or None
+        self.state = State.STREAMING
+        self.readers += 1
+        self.cond.notify_all()
+
+    def _lack_of_room(self, size: int) -> str:
         try:
-            stats = os.statvfs(paths.subdir("incomplete"))
-            free = stats.f_bavail * stats.f_frsize
-            if free < size:
-                return "only %d bytes free in the cache, %d needed" % (free, size)
-            fd = layout.open_locked(paths.incomplete(self.image_id))
-            if fd is None:
-                if not share_privately:
-                    return "another process is caching it"
-                # Another process writes incomplete/<id>; our readers share
-                # a nameless file instead, which nothing else can see.
-                fd, name = tempfile.mkstemp(dir=paths.subdir("incomplete"), prefix=".shared-")
-                os.unlink(name)
-                self.private = True
-            elif os.path.exists(paths.complete(self.image_id)):
-                os.unlink(paths.incomplete(self.image_id))
-                os.close(fd)
-                return "it is already cached"
-            os.ftruncate(fd, 0)
+            stats = os.statvfs(self.cache.layout.subdir("incomplete"))
         except OSError as err:
-            LOG.warning("Cannot cache image %s: %s", self.image_id, err)
             return "cannot write in the cache: %s" % err.strerror
-        self.fd = fd
+        free = stats.f_bavail * stats.f_frsize
+        if free < size:
+            return "only %d bytes free in the cache, %d needed" % (free, size)
         return ""
 
     def release(self) -> None:
         """Give up a claim that produced no data; waiting requests retry."""
         with self.cond:
-            if self.state is State.PENDING:
-                self.state = State.RELEASED
+            if self.state is not State.PENDING:
+                return
+            self.state = State.RELEASED
+            fd, self.fd = self.fd, -1
             self.cond.notify_all()
+        if fd >= 0:
+            if not self.tailing:
+                self.cache.drop_incomplete(self.image_id, fd)
+            os.close(fd)
         self.cache.fills.remove(self)
 
     # -- any request --------------------------------------------------------------
@@ -183,48 +257,59 @@ class Fill:
     # -- used by readers, under ``cond`` -------------------------------------------
     def deliverable(self) -> int:
         """Bytes readers may hand out: all but the last until verified."""
-        if self.state is State.DONE or self.state is State.DISCARDED:
+        if self.state is State.DONE:
             return self.written
+        if self.state is State.DISCARDED:
+            return 0        # every reader goes on from its offset through its fallback
         return min(self.written, self.expected_size - 1)
 
-    # -- the puller, without ``cond`` held ---------------------------------------
-    def pull(self) -> bytes | None:
-        """Append the next upstream chunk to the file.
-
-        Returns the chunk when it could not be written (the fill is then
-        DISCARDED and the caller owns ``upstream``), else None. Raises what
-        the upstream raised, after failing the fill.
-        """
-        assert self.upstream is not None
+    # -- the writer's pump thread ---------------------------------------------------
+    def _pump(self) -> None:
+        """Copy the store stream into the file at store speed."""
         try:
-            chunk = next(self.upstream)
-        except StopIteration:
-            self._finish()
-            return None
-        except BaseException as err:
-            self._fail("the store stream failed: %s" % err, invalid=True)
-            raise
-        if self.written + len(chunk) > self.expected_size:
-            self._fail("the store returned more than %d bytes" % self.expected_size,
-                       invalid=True)
-            raise CacheFillError("Image %s: the store returned more data than "
-                                 "expected" % self.image_id)
-        try:
-            _pwrite_all(self.fd, chunk, self.written)
-        except OSError as err:
-            self._discard(err)
-            return chunk
-        self._md5.update(chunk)
-        with self.cond:
-            self.written += len(chunk)
-            self.pulling = False
-            self.cond.notify_all()
-        return None
+            self._copy_upstream()
+        except Exception:
+            LOG.exception("Caching image %s failed", self.image_id)
+        finally:
+            # Whatever stopped the copy (a greenlet killed at shutdown too),
+            # no reader may wait for it forever.
+            self._end(State.FAILED, "the cache writer stopped")
+            self.close_upstream()
+            with self.cond:
+                self.pumping = False
+            self._close_fd_if_idle()
 
-    def take_upstream(self) -> Iterator[bytes]:
-        """The rest of the store stream, for the reader whose write failed."""
+    def _copy_upstream(self) -> None:
         assert self.upstream is not None
-        return self.upstream
+        while True:
+            try:
+                chunk = next(self.upstream)
+            except StopIteration:
+                break
+            except Exception as err:
+                self._end(State.FAILED, "the store stream failed: %s" % err)
+                return
+            with self.cond:
+                if self.ending:
+                    return              # every reader went away
+            if self.written + len(chunk) > self.expected_size:
+                self._end(State.FAILED,
+                          "the store returned more than %d bytes" % self.expected_size)
+                return
+            try:
+                _pwrite_all(self.fd, chunk, self.written)
+            except OSError as err:
+                self._end(State.DISCARDED, str(err))
+                return
+            self._md5.update(chunk)
+            with self.cond:
+                self.written += len(chunk)
+                self.cond.notify_all()
+            # Under the api's eventlet a store stream that never blocks (a
+            # local file) would otherwise starve every other green thread:
+            # its readers would see nothing, nor notice a client gone.
+            time.sleep(0)
+        self._end_verified()
 
     def close_upstream(self) -> None:
         if self._upstream_close is not None:
@@ -232,94 +317,159 @@ class Fill:
             with contextlib.suppress(Exception):
                 close()
 
-    def _finish(self) -> None:
+    # -- a tailer's poller: one reader at a time, without ``cond`` held ------------
+    def poll(self) -> None:
+        """Wait for the followed file to grow; verify and publish what it adds."""
+        try:
+            self._follow_growth()
+        except OSError as err:
+            self._end(State.DISCARDED, "cannot read the file being written: %s" % err)
+        finally:
+            with self.cond:
+                self.polling = False
+                self.cond.notify_all()
+
+    def _follow_growth(self) -> None:
+        size, stopped = self._wait_for_growth()
+        if size < self.written:
+            self._end(State.DISCARDED, "the file being written shrank")
+        elif size == self.written:
+            self._end(State.DISCARDED, stopped)
+        elif size > self.expected_size:
+            self._end(State.FAILED, "the file being written has %d bytes, the image %d"
+                      % (size, self.expected_size))
+        else:
+            self._verify_up_to(min(size, self.written + TAIL_VERIFY_STEP))
+
+    def _wait_for_growth(self) -> tuple[int, str]:
+        """The file's size once it differs from ``written``; else why it never will."""
+        deadline = time.monotonic() + TAIL_STALL_TIMEOUT
+        while True:
+            st = os.fstat(self.fd)
+            size = st.st_size
+            if size != self.written:
+                return size, ""
+            if st.st_nlink == 0:
+                # Its writer discarded it (a write error, no data after all)
+                # and may keep the lock while its own clients finish.
+                return size, "the process writing it removed it"
+            if not layout.is_locked(self.fd):
+                # Its writer may have appended the rest just before letting go.
+                size = os.fstat(self.fd).st_size
+                return size, "the process writing it stopped after %d of %d bytes" % (
+                    size, self.expected_size)
+            if time.monotonic() > deadline:
+                return size, "it did not grow for %g seconds" % TAIL_STALL_TIMEOUT
+            time.sleep(TAIL_POLL_INTERVAL)
+
+    def _verify_up_to(self, end: int) -> None:
+        """Hash the file from ``written`` to ``end``, in order, then publish it."""
+        offset = self.written
+        while offset < end:
+            data = os.pread(self.fd, min(CHUNK_SIZE, end - offset), offset)
+            if not data:
+                self._end(State.DISCARDED, "the file being written shrank")
+                return
+            self._md5.update(data)
+            offset += len(data)
+        with self.cond:
+            self.written = end
+            self.cond.notify_all()
+        if end == self.expected_size:
+            self._end_verified()
+
+    # -- the outcome ------------------------------------------------------------------
+    def _end_verified(self) -> None:
+        """Every byte is in: DONE if they are the image's, else FAILED."""
+        reason = ""
         digest = self._md5.hexdigest()
         if self.written != self.expected_size:
-            self._fail("the store returned %d bytes, expected %d"
-                       % (self.written, self.expected_size), invalid=True)
-            return
-        if self.expected_checksum and digest != self.expected_checksum:
-            self._fail("checksum %s does not match the image's %s"
-                       % (digest, self.expected_checksum), invalid=True)
-            return
-        self.close_upstream()
-        admitted = False
-        if self.private:
-            LOG.debug("Image %s served to this process's readers; another process "
-                      "caches it", self.image_id)
-        elif self.doomed:
+            reason = "got %d bytes, expected %d" % (self.written, self.expected_size)
+        elif self.expected_checksum and digest != self.expected_checksum:
+            reason = "checksum %s does not match the image's %s" % (
+                digest, self.expected_checksum)
+        self._end(State.FAILED if reason else State.DONE, reason)
+
+    def _end(self, outcome: State, reason: str = "") -> None:
+        """Settle the fill once: the file first, then readers see ``outcome``."""
+        with self.cond:
+            if self.ending:
+                return
+            self.ending = True
+        try:
+            self.close_upstream()
+            self._settle_file(outcome, reason)
+        finally:
+            self.cache.fills.remove(self)
+            with self.cond:
+                self.state = outcome
+                self.failure = reason
+                self.polling = False
+                self.cond.notify_all()
+
+    def _settle_file(self, outcome: State, reason: str) -> None:
+        """Admit, reject or remove our file; a followed file is never ours."""
+        if self.tailing:
+            if outcome is State.FAILED:
+                LOG.warning("Image %s, cached by another process: %s", self.image_id, reason)
+            elif outcome is State.DISCARDED:
+                LOG.info("Image %s is no longer followed (%s); its readers here go on "
+                         "from the store", self.image_id, reason)
+        elif outcome is State.DONE:
+            self._admit()
+        elif outcome is State.FAILED:
+            LOG.warning("Not caching image %s: %s", self.image_id, reason)
+            self.cache.reject_incomplete(self.image_id, self.fd, reason)
+        else:
+            LOG.warning("Cannot write image %s into the cache (%s); its readers go on "
+                        "from the store", self.image_id, reason)
+            self.cache.drop_incomplete(self.image_id, self.fd)
+
+    def _admit(self) -> None:
+        if self.doomed:
             LOG.info("Image %s was deleted while being cached; not keeping it",
                      self.image_id)
             self.cache.drop_incomplete(self.image_id, self.fd)
-        else:
-            admitted = self.cache.admit(self.image_id, self.fd, self.written, digest)
-        with self.cond:
-            self.state = State.DONE
-            self.pulling = False
-            self.cond.notify_all()
-        self.cache.fills.remove(self)
-        if admitted:
+        elif self.cache.admit(self.image_id, self.fd, self.written, self._md5.hexdigest()):
             LOG.info("Cached image %s (%d bytes)", self.image_id, self.written)
-        self._close_fd_if_idle()
-
-    def _fail(self, reason: str, invalid: bool) -> None:
-        """End the fill with bad data: readers are cut off."""
-        with self.cond:
-            if not self._mark_failed(reason):
-                return
-        self._cleanup_failed(reason, invalid)
-
-    def _mark_failed(self, reason: str) -> bool:
-        """Under ``cond``: STREAMING -> FAILED; False if already over."""
-        if self.state is not State.STREAMING:
-            return False
-        self.state = State.FAILED
-        self.failure = reason
-        self.pulling = False
-        self.cond.notify_all()
-        return True
-
-    def _cleanup_failed(self, reason: str, invalid: bool) -> None:
-        LOG.warning("Not caching image %s: %s", self.image_id, reason)
-        self.close_upstream()
-        if invalid:
-            self.cache.reject_incomplete(self.image_id, self.fd, reason)
-        else:
-            self.cache.drop_incomplete(self.image_id, self.fd)
-        self.cache.fills.remove(self)
-        self._close_fd_if_idle()
-
-    def _discard(self, err: OSError) -> None:
-        with self.cond:
-            self.state = State.DISCARDED
-            self.pulling = False
-            self.cond.notify_all()
-        LOG.warning("Cannot write image %s into the cache (%s); serving it uncached",
-                    self.image_id, err)
-        self.cache.drop_incomplete(self.image_id, self.fd)
-        self.cache.fills.remove(self)
 
     def reader_left(self) -> None:
-        reason = "every client went away before the end"
         with self.cond:
-            self.readers -= 1
             # Decided under the same lock as the count, so no request can
             # join a fill that is about to be abandoned.
-            abandoned = self.readers == 0 and self._mark_failed(reason)
+            abandoned = (self.readers == 1 and self.state is State.STREAMING
+                         and not self.ending)
+            if abandoned:
+                self.ending = True
+                self.state = State.FAILED
+                self.failure = "every client went away before the end"
+                self.cond.notify_all()
+            else:
+                self.readers -= 1
         if abandoned:
-            self._cleanup_failed(reason, invalid=True)
-        else:
-            self._close_fd_if_idle()
+            self._abandon()
+        self._close_fd_if_idle()
+
+    def _abandon(self) -> None:
+        """Set the file aside; the last reader still counts, so ``fd`` stays open."""
+        try:
+            if not self.tailing:
+                # The pump stops, and closes the store stream, when the store
+                # next answers; the file is set aside now.
+                LOG.warning("Not caching image %s: %s", self.image_id, self.failure)
+                self.cache.reject_incomplete(self.image_id, self.fd, self.failure)
+            self.cache.fills.remove(self)
+        finally:
+            with self.cond:
+                self.readers -= 1
 
     def _close_fd_if_idle(self) -> None:
         with self.cond:
-            if self.readers or self.state in (State.PENDING, State.STREAMING) \
-                    or self.fd < 0:
+            if self.readers or self.pumping or self.fd < 0 \
+                    or self.state in (State.PENDING, State.STREAMING):
                 return
             fd, self.fd = self.fd, -1
         os.close(fd)
-        if self.state is State.DISCARDED:
-            self.close_upstream()
 
 
 class FillReader:
@@ -329,7 +479,7 @@ class FillReader:
         self.fill = fill
         self.fallback = fallback
         self.offset = 0
-        self._own: Any = None       # a stream this reader reads alone
+        self._own: Any = None       # this reader's fallback stream
         self._closed = False
         self._gen = self._generate()
 
@@ -353,13 +503,13 @@ class FillReader:
                 state = fill.state
                 if state is State.DONE:
                     return "end", 0
-                if state is State.STREAMING and not fill.pulling:
-                    fill.pulling = True
-                    return "pull", 0
                 if state is State.DISCARDED:
                     return "fallback", 0
                 if state is State.FAILED:
                     raise CacheFillError("Image %s: %s" % (fill.image_id, fill.failure))
+                if fill.tailing and not fill.polling:
+                    fill.polling = True
+                    return "poll", 0
                 fill.cond.wait()
 
     def _generate(self) -> Generator[bytes, None, None]:
@@ -372,20 +522,8 @@ class FillReader:
                     raise CacheFillError("Image %s: cache file ended early" % fill.image_id)
                 self.offset += len(data)
                 yield data
-            elif step == "pull":
-                try:
-                    unwritten = fill.pull()
-                except BaseException:
-                    with fill.cond:
-                        fill.pulling = False
-                        fill.cond.notify_all()
-                    raise
-                if unwritten is not None:
-                    # Our write failed: we hold the stream position, go on alone.
-                    self._own = fill.take_upstream()
-                    yield unwritten
-                    yield from self._own
-                    return
+            elif step == "poll":
+                fill.poll()
             elif step == "fallback":
                 yield from self._fallback()
                 return
@@ -393,10 +531,11 @@ class FillReader:
                 return
 
     def _fallback(self) -> Iterator[bytes]:
+        fill = self.fill
         if self.fallback is None:
-            raise CacheFillError("Image %s: the cache write failed" % self.fill.image_id)
-        LOG.info("Re-reading image %s from the store after a cache write error "
-                 "(%d bytes already sent)", self.fill.image_id, self.offset)
+            raise CacheFillError("Image %s: %s" % (fill.image_id, fill.failure))
+        LOG.info("Re-reading image %s from the store (%s; %d bytes already sent)",
+                 fill.image_id, fill.failure, self.offset)
         self._own = self.fallback()
         skip = self.offset
         for chunk in self._own:
@@ -414,13 +553,10 @@ class FillReader:
         with contextlib.suppress(ValueError):
             self._gen.close()
         own, self._own = self._own, None
-        if own is not None and own is self.fill.upstream:
-            self.fill.close_upstream()
-        elif own is not None:
-            close = getattr(own, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
+        close = getattr(own, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
         self.fill.reader_left()
 
     def __del__(self) -> None:
@@ -483,3 +619,42 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view = view[written:]
         offset += written
 
+
+
+def _lock_fresh(path: str) -> int | None:
+    """``path`` locked and empty; None while another process holds it.
+
+    A non-empty file that we can lock was left by a dead writer. It is
+    replaced, never rewritten: a tailer may still be reading it, and must
+    only ever see bytes appended in order by one holder of the lock.
+    """
+    for _attempt in range(ACQUIRE_ATTEMPTS):
+        fd = layout.open_locked(path)
+        if fd is None:
+            return None
+        try:
+            if os.fstat(fd).st_size == 0:
+                return fd
+            LOG.info("Replacing %s, left by a cache writer that stopped", path)
+            os.unlink(path)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "%s keeps being refilled by other processes" % path)
+
+
+def _open_if_written_elsewhere(path: str) -> int | None:
+    """``path`` open read-only while another process holds its lock, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        if layout.is_locked(fd) and layout.same_file(fd, path):
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None

@@ -12,6 +12,8 @@
 Every writer (api worker, prefetcher) takes an exclusive ``flock`` on its
 ``incomplete/<id>`` file, so two processes never fill the same image at
 once and the cleaner never removes a file that is still being written.
+A locked file only holds bytes its lock holder appended, in order, so
+other processes may stream it read-only while it grows.
 Files only reach ``<dir>/<id>`` by ``rename``, so readers never see half an
 image; removing a file someone is reading is safe (POSIX keeps the open
 file alive until it is closed).
@@ -160,8 +162,22 @@ class CacheLayout:
 # -- locks ----------------------------------------------------------------------
 def try_lock(fd: int) -> bool:
     """Take an exclusive flock on ``fd`` without waiting."""
+    return _flock_now(fd, fcntl.LOCK_EX)
+
+
+def is_locked(fd: int) -> bool:
+    """Whether another open file holds an exclusive flock on ``fd``'s file."""
+    if not _flock_now(fd, fcntl.LOCK_SH):
+        return True
+    # Held for no longer than this check: a shared lock would keep the
+    # next writer of the file out.
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _flock_now(fd: int, operation: int) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except OSError as err:
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False

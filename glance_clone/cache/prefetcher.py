@@ -19,6 +19,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from glance_clone.cache.fill import Role
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext, admin_context
@@ -90,14 +91,14 @@ class Prefetcher:
             self.cache.delete_queued(image_id)
             return "skipped"
         fill, ours = self.cache.claim(image_id)
-        if not ours:
+        if not ours or fill.acquire(follow=False) is not Role.WRITER:
             return "skipped"
         try:
             chunks, _store_size = self.stores.get(image["location"])
         except BaseException:
             fill.release()
             raise
-        reader = fill.start(chunks, size, image.get("checksum"), share_privately=False)
+        reader = fill.start(chunks, size, image.get("checksum"))
         if reader is None:
             close = getattr(chunks, "close", None)
             if close is not None:

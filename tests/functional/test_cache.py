@@ -16,9 +16,11 @@ import http.server
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,16 +32,19 @@ from tests.functional import harness
 
 RUN_TIMEOUT = 120
 CHUNK = 65536
+MAX_CLIENTS = 100
 
 
 # -- a web server holding image data, counting reads --------------------------------
 class ImageServer:
-    """Serves byte strings at /<name>; counts GETs; can pause mid-body."""
+    """Serves byte strings at /<name>; counts GETs; can pause mid-body
+    (``gate``) and send the rest slowly (``pace`` seconds a chunk)."""
 
     def __init__(self) -> None:
         self.images: dict[str, bytes] = {}
         self.gets: dict[str, int] = {}
         self.gate: threading.Event | None = None
+        self.pace = 0.0
         self.lock = threading.Lock()
         server = self
 
@@ -75,7 +80,10 @@ class ImageServer:
                     self.wfile.flush()
                     if gate is not None:
                         assert gate.wait(RUN_TIMEOUT)
-                    self.wfile.write(data[CHUNK:])
+                    for offset in range(CHUNK, len(data), CHUNK):
+                        if server.pace:
+                            time.sleep(server.pace)     # a slow store, not a sync point
+                        self.wfile.write(data[offset:offset + CHUNK])
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -328,14 +336,20 @@ def test_prefetcher_from_the_command_line(glance: harness.Deployment,
 
 
 @pytest.mark.timeout(300)
-def test_cron_pruner_during_twenty_downloads(glance: harness.Deployment) -> None:
+def test_cron_pruner_during_twenty_downloads(glance: harness.Deployment,
+                                             web: ImageServer) -> None:
     # Larger than what loopback socket buffers hold, so the api is still
     # reading every file when the pruner removes it.
     size = 12 * 1024 * 1024
     images = {}
-    for _ in range(4):
+    for _ in range(3):
         data = os.urandom(size)
         images[upload(glance, data)] = data
+    # The fourth is still being filled during the run: its store holds back
+    # all but the first chunk until the downloads go on.
+    data = os.urandom(size)
+    images[at_location(glance, web, "filling", data)] = data
+    web.gate = threading.Event()
     ids = list(images)
     for image_id in ids[:3]:
         assert download(glance, image_id).content == images[image_id]
@@ -381,6 +395,7 @@ def test_cron_pruner_during_twenty_downloads(glance: harness.Deployment) -> None
     assert len(cached_files(glance)) == 1
 
     release.set()
+    web.gate.set()
     for thread in threads:
         thread.join(RUN_TIMEOUT)
     assert not errors, errors
@@ -440,7 +455,84 @@ def test_concurrent_misses_read_the_store_once(glance: harness.Deployment,
     assert cached_files(glance) == [image_id]
 
 
-@pytest.mark.timeout(180)
+def api_lines(dep: harness.Deployment, text: str) -> list[str]:
+    """The api's log lines (whole log, every worker) that contain ``text``."""
+    return [line for line in dep.api.log_path.read_text(errors="replace").splitlines()
+            if text in line]
+
+
+def pids_of(lines: list[str]) -> set[str]:
+    """The process ids in log lines (the default log_format's second field)."""
+    return {line.split()[2] for line in lines}
+
+
+class StreamingClients:
+    """Downloads in threads that report their first bytes, then finish."""
+
+    def __init__(self, dep: harness.Deployment, image_id: str) -> None:
+        self.url = dep.url + "/v1/images/" + image_id
+        self.first_bytes = threading.Semaphore(0)
+        self.bodies: dict[int, bytes] = {}
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            thread = threading.Thread(target=self._download, args=(len(self.threads),))
+            self.threads.append(thread)
+            thread.start()
+        for _ in range(count):
+            assert self.first_bytes.acquire(timeout=RUN_TIMEOUT)
+        assert not self.errors, self.errors
+
+    def _download(self, index: int) -> None:
+        try:
+            with requests.get(self.url, stream=True, timeout=RUN_TIMEOUT) as response:
+                assert response.status_code == 200
+                chunks = response.iter_content(1024)
+                body = next(chunks)
+                self.first_bytes.release()
+                self.bodies[index] = body + b"".join(chunks)
+        except BaseException as err:
+            self.errors.append(err)
+            self.first_bytes.release()
+
+    def finish(self) -> list[bytes]:
+        for thread in self.threads:
+            thread.join(RUN_TIMEOUT)
+        assert not self.errors, self.errors
+        return [self.bodies[i] for i in range(len(self.threads))]
+
+
+class PausedClient:
+    """A download that takes its first bytes, then reads nothing until told.
+
+    A small receive buffer, so the api really cannot send it much more.
+    """
+
+    def __init__(self, dep: harness.Deployment, image_id: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(RUN_TIMEOUT)
+        self.sock.connect(("127.0.0.1", dep.api.port))
+        self.sock.sendall(b"GET /v1/images/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\n\r\n" % image_id.encode())
+        self.received = b""
+        while b"\r\n\r\n" not in self.received or self.received.endswith(b"\r\n\r\n"):
+            data = self.sock.recv(4096)
+            assert data, self.received
+            self.received += data
+
+    def read_rest(self) -> tuple[bytes, bytes]:
+        """The status line and the body."""
+        while data := self.sock.recv(CHUNK):
+            self.received += data
+        self.sock.close()
+        head, _, body = self.received.partition(b"\r\n\r\n")
+        return head.split(b"\r\n")[0], body
+
+
+@pytest.mark.timeout(240)
 def test_concurrent_misses_with_two_workers(tmp_path: Path, web: ImageServer) -> None:
     dep = cache_deployment(tmp_path, workers=2)
     try:
@@ -448,38 +540,53 @@ def test_concurrent_misses_with_two_workers(tmp_path: Path, web: ImageServer) ->
         data = os.urandom(8 * CHUNK + 5)
         image_id = at_location(dep, web, "popular", data)
         web.gate = threading.Event()
-        first_bytes = threading.Semaphore(0)
-        bodies: dict[int, bytes] = {}
-        errors: list[BaseException] = []
-
-        def client(index: int) -> None:
-            try:
-                with requests.get(dep.url + "/v1/images/" + image_id, stream=True,
-                                  timeout=RUN_TIMEOUT) as response:
-                    chunks = response.iter_content(1024)
-                    body = next(chunks)
-                    first_bytes.release()
-                    bodies[index] = body + b"".join(chunks)
-            except BaseException as err:
-                errors.append(err)
-                first_bytes.release()
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
-        for thread in threads:
-            thread.start()
-        for _ in threads:
-            assert first_bytes.acquire(timeout=RUN_TIMEOUT)
-        reads_while_held = web.gets["popular"]
+        web.pace = 0.02
+        following = "Image %s is being cached by another process" % image_id
+        clients = StreamingClients(dep, image_id)
+        clients.start(20)
+        # The kernel picks the worker of each connection: a few more until
+        # both have some (the follower logs that before sending a byte).
+        while not api_lines(dep, following) and len(clients.threads) < MAX_CLIENTS:
+            clients.start(5)
+        # Every client is streaming while the store has sent its first chunk.
+        assert web.gets["popular"] == 1
         web.gate.set()
-        for thread in threads:
-            thread.join(RUN_TIMEOUT)
-        assert not errors, errors
-        assert [bodies[i] == data for i in range(20)] == [True] * 20
-        # One store read per worker that received requests, not one per request.
-        assert 1 <= reads_while_held == web.gets["popular"] <= 2
+        bodies = clients.finish()
+        assert bodies == [data] * len(bodies)
+        assert web.gets["popular"] == 1
+        # Both workers served downloads: one read the store, the other
+        # followed its cache file.
+        downloads = api_lines(dep, '"GET /v1/images/%s ' % image_id)
+        assert len(downloads) == len(bodies) and len(pids_of(downloads)) == 2
+        assert len(pids_of(api_lines(dep, following))) == 1
         assert cached_files(dep) == [image_id]
+        assert files_in(dep, "incomplete") == [] and files_in(dep, "invalid") == []
         assert download(dep, image_id).content == data
-        assert web.gets["popular"] == reads_while_held
+        assert web.gets["popular"] == 1
+    finally:
+        dep.stop()
+
+
+@pytest.mark.timeout(240)
+def test_paused_client_does_not_hold_back_the_other_workers(tmp_path: Path,
+                                                            web: ImageServer) -> None:
+    dep = cache_deployment(tmp_path, workers=2)
+    try:
+        dep.start()
+        data = os.urandom(8 * 1024 * 1024)      # more than loopback buffers hold
+        image_id = at_location(dep, web, "large", data)
+        web.gate = threading.Event()
+        paused = PausedClient(dep, image_id)    # the first: its worker reads the store
+        clients = StreamingClients(dep, image_id)
+        clients.start(8)
+        web.gate.set()
+        # Everyone else gets the whole image while the first client reads nothing.
+        assert clients.finish() == [data] * 8
+        assert web.gets["large"] == 1
+        status, body = paused.read_rest()
+        assert status.startswith(b"HTTP/1.1 200") and body == data
+        assert cached_files(dep) == [image_id]
+        assert web.gets["large"] == 1
     finally:
         dep.stop()
 

@@ -17,8 +17,15 @@ Only ``GET /v1/images/<id>`` without a ``Range`` header is cached:
   The file is checked against its record (size, mtime, and MD5 while it
   streams) and a file altered on disk is moved to ``invalid/`` and not used.
 - Miss: the API answers; a 200 with data is written into the cache while it
-  streams and admitted only when size and checksum match. Concurrent misses
-  for the same image share one store read (``glance_clone.cache.fill``).
+  streams and admitted only when size and checksum match.
+- Concurrent misses for the same image share one store read, however many
+  api workers (and glance-cache-prefetcher) receive them
+  (``glance_clone.cache.fill``). A worker that finds another process
+  writing the image's cache file does not ask the API: it streams that
+  file as it grows, after the same checks as a hit and with the same
+  headers, and the image's size and checksum from the registry verify it.
+  Should the other process stop before the end, each download goes on
+  from the store where it stopped.
 - HEAD, Range requests and other paths are passed on untouched.
 - A 2xx ``DELETE /v1/images/<id>`` removes the cached copy. A cached image
   that the registry reports deleted (or no longer knows) when it is next
@@ -40,7 +47,7 @@ import webob.dec
 from glance_clone.api import property_protections
 from glance_clone.api.v1 import headers as meta_headers
 from glance_clone.cache import layout, options
-from glance_clone.cache.fill import CacheFillError, Fill
+from glance_clone.cache.fill import CacheFillError, Fill, Role
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import config, exception, policy, wsgi
 from glance_clone.common.context import admin_context
@@ -140,7 +147,16 @@ class CacheFilter:
                 return self._image_response(req, image, cached.reader(), cached.size)
             fill, ours = cache.claim(image_id)
             if ours:
-                return self._lead(req, fill, environ)
+                # Decided before anything asks the store: another process
+                # may be reading it for this image already.
+                role = fill.acquire()
+                if role is Role.WRITER:
+                    return self._lead(req, fill, environ)
+                if role is Role.TAILER:
+                    return self._follow(req, fill, image, environ)
+                if role is Role.NONE:
+                    return self.application
+                continue                    # cached meanwhile: serve the hit
             image = image or self._allowed_image(req, image_id)
             if image is None:
                 return self.application
@@ -168,8 +184,23 @@ class CacheFilter:
             response.content_length = size  # webob drops it with the old app_iter
         return response
 
+    def _follow(self, req: wsgi.Request, fill: Fill, image: dict[str, Any] | None,
+                environ: dict[str, Any]) -> Any:
+        """Serve the file another process is writing, as a hit is served."""
+        try:
+            image = image or self._allowed_image(req, fill.image_id)
+        except BaseException:
+            fill.release()
+            raise
+        if image is None:
+            fill.release()
+            return self.application
+        reader = fill.tail(image["size"], image.get("checksum"),
+                           self._fallback(environ, fill.image_id))
+        return self._image_response(req, image, reader, reader.size)
+
     def _fallback(self, environ: dict[str, Any], image_id: str) -> Callable[[], Iterator[bytes]]:
-        """Re-reads the image through the API (after a cache write error)."""
+        """Re-reads the image through the API, when the cache file fails a download."""
         def reopen() -> Iterator[bytes]:
             response = webob.Request(dict(environ)).get_response(self.application)
             if response.status_int != 200:

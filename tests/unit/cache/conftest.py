@@ -1,5 +1,6 @@
-"""Fixtures for the image cache tests: a cache directory, and the in-process
-api + registry stack with the cache and cachemanage filters in its pipeline."""
+"""Fixtures for the image cache tests: a cache directory, the in-process
+api + registry stack with the cache and cachemanage filters in its pipeline,
+and store streams and fallbacks for driving fills."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pathlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from oslo_config import cfg
 from glance_clone.api import property_protections
 from glance_clone.api.middleware.cache import CacheFilter, open_cache
 from glance_clone.api.middleware.cache_manage import CacheManageFilter
+from glance_clone.cache import fill as fill_mod
 from glance_clone.cache import options
+from glance_clone.cache.fill import Role
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import policy
 from glance_clone.common.context import admin_context
@@ -228,3 +231,73 @@ def body_of(response: webob.Response) -> bytes:
         if close is not None:
             close()
 
+
+# -- fills ---------------------------------------------------------------------------
+CHUNK = fill_mod.CHUNK_SIZE
+DATA = bytes(range(256)) * 1024 + b"tail"        # 4 chunks and a bit
+GOOD = hashlib.md5(DATA).hexdigest()
+
+
+class Upstream:
+    """A store stream: counts pulls, remembers close, can fail or gate."""
+
+    def __init__(self, data: bytes = DATA, chunk: int = CHUNK,
+                 fail_at: int | None = None, gate: threading.Event | None = None) -> None:
+        self.chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+        self.pulled = 0
+        self.closed = False
+        self.fail_at = fail_at
+        self.gate = gate
+        self._it = self._generate()
+
+    def _generate(self) -> Iterator[bytes]:
+        for index, chunk in enumerate(self.chunks):
+            if self.gate is not None and index > 0:
+                assert self.gate.wait(30)
+            if self.fail_at == index:
+                raise OSError("store connection lost")
+            self.pulled += 1
+            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._it
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def read_all(reader: fill_mod.FillReader) -> bytes:
+    try:
+        return b"".join(reader)
+    finally:
+        reader.close()
+
+
+def start(cache: ImageCache, upstream: Upstream, image_id: str = "img",
+          checksum: str | None = GOOD, size: int = len(DATA),
+          fallback=None) -> fill_mod.FillReader:
+    fill, ours = cache.claim(image_id)
+    assert ours
+    assert fill.acquire() is Role.WRITER
+    reader = fill.start(upstream, size, checksum, fallback)
+    assert reader is not None
+    return reader
+
+
+class Fallbacks:
+    """A reader's fallback: a fresh store read, remembering the offset of each call."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.reader: fill_mod.FillReader | None = None
+
+    def __call__(self) -> Iterator[bytes]:
+        assert self.reader is not None
+        self.offsets.append(self.reader.offset)
+        return iter(Upstream(chunk=1000))
+
+
+def with_fallback(make_reader) -> tuple[fill_mod.FillReader, Fallbacks]:
+    fallbacks = Fallbacks()
+    fallbacks.reader = make_reader(fallbacks)
+    return fallbacks.reader, fallbacks

@@ -1,73 +1,31 @@
 """The tee-while-streaming writer: verification, abandonment, write errors,
-and many readers sharing one upstream."""
+many readers sharing one upstream, and a pump that does not wait for them."""
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from glance_clone.cache import fill as fill_mod
 from glance_clone.cache import layout
-from glance_clone.cache.fill import CacheFillError, State
+from glance_clone.cache.fill import CacheFillError, Role, State
 from glance_clone.cache.image_cache import ImageCache
-from tests.unit.cache.conftest import run_threads, wait_for
+from tests.unit.cache.conftest import (
+    CHUNK,
+    DATA,
+    GOOD,
+    Upstream,
+    read_all,
+    run_threads,
+    start,
+    wait_for,
+    with_fallback,
+)
 
 pytestmark = pytest.mark.timeout(60)
-
-CHUNK = fill_mod.CHUNK_SIZE
-DATA = bytes(range(256)) * 1024 + b"tail"        # 4 chunks and a bit
-GOOD = hashlib.md5(DATA).hexdigest()
-
-
-class Upstream:
-    """A store stream: counts pulls, remembers close, can fail or gate."""
-
-    def __init__(self, data: bytes = DATA, chunk: int = CHUNK,
-                 fail_at: int | None = None, gate: threading.Event | None = None) -> None:
-        self.chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
-        self.pulled = 0
-        self.closed = False
-        self.fail_at = fail_at
-        self.gate = gate
-        self._it = self._generate()
-
-    def _generate(self) -> Iterator[bytes]:
-        for index, chunk in enumerate(self.chunks):
-            if self.gate is not None and index > 0:
-                assert self.gate.wait(30)
-            if self.fail_at == index:
-                raise OSError("store connection lost")
-            self.pulled += 1
-            yield chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._it
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def read_all(reader: fill_mod.FillReader) -> bytes:
-    try:
-        return b"".join(reader)
-    finally:
-        reader.close()
-
-
-def start(cache: ImageCache, upstream: Upstream, image_id: str = "img",
-          checksum: str | None = GOOD, size: int = len(DATA),
-          fallback=None) -> fill_mod.FillReader:
-    fill, ours = cache.claim(image_id)
-    assert ours
-    reader = fill.start(upstream, size, checksum, fallback)
-    assert reader is not None
-    return reader
-
 
 def test_verified_file_is_admitted(cache: ImageCache) -> None:
     cache.queue("img")
@@ -113,7 +71,7 @@ def test_long_upstream_is_rejected(cache: ImageCache) -> None:
 
 def test_store_error_reaches_the_client(cache: ImageCache) -> None:
     upstream = Upstream(fail_at=2)
-    with pytest.raises(IOError, match="store connection lost"):
+    with pytest.raises(CacheFillError, match="store connection lost"):
         read_all(start(cache, upstream))
     assert upstream.closed
     assert not cache.is_cached("img")
@@ -121,14 +79,20 @@ def test_store_error_reaches_the_client(cache: ImageCache) -> None:
 
 
 def test_client_going_away_moves_the_file_to_invalid(cache: ImageCache) -> None:
-    upstream = Upstream()
+    gate = threading.Event()
+    upstream = Upstream(gate=gate)
     reader = start(cache, upstream)
     next(reader)
     reader.close()
-    assert upstream.closed
     assert not cache.is_cached("img")
     assert os.listdir(cache.layout.subdir("invalid")) == ["img"]
     assert cache.fills.get("img") is None
+    # The pump stops as soon as the store answers again, and closes it.
+    gate.set()
+    wait_for(lambda: upstream.closed, message="the store stream to be closed")
+    assert upstream.pulled == 2
+    assert not cache.is_cached("img")
+    assert os.path.getsize(cache.layout.invalid("img")) == CHUNK
 
 
 def test_follower_finishes_after_the_first_client_left(cache: ImageCache) -> None:
@@ -145,61 +109,59 @@ def test_follower_finishes_after_the_first_client_left(cache: ImageCache) -> Non
     assert upstream.pulled == len(upstream.chunks)
 
 
-def test_write_error_does_not_affect_the_client(cache: ImageCache,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def failing_nth_write(monkeypatch: pytest.MonkeyPatch, nth: int, err: int) -> None:
     real_write = fill_mod._pwrite_all
     writes = [0]
 
     def failing_write(fd: int, data: bytes, offset: int) -> None:
         writes[0] += 1
-        if writes[0] == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if writes[0] == nth:
+            raise OSError(err, os.strerror(err))
         real_write(fd, data, offset)
 
     monkeypatch.setattr(fill_mod, "_pwrite_all", failing_write)
+
+
+def test_write_error_does_not_affect_the_client(cache: ImageCache,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    failing_nth_write(monkeypatch, 3, errno.ENOSPC)
     upstream = Upstream()
-    assert read_all(start(cache, upstream)) == DATA
-    assert upstream.pulled == len(upstream.chunks) and upstream.closed
+    reader, fallbacks = with_fallback(lambda fb: start(cache, upstream, fallback=fb))
+    assert read_all(reader) == DATA
+    # The pump stopped at the chunk it could not write.
+    assert upstream.pulled == 3 and upstream.closed
+    assert len(fallbacks.offsets) == 1 and fallbacks.offsets[0] <= 2 * CHUNK
     assert not cache.is_cached("img")
     assert os.listdir(cache.layout.subdir("incomplete")) == []
     assert os.listdir(cache.layout.subdir("invalid")) == []
 
 
-def test_write_error_sends_readers_behind_to_their_fallback(
+def test_write_error_sends_every_reader_to_its_fallback(
         cache: ImageCache, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = fill_mod._pwrite_all
-    writes = [0]
-
-    def failing_write(fd: int, data: bytes, offset: int) -> None:
-        writes[0] += 1
-        if writes[0] == 2:
-            raise OSError(errno.EIO, "I/O error")
-        real_write(fd, data, offset)
-
-    monkeypatch.setattr(fill_mod, "_pwrite_all", failing_write)
-    fallbacks = []
-
-    def fallback() -> Iterator[bytes]:
-        again = Upstream(chunk=1000)
-        fallbacks.append(again)
-        return iter(again)
-
-    upstream = Upstream()
-    leader = start(cache, upstream)
+    failing_nth_write(monkeypatch, 2, errno.EIO)
+    gate = threading.Event()
+    upstream = Upstream(gate=gate)
+    ahead, ahead_fallbacks = with_fallback(lambda fb: start(cache, upstream, fallback=fb))
     fill = cache.fills.get("img")
     assert fill is not None
-    behind = fill.join(fallback)
-    assert behind is not None
-    assert read_all(leader) == DATA
+    behind, behind_fallbacks = with_fallback(fill.join)
+    first = next(ahead)
+    assert first == DATA[:CHUNK]
+    gate.set()
+    assert first + read_all(ahead) == DATA
     assert read_all(behind) == DATA
-    assert len(fallbacks) == 1
+    # Each goes on from where it was, without the file.
+    assert (ahead_fallbacks.offsets, behind_fallbacks.offsets) == ([CHUNK], [0])
+    assert upstream.closed
     assert not cache.is_cached("img")
 
 
 def test_deleted_while_filling_is_not_admitted(cache: ImageCache) -> None:
-    reader = start(cache, Upstream())
+    gate = threading.Event()
+    reader = start(cache, Upstream(gate=gate))
     next(reader)
     cache.purge("img")
+    gate.set()
     rest = b"".join(reader)
     reader.close()
     assert len(rest) == len(DATA) - CHUNK
@@ -222,29 +184,37 @@ def test_released_claim_lets_the_next_request_try(cache: ImageCache) -> None:
     again.release()
 
 
-def test_another_process_filling_is_shared_privately(cache: ImageCache) -> None:
+def test_without_follow_another_process_filling_means_no_caching(cache: ImageCache) -> None:
     other = layout.open_locked(cache.layout.incomplete("img"))
     assert other is not None
     try:
-        os.write(other, b"the other process's bytes")
-        upstream = Upstream()
-        first = start(cache, upstream)
-        fill = cache.fills.get("img")
-        assert fill is not None and fill.private
-        second = fill.join()
-        assert second is not None
-        assert read_all(first) == DATA and read_all(second) == DATA
-        assert upstream.pulled == len(upstream.chunks)
-        assert not cache.is_cached("img")
-        assert os.listdir(cache.layout.subdir("incomplete")) == ["img"]
-        assert os.pread(other, 100, 0) == b"the other process's bytes"
         fill, ours = cache.claim("img")
         assert ours
-        assert fill.start(Upstream(), len(DATA), GOOD, share_privately=False) is None
+        assert fill.acquire(follow=False) is Role.NONE
         assert fill.state is State.RELEASED
         assert cache.fills.get("img") is None
+        assert os.listdir(cache.layout.subdir("incomplete")) == ["img"]
     finally:
         os.close(other)
+
+
+def test_released_writer_claim_removes_its_empty_file(cache: ImageCache) -> None:
+    fill, _ours = cache.claim("img")
+    assert fill.acquire() is Role.WRITER
+    assert os.listdir(cache.layout.subdir("incomplete")) == ["img"]
+    fill.release()
+    assert os.listdir(cache.layout.subdir("incomplete")) == []
+    again, ours = cache.claim("img")
+    assert ours and again.acquire() is Role.WRITER
+    again.release()
+
+
+def test_already_cached_is_not_filled_again(cache: ImageCache) -> None:
+    read_all(start(cache, Upstream()))
+    fill, ours = cache.claim("img")
+    assert ours
+    assert fill.acquire() is Role.CACHED
+    assert fill.state is State.RELEASED and cache.fills.get("img") is None
 
 
 def test_no_room_means_no_caching(cache: ImageCache, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,7 +224,10 @@ def test_no_room_means_no_caching(cache: ImageCache, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(os, "statvfs", lambda path: Full())
     fill, _ours = cache.claim("img")
+    assert fill.acquire() is Role.WRITER
     assert fill.start(Upstream(), len(DATA), GOOD) is None
+    assert fill.state is State.RELEASED
+    assert os.listdir(cache.layout.subdir("incomplete")) == []
 
 
 def test_stale_incomplete_file_is_taken_over(cache: ImageCache) -> None:
@@ -262,6 +235,36 @@ def test_stale_incomplete_file_is_taken_over(cache: ImageCache) -> None:
         stale.write(b"garbage from a crashed fill" * 10000)
     assert read_all(start(cache, Upstream())) == DATA
     assert cache.is_cached("img")
+
+
+def test_stale_incomplete_file_is_replaced_not_rewritten(cache: ImageCache) -> None:
+    garbage = b"garbage from a crashed fill" * 10000
+    path = cache.layout.incomplete("img")
+    with open(path, "wb") as stale:
+        stale.write(garbage)
+    # Someone may still be reading the old file, as a tailer would.
+    old = os.open(path, os.O_RDONLY)
+    try:
+        fill, _ours = cache.claim("img")
+        assert fill.acquire() is Role.WRITER
+        assert os.fstat(fill.fd).st_ino != os.fstat(old).st_ino
+        assert os.fstat(fill.fd).st_size == 0
+        reader = fill.start(Upstream(), len(DATA), GOOD)
+        assert reader is not None and read_all(reader) == DATA
+        assert os.pread(old, len(garbage) + 1, 0) == garbage
+        assert os.fstat(old).st_nlink == 0
+    finally:
+        os.close(old)
+    assert cache.is_cached("img")
+
+
+def test_pump_fills_ahead_of_a_reader_that_does_not_read(cache: ImageCache) -> None:
+    upstream = Upstream(chunk=4096)
+    idle = start(cache, upstream)
+    wait_for(lambda: cache.is_cached("img"), message="the pump to fill the file")
+    assert upstream.pulled == len(upstream.chunks) and upstream.closed
+    assert idle.offset == 0
+    assert read_all(idle) == DATA
 
 
 def test_many_readers_share_one_upstream(cache: ImageCache) -> None:
@@ -309,17 +312,11 @@ def test_no_descriptor_is_leaked(cache: ImageCache, monkeypatch: pytest.MonkeyPa
     reader = hit.reader()
     next(reader)
     reader.close()
-    real_write = fill_mod._pwrite_all
-    calls = [0]
-
-    def fail_second(fd: int, data: bytes, offset: int) -> None:
-        calls[0] += 1
-        if calls[0] == 2:
-            raise OSError(errno.ENOSPC, "full")
-        real_write(fd, data, offset)
-
-    monkeypatch.setattr(fill_mod, "_pwrite_all", fail_second)
+    failing_nth_write(monkeypatch, 2, errno.ENOSPC)
     upstream = Upstream()
-    read_all(start(cache, upstream, image_id="full"))
+    full, _fallbacks = with_fallback(
+        lambda fb: start(cache, upstream, image_id="full", fallback=fb))
+    assert read_all(full) == DATA
     assert upstream.closed
-    assert open_fds() == before
+    # A pump closes the file when it stops, which may be after its readers.
+    wait_for(lambda: open_fds() == before, message="every descriptor to be closed")

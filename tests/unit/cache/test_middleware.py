@@ -13,6 +13,7 @@ import webob
 
 from glance_clone.api.middleware.cache import CacheFilter, open_cache
 from glance_clone.cache import fill as fill_mod
+from glance_clone.cache import layout
 from glance_clone.cache.fill import CacheFillError
 from glance_clone.common.context import admin_context
 from tests.unit.cache.conftest import CacheStack, body_of, build_cache_stack, run_threads, wait_for
@@ -240,6 +241,48 @@ def test_concurrent_misses_read_the_store_once(cstack: CacheStack) -> None:
     assert cstack.reads.count == 1
     assert all(r.status_int == 200 for r in responses)
     assert cstack.cached_files() == [image_id]
+
+
+def test_miss_while_another_process_writes_the_file_follows_it(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    incomplete = cstack.cache.layout.incomplete(image_id)
+    writer = layout.open_locked(incomplete)        # another worker's fill
+    assert writer is not None
+    try:
+        os.write(writer, DATA)
+        # Checked like a hit: the API answers whoever may not download it.
+        assert cstack.get(image_id, tenant="t2").status_int == 404
+        followed = cstack.get(image_id)
+        assert followed.status_int == 200
+        assert body_of(followed) == DATA
+        assert cstack.reads.count == 0
+        assert cstack.cached_files() == [] and cstack.files_in("incomplete") == [image_id]
+    finally:
+        os.close(writer)
+    os.unlink(incomplete)
+    miss = cstack.get(image_id)
+    assert body_of(miss) == DATA and cstack.reads.count == 1
+    for name in ("Content-Type", "Content-Length", "ETag", "x-image-meta-checksum",
+                 "x-image-meta-size", "x-image-meta-name", "x-image-meta-status"):
+        assert followed.headers[name] == miss.headers[name], name
+
+
+def test_followed_writer_stopping_short_falls_back_to_the_store(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    writer = layout.open_locked(cstack.cache.layout.incomplete(image_id))
+    assert writer is not None
+    os.write(writer, DATA[:100000])
+    response = cstack.get(image_id)
+    assert response.status_int == 200
+    chunks = iter(response.app_iter)
+    received = next(chunks)
+    assert cstack.reads.count == 0
+    os.close(writer)
+    received += b"".join(chunks)
+    response.app_iter.close()
+    assert received == DATA
+    assert cstack.reads.count == 1
+    assert cstack.cached_files() == []
 
 
 def test_waiters_retry_when_the_first_request_is_refused(tmp_path: pathlib.Path,
