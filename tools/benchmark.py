@@ -11,8 +11,10 @@ an nginx from Debian's packages on loopback, then measures:
 - create / HEAD / list / delete operations per second at concurrency 1
   and 16, counting errors.
 
-Transfers are printed as MiB/s and as a ratio to nginx measured in the
-same run. Usage: python tools/benchmark.py [--size-mib 1024] [--rss-mib 4096]
+Each transfer runs ``--repeat`` times (3) on each side, glance and nginx
+taking turns, and prints the median MiB/s of each and their ratio: on a
+shared machine one sample of either can be off by a third. Usage:
+python tools/benchmark.py [--size-mib 1024] [--rss-mib 4096] [--repeat 3]
 (needs nginx: apt-get install nginx-light).
 """
 
@@ -25,11 +27,13 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,6 +258,8 @@ def main() -> int:
     parser.add_argument("--stream-mib", type=int, default=256)
     parser.add_argument("--rss-mib", type=int, default=4096, help="image moved for the RSS figure")
     parser.add_argument("--ops", type=int, default=400, help="operations per kind")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="transfers per side; the median is reported")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="glance-bench-"))
@@ -267,26 +273,47 @@ def main() -> int:
         api = dep.api.port
         size = args.size_mib * MIB
         print("glance_clone benchmark: loopback, SQLite, file store, workers = 1")
+        print("transfers: median of %d, glance and nginx taking turns" % args.repeat)
         print("%-34s %12s %12s %8s" % ("transfer", "glance MiB/s", "nginx MiB/s", "ratio"))
 
-        g_up, image_id = glance_upload(api, size, "big")
-        n_up, (status, _) = timed(upload, "127.0.0.1", nginx.port, "PUT", "/big", size, {})
-        assert status in (201, 204), status
-        report("upload %d MiB (md5 on glance)" % args.size_mib, size, g_up, n_up)
+        ids: list[str] = []
 
-        g_down, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % image_id)
-        assert got == size
-        n_down, got = timed(download, "127.0.0.1", nginx.port, "/big")
-        assert got == size
-        report("download %d MiB" % args.size_mib, size, g_down, n_down)
+        def glance_up() -> float:
+            seconds, image_id = glance_upload(api, size, "big")
+            ids.append(image_id)
+            return seconds
+
+        def nginx_up() -> float:
+            seconds, (status, _) = timed(upload, "127.0.0.1", nginx.port, "PUT", "/big",
+                                         size, {})
+            assert status in (201, 204), status
+            return seconds
+
+        report("upload %d MiB (md5 on glance)" % args.size_mib, size,
+               *paired(glance_up, nginx_up, args.repeat))
+
+        def glance_down() -> float:
+            seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % ids[0])
+            assert got == size
+            return seconds
+
+        def nginx_down() -> float:
+            seconds, got = timed(download, "127.0.0.1", nginx.port, "/big")
+            assert got == size
+            return seconds
+
+        report("download %d MiB" % args.size_mib, size,
+               *paired(glance_down, nginx_down, args.repeat))
 
         stream_size = args.stream_mib * MIB
         _, stream_id = glance_upload(api, stream_size, "streams")
         upload("127.0.0.1", nginx.port, "PUT", "/streams", stream_size, {})
-        g_par = parallel(args.streams, "127.0.0.1", api, "/v1/images/%s" % stream_id)
-        n_par = parallel(args.streams, "127.0.0.1", nginx.port, "/streams")
         report("%d x %d MiB downloads" % (args.streams, args.stream_mib),
-               stream_size * args.streams, g_par, n_par)
+               stream_size * args.streams, *paired(
+                   lambda: parallel(args.streams, "127.0.0.1", api,
+                                    "/v1/images/%s" % stream_id),
+                   lambda: parallel(args.streams, "127.0.0.1", nginx.port, "/streams"),
+                   args.repeat))
 
         pids = [dep.api.process.pid, dep.registry.process.pid]
         idle = rss_kib(pids)
@@ -312,6 +339,17 @@ def main() -> int:
         dep.stop()
         shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+def paired(glance: Callable[[], float], nginx: Callable[[], float],
+           repeat: int) -> tuple[float, float]:
+    """Median seconds of each side, run alternately so that both meet the
+    same moments of a noisy machine."""
+    glance_s, nginx_s = [], []
+    for _ in range(max(1, repeat)):
+        glance_s.append(glance())
+        nginx_s.append(nginx())
+    return statistics.median(glance_s), statistics.median(nginx_s)
 
 
 def parallel(streams: int, host: str, port: int, path: str) -> float:
