@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import secrets
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -34,7 +35,10 @@ def check_key(key: str) -> bytes:
 def encrypt(key: str, plaintext: str) -> str:
     text = plaintext.encode("utf-8")
     pad_length = BLOCK - len(text) % BLOCK
-    padded = text + b"\0" + os.urandom(pad_length - 1)
+    # The zero byte ends the text, so the padding after it must hold none
+    # (as Glance wrote it, so Glance can read what we write).
+    padding = bytes(secrets.randbelow(255) + 1 for _ in range(pad_length - 1))
+    padded = text + b"\0" + padding
     iv = os.urandom(BLOCK)
     encryptor = Cipher(algorithms.AES(check_key(key)), modes.CBC(iv)).encryptor()
     sealed = encryptor.update(padded) + encryptor.finalize()
@@ -51,7 +55,11 @@ def decrypt(key: str, ciphertext: str) -> str:
         raise exception.Invalid("A stored location could not be decrypted.")
     decryptor = Cipher(algorithms.AES(check_key(key)), modes.CBC(raw[:BLOCK])).decryptor()
     padded = decryptor.update(raw[BLOCK:]) + decryptor.finalize()
-    end = padded.rfind(b"\0")
+    # A URL holds no zero byte: the first one ends it, whatever the padding
+    # (copies written before the padding excluded zero bytes may have some).
+    end = padded.find(b"\0")
+    if end < 0:
+        raise exception.Invalid("A stored location could not be decrypted.")
     try:
         return padded[:end].decode("utf-8")
     except UnicodeDecodeError:

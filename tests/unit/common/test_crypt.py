@@ -1,4 +1,7 @@
+import base64
+
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from glance_clone.common import crypt, exception
 
@@ -28,3 +31,21 @@ def test_garbage_is_invalid_not_a_crash():
         crypt.decrypt(KEY, "not base64 at all!")
     with pytest.raises(exception.Invalid):
         crypt.decrypt(KEY, "AAAA")
+
+
+def test_padding_never_cuts_the_text():
+    # The padding is random: enough rounds that a zero byte in it (which
+    # would end the text early when read back) is all but certain to show.
+    for length in (16, 24, 32):
+        key = "k" * length
+        for _ in range(700):
+            assert crypt.decrypt(key, crypt.encrypt(key, "file:///x/y")) == "file:///x/y"
+
+
+def test_text_ends_at_the_first_zero_byte():
+    """A copy whose padding has zero bytes still reads back whole."""
+    iv = bytes(range(16))
+    padded = b"file:///x/y" + b"\0" + b"\x07\0\x00\x09"
+    encryptor = Cipher(algorithms.AES(KEY.encode()), modes.CBC(iv)).encryptor()
+    sealed = iv + encryptor.update(padded) + encryptor.finalize()
+    assert crypt.decrypt(KEY, base64.urlsafe_b64encode(sealed).decode()) == "file:///x/y"
