@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from oslo_config import cfg
 
 from glance_clone.cache import options
-from glance_clone.common import config, exception, log
+from glance_clone.common import config, exception
 
 EXIT_ERROR = 1
 CONF_PROG = "glance-cache"
@@ -26,17 +26,11 @@ def run_tool(prog: str, argv: Sequence[str] | None,
              body: Callable[[cfg.ConfigOpts], int]) -> int:
     """Parse the configuration of ``prog`` and run ``body`` with it."""
     os.umask(0o027)
-    conf = cfg.ConfigOpts()
-    log.register_cli_opts(conf)
-    options.register_opts(conf)
-    register(conf)
-    try:
-        config.parse_args(conf, argv, prog, default_config_files=cfg.find_config_files(
-            project="glance", prog=CONF_PROG))
-    except cfg.Error as err:
-        print("ERROR: %s" % err, file=sys.stderr)
+    conf = config.command_conf(prog, argv, options.register_opts, register,
+                               default_config_files=cfg.find_config_files(
+                                   project="glance", prog=CONF_PROG))
+    if conf is None:
         return EXIT_ERROR
-    log.setup(conf, prog)
     try:
         return body(conf)
     except (exception.GlanceError, cfg.Error, OSError) as err:

@@ -34,7 +34,7 @@ from collections.abc import Sequence  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
 from glance_clone import scrubber  # noqa: E402
-from glance_clone.common import config, exception, log  # noqa: E402
+from glance_clone.common import config, exception  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 PROG = "glance-scrubber"
@@ -102,15 +102,9 @@ def run_daemon(worker: scrubber.Scrubber, wakeup_time: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    conf = cfg.ConfigOpts()
-    log.register_cli_opts(conf)
-    scrubber.register_opts(conf)
-    try:
-        config.parse_args(conf, argv, PROG)
-    except cfg.Error as err:
-        print("ERROR: %s" % err, file=sys.stderr)
+    conf = config.command_conf(PROG, argv, scrubber.register_opts)
+    if conf is None:
         return EXIT_ERROR
-    log.setup(conf, PROG)
     try:
         worker = scrubber.Scrubber(conf)
     except (exception.GlanceError, cfg.Error) as err:

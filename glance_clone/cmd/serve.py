@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from glance_clone.common import config, exception, log, server
+from glance_clone.common import config, exception, server
 
 LOG = logging.getLogger(__name__)
 
@@ -22,16 +22,9 @@ def run_server(prog: str, default_port: int, argv: Sequence[str] | None,
                store_error_code: int = EXIT_CONFIG_ERROR) -> int:
     """Parse config, build the app, then serve until stopped."""
     os.umask(0o027)
-    conf = cfg.ConfigOpts()
-    config.register_server_opts(conf)
-    log.register_cli_opts(conf)
-    register_opts(conf)
-    try:
-        config.parse_args(conf, argv, prog)
-    except cfg.Error as err:
-        print("ERROR: %s" % err, file=sys.stderr)
+    conf = config.command_conf(prog, argv, config.register_server_opts, register_opts)
+    if conf is None:
         return EXIT_CONFIG_ERROR
-    log.setup(conf, prog)
     try:
         srv = server.Server(conf, lambda: config.load_paste_app(conf, prog),
                             default_port, prog)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from oslo_config import cfg
 from paste import deploy
 
-from glance_clone.common import exception
+from glance_clone.common import exception, log
 from glance_clone.version import VERSION
 
 SERVER_OPTS = [
@@ -86,6 +87,28 @@ def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, prog: str,
         default_config_files = cfg.find_config_files(project="glance", prog=prog)
     conf(list(argv) if argv is not None else None, project="glance", prog=prog,
          version=VERSION, default_config_files=default_config_files)
+
+
+def command_conf(prog: str, argv: Sequence[str] | None,
+                 *registrations: Callable[[cfg.ConfigOpts], None],
+                 default_config_files: list[str] | None = None) -> cfg.ConfigOpts | None:
+    """The parsed configuration of command ``prog``, its logging set up.
+
+    ``registrations`` register the command's options. None, with the
+    reason printed on stderr, when the command line or a config file is
+    wrong (the command then exits 1).
+    """
+    conf = cfg.ConfigOpts()
+    log.register_cli_opts(conf)
+    for register in registrations:
+        register(conf)
+    try:
+        parse_args(conf, argv, prog, default_config_files)
+    except cfg.Error as err:
+        print("ERROR: %s" % err, file=sys.stderr)
+        return None
+    log.setup(conf, prog)
+    return conf
 
 
 # paste.deploy hands factories plain strings only, so the ConfigOpts of the
