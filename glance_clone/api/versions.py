@@ -33,11 +33,7 @@ V1_IDS = ("v1.1", "v1.0")
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    for opt in API_OPTS:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            pass
+    config.register_once(conf, API_OPTS)
 
 
 def versions_document(conf: cfg.ConfigOpts, host_url: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from glance_clone.common import config
+
 OPTS = [
     cfg.StrOpt("image_cache_dir",
                help="Directory of the local image cache. It must exist: "
@@ -27,11 +29,7 @@ OPTS = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    for opt in OPTS:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            pass
+    config.register_once(conf, OPTS)
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:

@@ -89,6 +89,20 @@ def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, prog: str,
          version=VERSION, default_config_files=default_config_files)
 
 
+def register_once(conf: cfg.ConfigOpts, opts: Sequence[cfg.Opt],
+                  group: str | None = None) -> None:
+    """Register ``opts``, keeping any already declared under the same name.
+
+    Modules that read the same option (the registry client, the cache
+    filter, the api) may all register it; the first declaration wins.
+    """
+    for opt in opts:
+        try:
+            conf.register_opt(opt, group=group)
+        except cfg.DuplicateOptError:
+            pass
+
+
 def command_conf(prog: str, argv: Sequence[str] | None,
                  *registrations: Callable[[cfg.ConfigOpts], None],
                  default_config_files: list[str] | None = None) -> cfg.ConfigOpts | None:

@@ -44,18 +44,10 @@ FORMAT_OPTS = [
 DETAIL_HEAD_MESSAGE = "This operation is currently not permitted on Glance images details."
 
 
-def _register_once(conf: cfg.ConfigOpts, opts: list, group: str | None = None) -> None:
-    for opt in opts:
-        try:
-            conf.register_opt(opt, group=group)
-        except cfg.DuplicateOptError:
-            pass
-
-
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Every option glance-api's v1 app reads."""
-    _register_once(conf, IMAGE_OPTS)
-    _register_once(conf, FORMAT_OPTS, group="image_format")
+    config.register_once(conf, IMAGE_OPTS)
+    config.register_once(conf, FORMAT_OPTS, group="image_format")
     policy.register_opts(conf)
     property_protections.register_opts(conf)
     backend.register_opts(conf)

@@ -26,11 +26,7 @@ API_OPTS = [
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the registry app's options; safe to call more than once."""
-    for opt in API_OPTS:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            pass  # declared elsewhere under the same name: use that one
+    config.register_once(conf, API_OPTS)
     v1.register_opts(conf)
 
 

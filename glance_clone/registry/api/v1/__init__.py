@@ -10,7 +10,7 @@ from __future__ import annotations
 import routes
 from oslo_config import cfg
 
-from glance_clone.common import wsgi
+from glance_clone.common import config, wsgi
 from glance_clone.db.api import Database
 from glance_clone.registry.api.v1 import images, members
 
@@ -26,11 +26,7 @@ MEMBER_ALLOW = "PUT, DELETE"
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the v1 options; safe to call more than once."""
-    for opt in PAGING_OPTS:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            pass  # declared elsewhere under the same name: use that one
+    config.register_once(conf, PAGING_OPTS)
 
 
 def connect_routes(mapper: routes.Mapper, conf: cfg.ConfigOpts,

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 from oslo_config import cfg
 
-from glance_clone.common import crypt, exception, faults
+from glance_clone.common import config, crypt, exception, faults
 from glance_clone.common.context import RequestContext
 from glance_clone.registry.client.v1 import transport as transport_mod
 
@@ -63,11 +63,7 @@ READ_RETRIES = 2
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    for opt in CLIENT_OPTS:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            pass
+    config.register_once(conf, CLIENT_OPTS)
 
 
 def _tls_context(conf: cfg.ConfigOpts) -> Any:
