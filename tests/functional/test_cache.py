@@ -555,8 +555,13 @@ def test_concurrent_misses_with_two_workers(tmp_path: Path, web: ImageServer) ->
         assert bodies == [data] * len(bodies)
         assert web.gets["popular"] == 1
         # Both workers served downloads: one read the store, the other
-        # followed its cache file.
-        downloads = api_lines(dep, '"GET /v1/images/%s ' % image_id)
+        # followed its cache file. A worker writes its access line after the
+        # last byte went out, so the lines may trail the bodies a little.
+        def access_lines() -> list[str] | None:
+            lines = api_lines(dep, '"GET /v1/images/%s ' % image_id)
+            return lines if len(lines) >= len(bodies) else None
+
+        downloads = harness.wait_until(access_lines, 30, message="every download's access line")
         assert len(downloads) == len(bodies) and len(pids_of(downloads)) == 2
         assert len(pids_of(api_lines(dep, following))) == 1
         assert cached_files(dep) == [image_id]
