@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from glance_clone.common import exception
-from glance_clone.db import api
+from glance_clone.db import api, listing
 
 from .helpers import ADMIN, tenant
 
@@ -180,7 +180,7 @@ def test_list_binds_caller_and_owner_filter_apart(db):
 
 
 def test_list_statement_cache_is_bounded(db, monkeypatch):
-    monkeypatch.setattr(api, "MAX_CACHED_QUERIES", 2)
+    monkeypatch.setattr(listing, "MAX_CACHED_QUERIES", 2)
     db.image_create(T1, {"name": "a", "properties": {"p": "1", "q": None}})
     db.image_create(T1, {"name": "b", "properties": {"p": "2"}})
     for filters, expected in (

@@ -1,0 +1,379 @@
+"""Single images: get, create, update (properties and locations) and destroy."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from glance_clone.common import exception
+from glance_clone.common.context import RequestContext
+from glance_clone.db import models
+from glance_clone.db.base import (
+    DELETED_LOCATION_STATUSES,
+    IMAGE_CHILDREN,
+    IMAGES,
+    LOCATION_STATUSES,
+    LOCATIONS,
+    LOG,
+    MAX_BIGINT,
+    MAX_ID_LENGTH,
+    MAX_INT,
+    PROPERTIES,
+    STATUSES,
+    DatabaseBase,
+    _chunks,
+    _image,
+    _in,
+    _integer,
+    _location,
+    utcnow,
+)
+
+# Columns a caller may set; the timestamps and the deleted flag are ours.
+WRITABLE_COLUMNS = ("name", "disk_format", "container_format", "size",
+                    "virtual_size", "status", "is_public", "checksum",
+                    "min_disk", "min_ram", "owner", "protected")
+
+
+def _status(value: Any) -> str:
+    if not value:
+        raise exception.Invalid("Image status is required.")
+    if value not in STATUSES:
+        raise exception.Invalid(f"Invalid image status '{value}' for image.")
+    return str(value)
+
+
+def _column_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The writable image columns of ``values``, normalized; raises Invalid."""
+    row: dict[str, Any] = {}
+    for name in WRITABLE_COLUMNS:
+        if name not in values:
+            continue
+        value = values[name]
+        if name == "status":
+            value = _status(value)
+        elif name in ("size", "virtual_size"):
+            value = None if value is None else _integer(name, value, MAX_BIGINT)
+        elif name in ("min_disk", "min_ram"):
+            value = _integer(name, value or 0, MAX_INT)
+        elif name in ("is_public", "protected"):
+            value = bool(value)
+        elif name == "owner":
+            value = value or None
+        row[name] = value
+    return row
+
+
+def _requested_locations(values: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Pop ``location`` / ``location_data`` and merge them by URL.
+
+    None means neither was given (locations stay as they are). The URL of
+    ``location`` comes first; an entry of ``location_data`` with the same
+    URL supplies its id, metadata and status. Raises Invalid.
+    """
+    url = values.pop("location", None)
+    data = values.pop("location_data", None)
+    if url is None and data is None:
+        return None
+    by_url: dict[str, dict[str, Any]] = {}
+    order: list[str] = [url] if url is not None else []
+    for entry in data or []:
+        if not isinstance(entry, Mapping) or not entry.get("url"):
+            raise exception.Invalid("Location entries need a 'url'.")
+        status = entry.get("status") or "active"
+        if status not in LOCATION_STATUSES:
+            raise exception.Invalid(f"Invalid location status '{status}'")
+        metadata = entry.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise exception.Invalid("Location metadata must be an object.")
+        loc_id = entry.get("id")
+        by_url[entry["url"]] = {
+            "url": entry["url"],
+            "metadata": dict(metadata),
+            "status": status,
+            "id": None if loc_id is None else _integer("location id", loc_id),
+        }
+        if entry["url"] not in order:
+            order.append(entry["url"])
+    return [by_url.get(u) or {"url": u, "metadata": {}, "status": "active",
+                              "id": None}
+            for u in order]
+
+
+# An id is taken while an image row has it or once ``db purge`` removed it.
+_ID_TAKEN = sa.union_all(
+    sa.select(IMAGES.c.id).where(IMAGES.c.id == sa.bindparam("id")),
+    sa.select(models.purged_image_ids.c.id).where(
+        models.purged_image_ids.c.id == sa.bindparam("id")))
+
+_PROPERTY_ROWS_OF = (sa.select(PROPERTIES.c.id, PROPERTIES.c.name,
+                               PROPERTIES.c.value, PROPERTIES.c.deleted)
+                     .where(PROPERTIES.c.image_id == sa.bindparam("image_id")))
+_INSERT_PROPERTY = sa.insert(PROPERTIES)
+_UPDATE_PROPERTY = (sa.update(PROPERTIES)
+                    .where(PROPERTIES.c.id == sa.bindparam("_id"))
+                    .values(value=sa.bindparam("_value"),
+                            deleted=sa.bindparam("_deleted"),
+                            deleted_at=sa.bindparam("_deleted_at"),
+                            updated_at=sa.bindparam("_now")))
+_DELETE_PROPERTIES = (sa.update(PROPERTIES)
+                      .where(PROPERTIES.c.id.in_(_in("_ids")))
+                      .values(deleted=True, deleted_at=sa.bindparam("_now"),
+                              updated_at=sa.bindparam("_now")))
+
+
+_INSERT_LOCATION = sa.insert(LOCATIONS)
+_UPDATE_LOCATION = sa.update(LOCATIONS).where(
+    LOCATIONS.c.id == sa.bindparam("_id"),
+    LOCATIONS.c.image_id == sa.bindparam("_image_id"))
+_DELETE_UNLISTED_LOCATIONS = (
+    sa.update(LOCATIONS)
+    .where(LOCATIONS.c.image_id == sa.bindparam("_image_id"),
+           LOCATIONS.c.deleted == sa.false(),
+           LOCATIONS.c.id.not_in(_in("_listed")))
+    .values(status="deleted", deleted=True, deleted_at=sa.bindparam("_now"),
+            updated_at=sa.bindparam("_now")))
+
+
+# image_destroy: the live rows of every child table, soft-deleted.
+_DELETE_CHILDREN = tuple(
+    sa.update(table)
+    .where(table.c.image_id == sa.bindparam("_image_id"),
+           table.c.deleted == sa.false())
+    .values(deleted=True, deleted_at=sa.bindparam("_now"),
+            updated_at=sa.bindparam("_now"),
+            **({"status": "deleted"} if table is LOCATIONS else {}))
+    for table in IMAGE_CHILDREN)
+
+
+class ImageQueries(DatabaseBase):
+    """Reads and writes of one image."""
+
+    def image_get(self, context: RequestContext, image_id: str,
+                  force_show_deleted: bool = False) -> dict[str, Any]:
+        """One image the caller may see; raises ImageNotFound.
+
+        Deleted rows are found for admins, ``show_deleted`` contexts and
+        ``force_show_deleted``; the latter also lists deleted locations
+        (e.g. those ``pending_delete``).
+        """
+        with self._reading() as connection:
+            row = self._visible_row(connection, context, image_id,
+                                    force_show_deleted)
+            return self._one_image(connection, context, row,
+                                   force_show_deleted)
+
+    def image_create(self, context: RequestContext,
+                     values: Mapping[str, Any]) -> dict[str, Any]:
+        """Register an image; raises Duplicate, Invalid, ReadOnly."""
+        values = dict(values)
+        properties = values.pop("properties", None) or {}
+        locations = _requested_locations(values)
+        image_id = values.get("id") or str(uuid.uuid4())
+        if not isinstance(image_id, str) or len(image_id) > MAX_ID_LENGTH:
+            raise exception.Invalid("Invalid image id format")
+        row = _column_values(values)
+        row.setdefault("status", "active")
+        for name, default in (("min_disk", 0), ("min_ram", 0),
+                              ("is_public", False), ("protected", False)):
+            row.setdefault(name, default)
+        if not (context.is_admin and "owner" in values):
+            row["owner"] = context.owner
+        now = utcnow()
+        row.update(id=image_id, created_at=now, updated_at=now,
+                   deleted_at=None, deleted=False)
+        duplicate = exception.Duplicate(
+            f"Image with identifier {image_id} already exists!")
+        with self._writing(context) as connection:
+            taken = connection.execute(_ID_TAKEN, {"id": image_id}).first()
+            if taken is not None:
+                raise duplicate
+            try:
+                stored = self._insert_image(connection, row)
+            except sa_exc.IntegrityError:
+                raise duplicate
+            stored_properties = self._add_properties(connection, image_id,
+                                                     properties, now)
+            stored_locations: list[dict[str, Any]] | None = []
+            if locations is not None:
+                stored_locations = self._set_locations(
+                    connection, image_id, locations, now, new_image=True)
+            return self._one_image(connection, context, stored,
+                                   properties=stored_properties,
+                                   locations=stored_locations)
+
+    def image_update(self, context: RequestContext, image_id: str,
+                     values: Mapping[str, Any], purge_props: bool = False,
+                     from_state: str | None = None) -> dict[str, Any]:
+        """Change an image, its properties and locations, all or nothing.
+
+        With ``from_state`` the row changes only while its status is that
+        value. Raises ImageNotFound, Forbidden, StatusConflict, Invalid,
+        NotFound (unknown location id), ReadOnly.
+        """
+        values = dict(values)
+        properties = values.pop("properties", None) or {}
+        locations = _requested_locations(values)
+        if not context.is_admin:
+            values.pop("owner", None)
+        changes = _column_values(values)
+        now = utcnow()
+        changes["updated_at"] = now
+        params = dict(changes, _id=image_id)
+        if from_state is not None:
+            params["_from"] = from_state
+        try:
+            with self._writing(context) as connection:
+                self._mutable_row(connection, context, image_id)
+                row = self._update_image(connection, params)
+                if row is None:
+                    if from_state is not None:
+                        raise exception.StatusConflict()
+                    raise exception.ImageNotFound()
+                self._set_properties(connection, image_id, properties,
+                                     purge_props, now)
+                stored_locations = None
+                if locations is not None:
+                    stored_locations = self._set_locations(
+                        connection, image_id, locations, now)
+                return self._one_image(connection, context, row,
+                                       locations=stored_locations)
+        except sa_exc.IntegrityError as err:
+            # Only a concurrent writer on a database without whole-file
+            # write locks (a property inserted twice) gets here.
+            LOG.info("Concurrent update of image %s: %s", image_id, err)
+            raise exception.Conflict(
+                f"Image {image_id} was changed concurrently; try again.")
+
+    def _add_properties(self, connection: sa.engine.Connection, image_id: str,
+                        properties: Mapping[str, Any],
+                        now: datetime.datetime) -> dict[str, Any] | None:
+        """Insert the properties of a new image (which has no property rows:
+        they reference an images row). Returns them as a read would, or None
+        when only a read can tell (names that are not text)."""
+        stored = {name: None if value is None else str(value)
+                  for name, value in properties.items()}
+        if stored:
+            connection.execute(_INSERT_PROPERTY, [
+                {"image_id": image_id, "name": name, "value": value,
+                 "created_at": now, "updated_at": now, "deleted_at": None,
+                 "deleted": False}
+                for name, value in stored.items()])
+        if not all(isinstance(name, str) for name in stored):
+            return None
+        return stored
+
+    def _set_properties(self, connection: sa.engine.Connection, image_id: str,
+                        properties: Mapping[str, Any], purge: bool,
+                        now: datetime.datetime) -> None:
+        """Upsert ``properties``, reviving soft-deleted rows of the same name;
+        with ``purge`` soft-delete the live ones not given."""
+        if not properties and not purge:
+            return
+        existing = {
+            row.name: row for row in connection.execute(
+                _PROPERTY_ROWS_OF, {"image_id": image_id})}
+        inserts, updates = [], []
+        for name, value in properties.items():
+            value = None if value is None else str(value)
+            old = existing.get(name)
+            if old is None:
+                inserts.append({"image_id": image_id, "name": name,
+                                "value": value, "created_at": now,
+                                "updated_at": now, "deleted_at": None,
+                                "deleted": False})
+            elif old.deleted or old.value != value:
+                updates.append({"_id": old.id, "_value": value,
+                                "_deleted": False, "_deleted_at": None,
+                                "_now": now})
+        removed = [row.id for name, row in existing.items()
+                   if purge and name not in properties and not row.deleted]
+        if inserts:
+            connection.execute(_INSERT_PROPERTY, inserts)
+        if updates:
+            connection.execute(_UPDATE_PROPERTY, updates)
+        for chunk in _chunks(removed):
+            connection.execute(_DELETE_PROPERTIES, {"_ids": chunk, "_now": now})
+
+    def _set_locations(self, connection: sa.engine.Connection, image_id: str,
+                       locations: Sequence[Mapping[str, Any]],
+                       now: datetime.datetime, new_image: bool = False
+                       ) -> list[dict[str, Any]] | None:
+        """Make ``locations`` the image's list; raises NotFound (unknown id).
+
+        ``new_image``: the image was created in this transaction, so it has
+        no location rows yet. Returns the live locations in id order as a
+        read would find them, or None when only a read can tell (a URL that
+        is not text).
+        """
+        listed = [loc["id"] for loc in locations if loc["id"] is not None]
+        if not new_image:
+            connection.execute(_DELETE_UNLISTED_LOCATIONS, {
+                "_image_id": image_id, "_listed": listed, "_now": now})
+        # Every live row of the image is one written below (the others were
+        # just deleted), as last written: an id may be listed twice, or be
+        # that of a row inserted for an earlier entry.
+        written: dict[int, dict[str, Any] | None] = {}
+        for loc in locations:
+            deleted = loc["status"] in DELETED_LOCATION_STATUSES
+            row = {"value": loc["url"], "meta_data": json.dumps(loc["metadata"]),
+                   "status": loc["status"], "deleted": deleted,
+                   "deleted_at": now if deleted else None, "updated_at": now}
+            if loc["id"] is None:
+                result = connection.execute(
+                    _INSERT_LOCATION,
+                    dict(row, image_id=image_id, created_at=now))
+                key = result.inserted_primary_key
+                assert key is not None  # single-row INSERT
+                loc_id = int(key[0])
+            else:
+                result = connection.execute(
+                    _UPDATE_LOCATION,
+                    dict(row, _id=loc["id"], _image_id=image_id))
+                if result.rowcount != 1:
+                    raise exception.NotFound(
+                        f"No location found with ID {loc['id']} from image "
+                        f"{image_id}")
+                loc_id = loc["id"]
+            written[loc_id] = None if deleted else _location(
+                loc_id, row["value"], row["meta_data"], row["status"])
+        live = [location for _, location in sorted(written.items())
+                if location is not None]
+        if not all(isinstance(loc["url"], str) for loc in live):
+            return None
+        return live
+
+    def image_destroy(self, context: RequestContext, image_id: str,
+                      from_state: str | None = None) -> dict[str, Any]:
+        """Soft-delete an image and everything hanging off it.
+
+        The status is left alone (glance-api sets it first), unless
+        ``from_state`` is given: then the image is deleted only while its
+        status is that value, and its status becomes ``deleted`` in the
+        same transaction. Raises ImageNotFound, Forbidden, ReadOnly,
+        StatusConflict.
+        """
+        with self._writing(context) as connection:
+            self._mutable_row(connection, context, image_id)
+            now = utcnow()
+            params = {"_id": image_id, "deleted": True, "deleted_at": now,
+                      "updated_at": now}
+            if from_state is not None:
+                params.update(_from=from_state, status="deleted")
+            row = self._update_image(connection, params)
+            if row is None:
+                if from_state is not None:
+                    raise exception.StatusConflict()
+                raise exception.ImageNotFound()
+            for statement in _DELETE_CHILDREN:
+                connection.execute(statement,
+                                   {"_image_id": image_id, "_now": now})
+            # No property or location is live any more: nothing to read.
+            return _image(context, row, {}, [])
+
