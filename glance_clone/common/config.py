@@ -17,7 +17,7 @@ from typing import Any
 from oslo_config import cfg
 from paste import deploy
 
-from glance_clone.common import exception, log
+from glance_clone.common import exception, log, request_guard
 from glance_clone.version import VERSION
 
 SERVER_OPTS = [
@@ -32,6 +32,10 @@ SERVER_OPTS = [
                     "Default: the number of CPUs."),
     cfg.IntOpt("max_header_line", default=16384,
                help="Longest request header line accepted."),
+    cfg.IntOpt("max_json_body_size", default=1048576, min=1,
+               help="Largest JSON request body accepted, in bytes (member "
+                    "lists, registry writes); a larger one gets 413 unread. "
+                    "Image data is not JSON and is not limited by this."),
     cfg.BoolOpt("http_keepalive", default=True, help="Keep connections open."),
     cfg.IntOpt("client_socket_timeout", default=900,
                help="Idle client socket timeout in seconds; 0 = none."),
@@ -198,14 +202,16 @@ def _compatible_paste_file(path: str) -> Iterator[str]:
 
 
 def load_paste_app(conf: cfg.ConfigOpts, prog: str) -> Any:
-    """Build the WSGI pipeline of ``prog`` with the configured flavor."""
+    """Build the WSGI pipeline of ``prog`` with the configured flavor,
+    inside the ``RequestGuard`` that every request passes first."""
     path = find_paste_config(conf, prog)
     name = prog
     if conf.paste_deploy.flavor:
         name += "-" + conf.paste_deploy.flavor
     try:
         with _loading_conf(conf), _compatible_paste_file(path) as usable:
-            return deploy.loadapp("config:%s" % usable, name=name)
+            app = deploy.loadapp("config:%s" % usable, name=name)
+            return request_guard.RequestGuard(app, conf)
     except LookupError as err:
         raise exception.ConfigError(
             "Unable to load %s from configuration file %s. Got: %s"

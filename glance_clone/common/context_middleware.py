@@ -16,7 +16,6 @@ Both put a ``RequestContext`` on the request and echo its request id in
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -120,8 +119,8 @@ class ContextMiddleware(_ContextFilter):
         raw_catalog = req.headers.get("X-Service-Catalog")
         if raw_catalog:
             try:
-                catalog = json.loads(raw_catalog)
-            except ValueError:
+                catalog = wsgi.parse_json(raw_catalog, "X-Service-Catalog")
+            except exception.MalformedJSON:
                 # Glance answered 500 here; a malformed header is bad input.
                 raise exception.Invalid("Invalid service catalog json.")
         context = RequestContext(

@@ -55,6 +55,10 @@ class MalformedJSON(Invalid):
     message = "Malformed JSON in request body."
 
 
+class UndecodableRequest(Invalid):
+    message = "The request URL is not valid UTF-8 once percent-decoded."
+
+
 class BadStoreUri(Invalid):
     message = "The store URI was malformed."
 
@@ -182,6 +186,10 @@ class ImageMemberLimitExceeded(LimitExceeded):
                "members for this image. Attempted: %(attempted)s, Maximum: %(maximum)s")
 
 
+class RequestBodyTooLarge(LimitExceeded):
+    message = "The request body is larger than %(limit)d bytes (max_json_body_size)."
+
+
 class RequestHeaderTooLarge(GlanceError):
     message = "Request header too large"
 
@@ -207,6 +215,20 @@ class DatabaseUnavailable(ServiceUnavailable):
     message = "The registry database is unavailable; try again later."
 
 
+class BadGateway(GlanceError):
+    """A remote server (image source, backend store) answered wrongly."""
+
+    message = "The remote server sent an invalid response."
+
+
+class RemoteDataIncomplete(BadGateway):
+    message = "The remote server sent less image data than it announced."
+
+
+class GatewayTimeout(GlanceError):
+    message = "The remote server did not send the image data in time."
+
+
 class StoreError(GlanceError):
     """An unexpected store failure; shown as a 500 with a safe message."""
 
@@ -219,6 +241,13 @@ class ServerError(GlanceError):
 
 class ConfigError(GlanceError):
     message = "Invalid configuration."
+
+
+class MissingDependency(ConfigError):
+    """A configured feature needs a library that is not installed."""
+
+    message = ("%(feature)s needs the Python package %(package)s: "
+               "pip install 'glance_clone[%(extra)s]'")
 
 
 class StoreConfigError(ConfigError):

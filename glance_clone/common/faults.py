@@ -24,6 +24,8 @@ FAULTS: dict[type[Exception], type[exc.HTTPException]] = {
     exception.LimitExceeded: exc.HTTPRequestEntityTooLarge,
     exception.RequestHeaderTooLarge: exc.HTTPRequestHeaderFieldsTooLarge,
     exception.ServiceUnavailable: exc.HTTPServiceUnavailable,
+    exception.BadGateway: exc.HTTPBadGateway,
+    exception.GatewayTimeout: exc.HTTPGatewayTimeout,
     exception.StoreError: exc.HTTPInternalServerError,
     exception.ServerError: exc.HTTPInternalServerError,
 }

@@ -2,16 +2,23 @@
 
 - ``Middleware``: a paste filter with ``process_request`` / ``process_response``.
 - ``Router``: dispatches on a ``routes.Mapper``; unmatched paths get 404, or
-  501 for methods no route knows at all.
+  501 for methods no route knows at all. ``connect_methods`` answers every
+  other method on a routed path, unknown ones included, with 405 and Allow.
 - ``Resource``: runs deserializer, controller action and serializer by action
-  name and turns our exceptions into HTTP errors through ``faults``.
+  name and turns our exceptions into HTTP errors through ``faults``. A
+  streamed answer's first chunk is read before the status is sent, so a
+  source that fails at once gets its mapped status, not a 500.
+- JSON request bodies (``read_json_body``, ``parse_json``): only POST, PUT
+  and PATCH have one (a body on GET or DELETE is ignored); one larger than
+  ``max_json_body_size`` gets 413 before it is read; nesting deeper than
+  ``MAX_JSON_DEPTH`` is malformed (400).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import routes.middleware
@@ -23,6 +30,18 @@ from glance_clone.common import exception, faults
 LOG = logging.getLogger(__name__)
 
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"))
+# The only methods whose body an action reads: a body on GET, HEAD or
+# DELETE has no defined meaning, so it is left unread.
+BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+
+# The environ key through which RequestGuard hands over max_json_body_size;
+# in-process apps without the guard get the option's default.
+JSON_BODY_LIMIT = "glance.json_body_limit"
+DEFAULT_JSON_BODY_LIMIT = 1048576
+# Deeper JSON is refused: the parsers and encoders on the way (ours, the
+# registry's) recurse, and no document of either API nests beyond a few levels.
+MAX_JSON_DEPTH = 32
+READ_SIZE = 65536
 
 
 class Request(webob.Request):
@@ -115,16 +134,20 @@ class Router:
 
 def connect_methods(mapper: routes.Mapper, path: str, resource: Any,
                     actions: dict[str, str], reject_others: bool = True,
-                    allow: str | None = None) -> None:
-    """Connect ``{METHOD: action}`` for ``path``; other known methods get 405."""
+                    allow: str | None = None,
+                    requirements: dict[str, str] | None = None) -> None:
+    """Connect ``{METHOD: action}`` for ``path``; with ``reject_others``
+    every other method (OPTIONS, TRACE, "get"...) gets 405 with ``Allow``
+    (``allow``, else the methods connected here)."""
+    extra = {"requirements": requirements} if requirements else {}
     for method, action in actions.items():
         mapper.connect(path, controller=resource, action=action,
-                       conditions={"method": [method]})
+                       conditions={"method": [method]}, **extra)
     if reject_others:
-        others = sorted(KNOWN_METHODS - set(actions))
         allow_value = allow if allow is not None else ", ".join(actions)
-        mapper.connect(path, controller=reject_method(allow_value),
-                       conditions={"method": others})
+        # No method condition: this route takes whatever the ones above
+        # did not, so a routed path never answers 501.
+        mapper.connect(path, controller=reject_method(allow_value), **extra)
 
 
 class JSONSerializer:
@@ -145,15 +168,20 @@ class JSONSerializer:
 
 
 class JSONDeserializer:
-    """Reads a JSON body into the ``body`` argument of an action."""
+    """Reads a JSON body into the ``body`` argument of an action.
+
+    Per-action methods that read a body should use ``read_json_body`` and
+    ``parse_json``, which hold the rules of the module docstring.
+    """
 
     def dispatch(self, req: Request, action: str) -> dict[str, Any]:
         method = getattr(self, action, None)
         if method is not None:
             return method(req)
-        if not req.content_length:
+        raw = read_json_body(req)
+        if not raw:
             return {}
-        return {"body": parse_json(req.body)}
+        return {"body": parse_json(raw)}
 
 
 class StreamingDeserializer:
@@ -163,12 +191,120 @@ class StreamingDeserializer:
         return {}
 
 
-def parse_json(raw: bytes) -> Any:
-    """Decode a JSON request body; raises MalformedJSON."""
+def read_json_body(req: Request) -> bytes | None:
+    """The body of a POST, PUT or PATCH; None for other methods or no body.
+
+    Raises RequestBodyTooLarge, before reading anything when Content-Length
+    says so and after at most one byte too many of a chunked body, and
+    ClientDisconnected when the body ends before its Content-Length.
+    """
+    if req.method not in BODY_METHODS:
+        return None
+    limit: int = req.environ.get(JSON_BODY_LIMIT, DEFAULT_JSON_BODY_LIMIT)
+    length = req.content_length
+    if length is not None and length > limit:
+        raise exception.RequestBodyTooLarge(limit=limit)
+    chunked = "chunked" in req.headers.get("Transfer-Encoding", "").lower()
+    if not length and not chunked:
+        return None
+    stream = req.environ["wsgi.input"]
+    wanted = length if length else limit + 1
+    parts: list[bytes] = []
+    received = 0
+    while received < wanted:
+        try:
+            part = stream.read(min(READ_SIZE, wanted - received))
+        except (OSError, ValueError):
+            raise exception.ClientDisconnected() from None
+        if not part:
+            break
+        parts.append(part)
+        received += len(part)
+    if received > limit:
+        raise exception.RequestBodyTooLarge(limit=limit)
+    if length and received < length:
+        raise exception.ClientDisconnected()
+    return b"".join(parts)
+
+
+def parse_json(raw: bytes | str, what: str = "request body") -> Any:
+    """Decode the JSON of ``what``; raises MalformedJSON, also for nesting
+    deeper than ``MAX_JSON_DEPTH``."""
+    too_deep = exception.MalformedJSON(
+        "Malformed JSON in %s: nested deeper than %d levels" % (what, MAX_JSON_DEPTH))
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise exception.MalformedJSON("Malformed JSON in request body: %s" % err)
+        raise exception.MalformedJSON("Malformed JSON in %s: %s" % (what, err))
+    if _nested_deeper_than(value, MAX_JSON_DEPTH):
+        raise too_deep
+    return value
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """True if objects and arrays nest more than ``limit`` levels (no recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+class _StartedBody:
+    """A streamed body whose first chunk was already read (see Resource)."""
+
+    def __init__(self, first: bytes | None, rest: Iterator[bytes], source: Any) -> None:
+        self._first = first
+        self._rest = rest
+        self._source = source
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._rest
+
+    def close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+def start_body(req: Request, response: Any) -> Any:
+    """Read the first chunk of ``response``'s streamed body now.
+
+    Once the status line is out, a failing source can only cut the
+    connection; read here, its error still becomes the mapped status (a
+    remote that sends nothing of what it announced: 502). Raises what the
+    body's iterator raises, after closing it.
+    """
+    app_iter = getattr(response, "app_iter", None)
+    if req.method == "HEAD" or app_iter is None or isinstance(app_iter, (list, tuple)):
+        return response
+    rest = iter(app_iter)
+    try:
+        first: bytes | None = next(rest)
+    except StopIteration:
+        first = None
+    except BaseException:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
+        raise
+    length = response.content_length
+    response.app_iter = _StartedBody(first, rest, app_iter)
+    response.content_length = length  # webob drops it with a new app_iter
+    return response
 
 
 class Resource:
@@ -192,7 +328,7 @@ class Resource:
         try:
             args.update(self.deserializer.dispatch(req, action))
             result = getattr(self.controller, action)(req, **args)
-            return self.serializer.dispatch(result, action, req)
+            return start_body(req, self.serializer.dispatch(result, action, req))
         except exception.GlanceError as err:
             response = faults.to_http(err)
             if response is None:

@@ -13,7 +13,7 @@ from glance_clone import api as api_root
 from glance_clone.api import versions
 from glance_clone.api.middleware.version_negotiation import VersionNegotiationFilter
 from glance_clone.api.v1 import router
-from glance_clone.common import config, context_middleware
+from glance_clone.common import config, context_middleware, request_guard
 from glance_clone.db import api as db_api
 from glance_clone.db import migration, session
 from glance_clone.registry import api as registry_api
@@ -28,6 +28,9 @@ class Stack:
     api: Any
     registry_app: Any
     datadir: str
+    v1: Any = None
+    # The context filter, whose ``application`` tests may wrap (cache filters).
+    context_filter: Any = None
 
     def request(self, path: str, method: str = "GET", body: bytes | None = None,
                 headers: dict[str, str] | None = None, tenant: str | None = None,
@@ -74,11 +77,13 @@ def make_stack(tmp_path: Any, overrides: dict[str, Any] | None = None) -> Stack:
     engine = session.create_engine(conf.database.connection)
     migration.db_sync(engine)
     registry = registry_api.API(conf, db_api.Database(engine))
-    registry_app = context_middleware.ContextMiddleware(registry, conf, None)
+    registry_app = request_guard.RequestGuard(
+        context_middleware.ContextMiddleware(registry, conf, None), conf)
     client = RegistryClient(conf, transport=transport_for(registry_app),
                             base_url="http://registry")
     v1 = router.API(conf, registry=client, stores=backend.StoreSet(conf))
     root = api_root.PathPrefixMap({"/v1": v1, "/": versions.VersionsApp(conf)})
-    api = VersionNegotiationFilter(
-        context_middleware.ContextMiddleware(root, conf, None), conf)
-    return Stack(conf, api, registry_app, conf.glance_store.filesystem_store_datadir)
+    context_filter = context_middleware.ContextMiddleware(root, conf, None)
+    api = request_guard.RequestGuard(VersionNegotiationFilter(context_filter, conf), conf)
+    return Stack(conf, api, registry_app, conf.glance_store.filesystem_store_datadir,
+                 v1, context_filter)

@@ -41,6 +41,7 @@ FORMAT_OPTS = [
                 help="Accepted container formats."),
 ]
 
+NOT_DETAIL = r"(?!detail(?:/|$))[^/]+"
 DETAIL_HEAD_MESSAGE = "This operation is currently not permitted on Glance images details."
 
 
@@ -98,12 +99,16 @@ class API(wsgi.Router):
         connect(mapper, "/images/{id}", images,
                 {"HEAD": "meta", "GET": "show", "PUT": "update", "DELETE": "delete"},
                 allow="GET, HEAD, PUT, DELETE")
+        # "detail" names the list, never an image: /images/detail/members is
+        # not a path (the registry would answer its list for that id).
+        image_id = {"image_id": NOT_DETAIL}
         connect(mapper, "/images/{image_id}/members", members,
-                {"GET": "index", "PUT": "update_all"})
-        mapper.connect("/images/{image_id}/members/{id}",
+                {"GET": "index", "PUT": "update_all"}, requirements=image_id)
+        mapper.connect("/images/{image_id}/members/{id}", requirements=image_id,
                        controller=wsgi.reject_method(""), conditions={"method": ["GET"]})
         connect(mapper, "/images/{image_id}/members/{id}", members,
-                {"PUT": "update", "DELETE": "delete"}, allow="GET, PUT, DELETE")
+                {"PUT": "update", "DELETE": "delete"}, allow="GET, PUT, DELETE",
+                requirements=image_id)
         mapper.connect("/shared-images/{id}", controller=members,
                        action="index_shared_images")
         return mapper

@@ -174,7 +174,7 @@ def build_cache_stack(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
     enforcer = policy.Enforcer(conf)
     rules = property_protections.PropertyRules(conf, enforcer)
     image_cache, reason = open_cache(conf, "in tests")
-    context_filter = stack.api.application
+    context_filter = stack.context_filter
     root = context_filter.application
     manage = CacheManageFilter(root, conf, image_cache, enforcer, reason)
     context_filter.application = CacheFilter(manage, conf, image_cache, registry,

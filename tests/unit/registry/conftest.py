@@ -115,10 +115,10 @@ def conf(tmp_path: Path) -> Iterator[cfg.ConfigOpts]:
 
 @pytest.fixture
 def registry_app(conf: cfg.ConfigOpts) -> Iterator[Any]:
-    """The registry built by the production paste factory."""
+    """The registry built by the production paste factory (in its RequestGuard)."""
     app = config.load_paste_app(conf, "glance-registry")
     yield app
-    app.database.engine.dispose()
+    app.application.database.engine.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from glance_clone.common import config, exception
+from glance_clone.common import config, exception, request_guard
 from glance_clone.registry import api as registry_api
 from tests.unit.registry.conftest import CallerContext, Client, uuid4
 
@@ -15,8 +15,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_factory_builds_api_with_database(registry_app: Any) -> None:
-    assert isinstance(registry_app, registry_api.API)
-    assert registry_app.database is not None
+    assert isinstance(registry_app, request_guard.RequestGuard)
+    assert isinstance(registry_app.application, registry_api.API)
+    assert registry_app.application.database is not None
 
 
 def test_factory_needs_load_paste_app() -> None:
@@ -42,7 +43,7 @@ def test_register_opts_tolerates_foreign_declaration() -> None:
 
 
 def test_direct_construction(conf: cfg.ConfigOpts, registry_app: Any) -> None:
-    app = registry_api.API(conf, registry_app.database)
+    app = registry_api.API(conf, registry_app.application.database)
     client = Client(CallerContext(app))
     client.create("A")
     assert len(client.ids("/images", "A")) == 1
@@ -50,7 +51,7 @@ def test_direct_construction(conf: cfg.ConfigOpts, registry_app: Any) -> None:
 
 def test_v1_disabled(conf: cfg.ConfigOpts, registry_app: Any) -> None:
     conf.set_override("enable_v1_registry", False)
-    app = registry_api.API(conf, registry_app.database)
+    app = registry_api.API(conf, registry_app.application.database)
     assert Client(CallerContext(app)).get("/images").status_int == 404
 
 

@@ -166,7 +166,7 @@ def test_delete_that_read_a_stale_status_retries_and_removes_the_bytes(stack, st
     compare-and-swap. Read as queued without data: the one conditional soft
     delete must refuse, and the retry remove the bytes."""
     image = create_image(stack, body=b"fresh upload")
-    v1 = next(app for prefix, app in stack.api.application.application.apps if prefix == "/v1")
+    v1 = stack.v1
     real_get = v1.registry.get_image
     calls = []
 
@@ -190,7 +190,7 @@ def test_delete_that_read_a_stale_status_retries_and_removes_the_bytes(stack, st
 
 def test_image_without_data_is_deleted_in_one_registry_write(stack):
     image = create_image(stack)
-    v1 = next(app for prefix, app in stack.api.application.application.apps if prefix == "/v1")
+    v1 = stack.v1
     real_transport = v1.registry.transport
     sent = []
 

@@ -183,9 +183,9 @@ def test_download_is_streamed_and_closed_when_the_client_stops(stack):
     image = create_image(stack, body=data)
     response = download(stack, image["id"])
     body = response.app_iter
-    assert isinstance(body, SizeCheckedIter)
     first = next(iter(body))
     assert 0 < len(first) <= DOWNLOAD_CHUNK_SIZE < len(data)
-    assert not body.chunks.closed
+    store_chunks = body._source.chunks
+    assert not store_chunks.closed
     body.close()
-    assert body.chunks.closed
+    assert store_chunks.closed
