@@ -12,14 +12,16 @@ Servers
 
 Commands
     ``start``
-        Refuses if the pid file names a live process ("<server> appears to
-        already be running: <pidfile>"), removes a stale pid file, prints
-        "Starting <server>[ with <conf>]", raises the soft limits for open
-        files (32768) and data size (2 GiB) as far as the hard limits allow
-        (never lowering them), and launches the server in a new session with
-        stdin and output on /dev/null, then records its pid. With
-        ``--capture-output`` the server's stdout and stderr are piped to
-        ``logger -t "<server>[<pid>]"`` instead (syslog).
+        If the pid file names a live process, says so ("<server> appears to
+        already be running: <pidfile>") and exits 0 without starting a
+        second copy, as Glance does: init scripts and configuration tools
+        run ``start`` to make sure a server runs. Otherwise it removes a
+        stale pid file, prints "Starting <server>[ with <conf>]", raises the
+        soft limits for open files (32768) and data size (2 GiB) as far as
+        the hard limits allow (never lowering them), and launches the
+        server in a new session with stdin and output on /dev/null, then
+        records its pid. With ``--capture-output`` the server's stdout and
+        stderr are piped to ``logger -t "<server>[<pid>]"`` instead (syslog).
     ``stop``
         Removes the pid file, sends SIGTERM ("Stopping <server> (pid <n>)
         with signal(15)"), waits up to 15 s for the process to exit and then
@@ -75,7 +77,7 @@ Finding the server program
 
 Exit codes
     0  success; for ``status``, the server is running
-    1  failure: server already running, program missing, reload of a stopped
+    1  failure: program missing, reload of a stopped
        or unsupported server, bouncing respawn, conflicting options; for
        ``status``, a stale pid file (LSB "dead and pid file exists")
     2  command-line usage error
@@ -381,8 +383,8 @@ def do_start(server: str, opts: Options) -> int:
     """Start `server` unless it already runs; see the module docstring."""
     pid_file = pid_file_for(server, opts.pid_file)
     if live_pid(pid_file) is not None:
-        warn(f"{server} appears to already be running: {pid_file}")
-        return EXIT_FAILURE
+        say(f"{server} appears to already be running: {pid_file}")
+        return EXIT_OK
     _prepare_pid_file(pid_file)
     argv = server_command(server)
     if opts.conf:
