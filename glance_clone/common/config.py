@@ -174,11 +174,17 @@ def find_paste_config(conf: cfg.ConfigOpts, prog: str) -> str:
         "Unable to locate paste config file for %s." % prog)
 
 
-# Factories named by Glance 11's paste files that current libraries no
-# longer provide as filters: oslo.middleware's healthcheck became an app.
+# Factories named by Glance's paste files that we replace with our own:
+# - oslo.middleware's healthcheck is no longer a filter (it became an app);
+# - keystonemiddleware's auth_token would read the process-wide cfg.CONF,
+#   which our servers never fill; ours hands it the server's configuration.
 LEGACY_FACTORIES = {
     "oslo_middleware:Healthcheck.factory":
         "glance_clone.common.healthcheck:HealthcheckFilter.factory",
+    "keystonemiddleware.auth_token:filter_factory":
+        "glance_clone.common.auth_token:filter_factory",
+    "egg:keystonemiddleware#auth_token":
+        "call:glance_clone.common.auth_token:filter_factory",
 }
 
 

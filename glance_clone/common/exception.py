@@ -211,6 +211,11 @@ class RegistryUnavailable(ServiceUnavailable):
     message = "The image registry could not be reached."
 
 
+class IdentityUnavailable(ServiceUnavailable):
+    message = ("The identity service (Keystone) could not be reached to "
+               "validate the token; try again later.")
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     message = "The registry database is unavailable; try again later."
 
