@@ -96,7 +96,10 @@ def test_client_going_away_moves_the_file_to_invalid(cache: ImageCache) -> None:
 
 
 def test_follower_finishes_after_the_first_client_left(cache: ImageCache) -> None:
-    upstream = Upstream()
+    # The gate holds the pump after the first chunk: without it the fill can
+    # end (and leave cache.fills) before the follower has joined.
+    gate = threading.Event()
+    upstream = Upstream(gate=gate)
     first = start(cache, upstream)
     fill = cache.fills.get("img")
     assert fill is not None
@@ -104,6 +107,7 @@ def test_follower_finishes_after_the_first_client_left(cache: ImageCache) -> Non
     assert follower is not None
     next(first)
     first.close()
+    gate.set()
     assert read_all(follower) == DATA
     assert cache.is_cached("img")
     assert upstream.pulled == len(upstream.chunks)
