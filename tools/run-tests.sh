@@ -2,14 +2,15 @@
 # Install what the tests need into .venv and run the whole suite.
 # Extra arguments go to pytest (for example: bash tools/run-tests.sh tests/unit -x).
 #
-# The functional suite runs on three backend sets: sqlite-file always, and
-# postgres-swift and postgres-s3 when PostgreSQL and Swift (with S3) are
-# reachable. This script provides them: a backend whose variables are
-# already exported (PG_SQLALCHEMY_URL, SWIFT_AUTH_URL, ...) is used as it
-# is; otherwise, when we are root or its packages are installed, it is
-# started with tools/backends/start-*.sh into a temp state dir and stopped
-# again on exit. Otherwise those sets are not run, and both this script
-# and pytest say which ones.
+# The functional suite runs on four backend sets: sqlite-file always, and
+# postgres-swift, postgres-s3 and postgres-rbd when PostgreSQL, Swift (with
+# S3) and Ceph are reachable. This script provides them: a backend whose
+# variables are already exported (PG_SQLALCHEMY_URL, SWIFT_AUTH_URL,
+# CEPH_CONF, ...) is used as it is; otherwise, when we are root or its
+# packages are installed, it is started with tools/backends/start-*.sh into
+# a temp state dir and stopped again on exit. Otherwise those sets are not
+# run, and both this script and pytest say which ones. Ceph's python
+# bindings come from Debian and are linked into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=tools/backends
@@ -37,7 +38,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-want_pg=0 want_swift=0
+want_pg=0 want_swift=0 want_ceph=0
 if [ -z "${PG_SQLALCHEMY_URL:-}" ]; then
     if root || have /usr/lib/postgresql/15/bin/pg_ctl psql; then want_pg=1
     else say "cannot start PostgreSQL: not root and postgresql-15 is not installed"; fi
@@ -49,8 +50,14 @@ if [ -z "${SWIFT_AUTH_URL:-}" ] || [ -z "${S3_ENDPOINT_URL:-}" ]; then
                       swift-account-server memcached curl openssl; then want_swift=1
     else say "cannot start Swift: not root and its packages are not installed"; fi
 fi
+if [ -z "${CEPH_CONF:-}" ]; then
+    if [ $want_pg = 0 ] && [ -z "${PG_SQLALCHEMY_URL:-}" ]; then
+        :   # the rbd set also needs PostgreSQL
+    elif root || have ceph-mon ceph-osd ceph-mgr ceph rbd; then want_ceph=1
+    else say "cannot start Ceph: not root and its packages are not installed"; fi
+fi
 
-if [ $want_pg = 1 ] || [ $want_swift = 1 ]; then
+if [ $want_pg = 1 ] || [ $want_swift = 1 ] || [ $want_ceph = 1 ]; then
     state=$(mktemp -d -t glance-backends.XXXXXX)
     jobs_=()
     # Default ports unless something holds them (another run, a developer's servers).
@@ -79,7 +86,25 @@ if [ $want_pg = 1 ] || [ $want_swift = 1 ]; then
         bash "$B/start-swift.sh" "$state" >"$state/swift.env" 2>"$state/swift.log" &
         jobs_+=($!)
     fi
-    # Both start at once. A failure is fatal: CI must run every set.
+    if [ $want_ceph = 1 ]; then
+        if ! have ceph-mon ceph-osd ceph-mgr ceph rbd; then
+            wait "${jobs_[@]}" || true   # one apt-get at a time (see above)
+        fi
+        mon=${CEPH_MON_PORT:-3300} mon1=${CEPH_MON_V1_PORT:-6789}
+        # (downwards for v1: the OSD and the manager bind from 6800 up)
+        until port_free "$mon" && port_free "$mon1"; do
+            mon=$((mon + 1)) mon1=$((mon1 - 1))
+            [ $mon -lt 3350 ] || { say "ERROR: no free ports for Ceph's monitor"; exit 1; }
+        done
+        export CEPH_MON_PORT=$mon CEPH_MON_V1_PORT=$mon1
+        # A manager, because only it reports pool usage, which the monitor
+        # needs to enforce the pool quota one fault test sets.
+        export CEPH_MGR=1
+        started+=(ceph)
+        bash "$B/start-ceph.sh" "$state" >"$state/ceph.env" 2>"$state/ceph.log" &
+        jobs_+=($!)
+    fi
+    # All start at once. A failure is fatal: CI must run every set.
     failed=0
     for i in "${!started[@]}"; do
         s=${started[$i]}
@@ -97,13 +122,16 @@ if [ $want_pg = 1 ] || [ $want_swift = 1 ]; then
     done
     [ $failed = 0 ] || exit 1
 fi
+if [ -n "${CEPH_CONF:-}" ]; then
+    bash "$B/link-ceph-python.sh" .venv   # Debian's rados and rbd modules into .venv
+fi
 
-missing=()
-[ -n "${PG_SQLALCHEMY_URL:-}" ] || missing+=("PostgreSQL")
-[ -n "${SWIFT_AUTH_URL:-}" ] && [ -n "${S3_ENDPOINT_URL:-}" ] || missing+=("Swift/S3")
-if [ ${#missing[@]} -gt 0 ]; then
-    printf -v without '%s and ' "${missing[@]}"
-    say "without ${without% and }: the postgres-swift and postgres-s3 backend sets are NOT run"
+not_run=()
+[ -n "${PG_SQLALCHEMY_URL:-}" ] && [ -n "${SWIFT_AUTH_URL:-}" ] || not_run+=(postgres-swift)
+[ -n "${PG_SQLALCHEMY_URL:-}" ] && [ -n "${S3_ENDPOINT_URL:-}" ] || not_run+=(postgres-s3)
+[ -n "${PG_SQLALCHEMY_URL:-}" ] && [ -n "${CEPH_CONF:-}" ] || not_run+=(postgres-rbd)
+if [ ${#not_run[@]} -gt 0 ]; then
+    say "without their backends, these backend sets are NOT run: ${not_run[*]}"
 fi
 
 set +e
