@@ -51,7 +51,9 @@ class SizeCheckedIter:
 
     If the store yields fewer or more bytes than announced, raising makes
     the WSGI server cut the connection, so the client sees a failed
-    transfer instead of a silently short image.
+    transfer instead of a silently short image. Before the first byte is
+    out, the error is still a status: 502, the store (often a remote web
+    server behind a location) sent something else than the image.
     """
 
     def __init__(self, chunks: Any, expected: int, image_id: str) -> None:
@@ -66,10 +68,14 @@ class SizeCheckedIter:
             if seen > self.expected:
                 break
             yield chunk
-        if seen != self.expected:
-            raise exception.StoreError(
-                "Image %s: store returned %d bytes, expected %d"
+        if seen < self.expected:
+            raise exception.RemoteDataIncomplete(
+                "Image %s: the store sent %d of its %d bytes"
                 % (self.image_id, seen, self.expected))
+        if seen > self.expected:
+            raise exception.BadGateway(
+                "Image %s: the store sent more than its %d bytes"
+                % (self.image_id, self.expected))
 
     def close(self) -> None:
         close = getattr(self.chunks, "close", None)

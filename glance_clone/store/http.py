@@ -1,10 +1,19 @@
 """HTTP store: read-only access to images at ``http://`` and ``https://`` URLs.
 
-Used for image locations and copy-from sources on remote web servers. It has
-no options of its own; what it may contact is governed by
-``[import_filtering_opts]`` (see ``glance_clone.store.source_filter``).
+Used for image locations and copy-from sources on remote web servers. What
+it may contact is governed by ``[import_filtering_opts]`` (see
+``glance_clone.store.source_filter``). Options (section ``[glance_store]``):
 
-- ``get`` streams the body; the size comes from ``Content-Length``.
+``http_stall_timeout`` (default 60 seconds)
+    How long a source may send nothing: to accept the connection, to answer
+    the request, and between any two pieces of the body. A stall raises
+    GatewayTimeout (504).
+``http_transfer_deadline`` (default 21600 seconds, 6 hours)
+    How long one read may take in all, from the first request to the last
+    byte, however steadily the source trickles; then GatewayTimeout (504).
+
+- ``get`` streams the body; the size comes from ``Content-Length``. A body
+  that ends before its ``Content-Length`` raises RemoteDataIncomplete (502).
 - ``get_size`` sends HEAD (GET if the server refuses HEAD); 0 if unknown.
 - Redirects are followed by hand, at most ``MAX_REDIRECTS``, and every hop is
   checked with the source filter; once connected, the peer address is
@@ -22,7 +31,9 @@ the real peer address from the checks above.
 
 from __future__ import annotations
 
+import http.client
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -38,9 +49,8 @@ from glance_clone.store.base import CHUNK_SIZE, ChunkIterator, Driver, redact_ur
 
 LOG = logging.getLogger(__name__)
 
+GROUP = "glance_store"
 MAX_REDIRECTS = 5
-# (connect, read) seconds: a stalled remote must not hold an upload forever.
-TIMEOUTS = (10.0, 60.0)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NOT_FOUND_MESSAGE = "HTTP datastore could not find image at URI."
 
@@ -90,9 +100,78 @@ def _content_length(response: requests.Response) -> int | None:
     return size if size >= 0 else None
 
 
-def _read_error(err: Exception) -> exception.GlanceError:
+OPTS = [
+    cfg.FloatOpt("http_stall_timeout", default=60.0, min=0.001,
+                 help="Seconds an HTTP image source (location or copy-from URL) "
+                      "may send nothing, connecting and answering included, "
+                      "before the transfer fails with 504."),
+    cfg.FloatOpt("http_transfer_deadline", default=21600.0, min=0.001,
+                 help="Seconds one read of an HTTP image source may take in "
+                      "all, first request to last byte, before it fails with 504."),
+]
+
+
+class _Clock:
+    """The stall timeout and overall deadline of one read of a source."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.stall = conf[GROUP].http_stall_timeout
+        self.deadline = conf[GROUP].http_transfer_deadline
+        self._end = time.monotonic() + self.deadline
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self._end
+
+    def next_wait(self) -> float:
+        """Seconds the next socket operation may wait; raises GatewayTimeout
+        once the deadline has passed."""
+        remaining = self._end - time.monotonic()
+        if remaining <= 0:
+            raise self.timeout_error()
+        return min(self.stall, remaining)
+
+    def timeout_error(self) -> exception.GatewayTimeout:
+        if self.expired():
+            LOG.warning("HTTP source not read within http_transfer_deadline (%gs)",
+                        self.deadline)
+            return exception.GatewayTimeout(
+                "The remote server did not send the image data within %g seconds."
+                % self.deadline)
+        LOG.warning("HTTP source sent nothing for http_stall_timeout (%gs)", self.stall)
+        return exception.GatewayTimeout(
+            "The remote server sent nothing for %g seconds." % self.stall)
+
+
+def _is_incomplete(err: BaseException) -> bool:
+    """True if ``err`` says the body ended before its Content-Length."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, http.client.IncompleteRead) or any(
+                isinstance(arg, http.client.IncompleteRead) for arg in seen.args):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _read_error(err: Exception, clock: _Clock) -> exception.GlanceError:
+    """Our exception for a failed read of a response body."""
+    if isinstance(err, exception.GlanceError):
+        return err
+    if isinstance(err, (urllib3.exceptions.TimeoutError, TimeoutError)):
+        return clock.timeout_error()
+    if _is_incomplete(err):
+        LOG.warning("HTTP source ended early: %s", err)
+        return exception.RemoteDataIncomplete()
     LOG.warning("HTTP store read failed: %s", err)
     return exception.RemoteServiceUnavailable()
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Let the next read of ``response``'s body wait at most ``seconds``."""
+    connection = response.raw.connection
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 class HttpDriver(Driver):
@@ -102,27 +181,42 @@ class HttpDriver(Driver):
 
     @classmethod
     def register_opts(cls, conf: cfg.ConfigOpts) -> None:
+        conf.register_opts(OPTS, group=GROUP)
         source_filter.register_opts(conf)
 
     def get(self, url: str) -> tuple[ChunkIterator, int | None]:
         """Stream the remote body; raises NotFound, BadStoreUri,
-        ExternalSourceRefused, RemoteServiceUnavailable."""
-        session, response = self._open(url, "GET")
+        ExternalSourceRefused, RemoteServiceUnavailable, GatewayTimeout, and
+        (from the iterator) RemoteDataIncomplete."""
+        clock = _Clock(self.conf)
+        session, response = self._open(url, "GET", clock)
         raw = response.raw
 
         def read(amount: int) -> bytes:
-            # Raw bytes, not decoded: they must match Content-Length.
-            return raw.read(amount, decode_content=False)  # type: ignore[no-any-return]
+            # One receive at a time, each bounded by the stall timeout and
+            # what is left of the deadline: a source trickling a byte now
+            # and then must not keep one read going past the deadline.
+            parts = []
+            while amount > 0:
+                _set_read_timeout(response, clock.next_wait())
+                # Raw bytes, not decoded: they must match Content-Length.
+                data = raw.read1(amount, decode_content=False)
+                if not data:
+                    break
+                parts.append(data)
+                amount -= len(data)
+            return b"".join(parts)
 
         def close() -> None:
             response.close()
             session.close()
 
-        return ChunkIterator(read, close, CHUNK_SIZE, _read_error), _content_length(response)
+        return (ChunkIterator(read, close, CHUNK_SIZE, lambda err: _read_error(err, clock)),
+                _content_length(response))
 
     def get_size(self, url: str) -> int:
         """Remote Content-Length, 0 if unknown; raises like ``get``."""
-        session, response = self._open(url, "HEAD")
+        session, response = self._open(url, "HEAD", _Clock(self.conf))
         try:
             return _content_length(response) or 0
         finally:
@@ -142,30 +236,32 @@ class HttpDriver(Driver):
         session.mount("https://", adapter)
         return session
 
-    def _open(self, url: str, method: str) -> tuple[requests.Session, requests.Response]:
+    def _open(self, url: str, method: str,
+              clock: _Clock) -> tuple[requests.Session, requests.Response]:
         """Follow redirects from ``url``; return the final 2xx response."""
         session = self._session()
         try:
-            response = self._follow(session, url, method)
+            response = self._follow(session, url, method, clock)
             if method == "HEAD" and response.status_code in (405, 501):
                 # Some servers refuse HEAD; a GET we never read costs one
                 # response header.
                 response.close()
-                response = self._follow(session, url, "GET")
+                response = self._follow(session, url, "GET", clock)
             self._check_status(response)
         except BaseException:
             session.close()
             raise
         return session, response
 
-    def _follow(self, session: requests.Session, url: str, method: str) -> requests.Response:
+    def _follow(self, session: requests.Session, url: str, method: str,
+                clock: _Clock) -> requests.Response:
         for _hop in range(MAX_REDIRECTS + 1):
             source_filter.check_source(self.conf, url)
             # The filter may allow schemes other stores serve; not ours to fetch.
             if urlsplit(url).scheme.lower() not in self.schemes:
                 raise exception.ExternalSourceRefused(url=url)
             try:
-                response = self._send(session, method, url)
+                response = self._send(session, method, url, clock)
             except exception.ExternalSourceRefused as err:
                 raise exception.ExternalSourceRefused(url=url) from err
             if response.status_code not in REDIRECT_STATUSES:
@@ -180,14 +276,18 @@ class HttpDriver(Driver):
             f"The HTTP URL exceeded {MAX_REDIRECTS} maximum redirects.")
 
     @staticmethod
-    def _send(session: requests.Session, method: str, url: str) -> requests.Response:
+    def _send(session: requests.Session, method: str, url: str,
+              clock: _Clock) -> requests.Response:
+        wait = clock.next_wait()
         try:
             return session.request(method, url, stream=True, allow_redirects=False,
-                                   timeout=TIMEOUTS,
+                                   timeout=(wait, wait),
                                    headers={"Accept-Encoding": "identity"})
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                 requests.exceptions.MissingSchema) as err:
             raise exception.BadStoreUri("The HTTP URL is invalid.") from err
+        except requests.exceptions.Timeout as err:
+            raise clock.timeout_error() from err
         except requests.exceptions.RequestException as err:
             LOG.warning("HTTP store cannot reach %s: %s", redact_url(url), err)
             raise exception.RemoteServiceUnavailable() from err

@@ -61,6 +61,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
             # Promise more than we send, then hang up.
             self._send(200, b"x" * 1000, length=5000)
             self.close_connection = True
+        elif path == "/stall/answer":
+            self.server.release.wait(10)  # type: ignore[attr-defined]
+            self._send(200, IMAGE)
+        elif path == "/stall/body":
+            self.send_response(200)
+            self.send_header("Content-Length", "5000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+            self.wfile.flush()
+            self.server.release.wait(10)  # type: ignore[attr-defined]
+            self.close_connection = True
+        elif path == "/trickle":
+            # One byte every 50 ms: never a stall, never done in time.
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                if self.server.release.wait(0.05):  # type: ignore[attr-defined]
+                    break
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            self.close_connection = True
         elif path == "/redirect/relative":
             self._send(302, headers={"Location": "/image"})
         elif path == "/redirect/chain":
@@ -87,12 +109,15 @@ def server() -> Iterator[http.server.ThreadingHTTPServer]:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     srv.requests_seen = []  # type: ignore[attr-defined]
+    # Set at teardown: lets the stalling routes end.
+    srv.release = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
     try:
         yield srv
     finally:
+        srv.release.set()  # type: ignore[attr-defined]
         srv.shutdown()
         srv.server_close()
         thread.join(timeout=5)
@@ -154,7 +179,35 @@ def test_remote_errors(driver: HttpDriver, base: str) -> None:
 def test_truncated_body(driver: HttpDriver, base: str) -> None:
     it, size = driver.get(f"{base}/short")
     assert size == 5000
-    with pytest.raises(exception.RemoteServiceUnavailable):
+    with pytest.raises(exception.RemoteDataIncomplete):
+        list(it)
+    assert it.closed
+
+
+def timed_driver(stall: float, deadline: float = 60.0) -> HttpDriver:
+    return HttpDriver(make_conf(
+        import_filtering_opts={"allowed_hosts": ["127.0.0.1"]},
+        glance_store={"http_stall_timeout": stall, "http_transfer_deadline": deadline}))
+
+
+def test_stalled_answer_times_out(base: str) -> None:
+    driver = timed_driver(stall=0.2)
+    for call in (driver.get, driver.get_size):
+        with pytest.raises(exception.GatewayTimeout, match="sent nothing for 0.2 seconds"):
+            call(f"{base}/stall/answer")
+
+
+def test_stalled_body_times_out(base: str) -> None:
+    it, size = timed_driver(stall=0.2).get(f"{base}/stall/body")
+    assert size == 5000
+    with pytest.raises(exception.GatewayTimeout, match="sent nothing for 0.2 seconds"):
+        list(it)
+    assert it.closed
+
+
+def test_a_trickling_source_meets_the_deadline(base: str) -> None:
+    it, _size = timed_driver(stall=5, deadline=0.5).get(f"{base}/trickle")
+    with pytest.raises(exception.GatewayTimeout, match="within 0.5 seconds"):
         list(it)
     assert it.closed
 

@@ -157,10 +157,10 @@ def test_get_image_policy_applies_to_head_and_download(stack_with, tmp_path):
 
 def test_short_store_data_aborts_the_body():
     body = SizeCheckedIter(iter([b"abc", b"de"]), 10, "img")
-    with pytest.raises(exception.StoreError):
+    with pytest.raises(exception.RemoteDataIncomplete, match="sent 5 of its 10 bytes"):
         b"".join(body)
     body = SizeCheckedIter(iter([b"abc", b"defgh"]), 4, "img")
-    with pytest.raises(exception.StoreError):
+    with pytest.raises(exception.BadGateway, match="more than its 4 bytes"):
         b"".join(body)
     assert b"".join(SizeCheckedIter(iter([b"abc", b"d"]), 4, "img")) == b"abcd"
 
