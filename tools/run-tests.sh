@@ -10,7 +10,9 @@
 # packages are installed, it is started with tools/backends/start-*.sh into
 # a temp state dir and stopped again on exit. Otherwise those sets are not
 # run, and both this script and pytest say which ones. Ceph's python
-# bindings come from Debian and are linked into .venv.
+# bindings come from Debian and are linked into .venv. The keystone tests
+# need a Keystone (KEYSTONE_URL, ...): it needs no packages, only PyPI,
+# and its venv is .venv-keystone, made once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=tools/backends
@@ -38,7 +40,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-want_pg=0 want_swift=0 want_ceph=0
+want_pg=0 want_swift=0 want_ceph=0 want_keystone=0
 if [ -z "${PG_SQLALCHEMY_URL:-}" ]; then
     if root || have /usr/lib/postgresql/15/bin/pg_ctl psql; then want_pg=1
     else say "cannot start PostgreSQL: not root and postgresql-15 is not installed"; fi
@@ -57,7 +59,9 @@ if [ -z "${CEPH_CONF:-}" ]; then
     else say "cannot start Ceph: not root and its packages are not installed"; fi
 fi
 
-if [ $want_pg = 1 ] || [ $want_swift = 1 ] || [ $want_ceph = 1 ]; then
+[ -n "${KEYSTONE_URL:-}" ] || want_keystone=1
+
+if [ $want_pg = 1 ] || [ $want_swift = 1 ] || [ $want_ceph = 1 ] || [ $want_keystone = 1 ]; then
     state=$(mktemp -d -t glance-backends.XXXXXX)
     jobs_=()
     # Default ports unless something holds them (another run, a developer's servers).
@@ -104,7 +108,17 @@ if [ $want_pg = 1 ] || [ $want_swift = 1 ] || [ $want_ceph = 1 ]; then
         bash "$B/start-ceph.sh" "$state" >"$state/ceph.env" 2>"$state/ceph.log" &
         jobs_+=($!)
     fi
-    # All start at once. A failure is fatal: CI must run every set.
+    if [ $want_keystone = 1 ]; then
+        export KEYSTONE_PORT=${KEYSTONE_PORT:-35357}
+        port_free "$KEYSTONE_PORT" || KEYSTONE_PORT=$(.venv/bin/python -c \
+            'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        export KEYSTONE_VENV=${KEYSTONE_VENV:-$PWD/.venv-keystone}
+        started+=(keystone)
+        bash "$B/start-keystone.sh" "$state" >"$state/keystone.env" 2>"$state/keystone.log" &
+        jobs_+=($!)
+    fi
+    # All start at once. A failure is fatal, as CI (root) must run every
+    # test; only Keystone, which needs PyPI, may fail for another user.
     failed=0
     for i in "${!started[@]}"; do
         s=${started[$i]}
@@ -116,8 +130,12 @@ if [ $want_pg = 1 ] || [ $want_swift = 1 ] || [ $want_ceph = 1 ]; then
             say "$s is up ($(tail -n 1 "$state/$s.log"))"
         else
             tail -n 40 "$state/$s.log" >&2
-            say "ERROR: starting $s failed (its log above)"
-            failed=1
+            if [ "$s" = keystone ] && ! root; then
+                say "starting keystone failed (its log above)"
+            else
+                say "ERROR: starting $s failed (its log above)"
+                failed=1
+            fi
         fi
     done
     [ $failed = 0 ] || exit 1
@@ -133,6 +151,8 @@ not_run=()
 if [ ${#not_run[@]} -gt 0 ]; then
     say "without their backends, these backend sets are NOT run: ${not_run[*]}"
 fi
+[ -n "${KEYSTONE_URL:-}" ] ||
+    say "without Keystone: the keystone tests (tests/functional/test_keystone*.py) are NOT run"
 
 set +e
 .venv/bin/python -m pytest "$@"

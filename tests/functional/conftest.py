@@ -26,7 +26,7 @@ NOT_RUN = pytest.StashKey[dict[str, list[str]]]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs(*parts): deselect unless the machine has these "
-        "(harness.NEEDS keys, postgres-server, swift-server)")
+        "(harness.NEEDS keys such as keystone, postgres-server, swift-server)")
     config.addinivalue_line(
         "markers", "stores(*stores): run only on the backend sets with these stores")
 

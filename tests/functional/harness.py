@@ -63,6 +63,10 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "postgres": (("PG_SQLALCHEMY_URL",), ("psycopg",)),
     "swift": (("SWIFT_AUTH_URL", "SWIFT_USER", "SWIFT_KEY"), ("swiftclient",)),
     "s3": (("S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY"), ("boto3",)),
+    # Not a set: what the keystone tests need (tests/functional/keystone_harness.py).
+    "keystone": (("KEYSTONE_URL", "KEYSTONE_ADMIN_USER", "KEYSTONE_ADMIN_PASSWORD",
+                  "KEYSTONE_SERVICE_USER", "KEYSTONE_SERVICE_PASSWORD"),
+                 ("keystonemiddleware", "keystoneauth1")),
 }
 
 
