@@ -60,10 +60,10 @@ from oslo_config import cfg
 
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
+from glance_clone.common.redaction import redact_url
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.registry.client.v1.client import register_opts as register_client_opts
 from glance_clone.store import backend
-from glance_clone.store.base import redact_url
 
 LOG = logging.getLogger(__name__)
 

@@ -122,10 +122,10 @@ def command_conf(prog: str, argv: Sequence[str] | None,
         register(conf)
     try:
         parse_args(conf, argv, prog, default_config_files)
-    except cfg.Error as err:
+        log.setup(conf, prog)
+    except (cfg.Error, ValueError) as err:
         print("ERROR: %s" % err, file=sys.stderr)
         return None
-    log.setup(conf, prog)
     return conf
 
 

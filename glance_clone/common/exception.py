@@ -7,6 +7,8 @@ table, and the registry client maps registry statuses back to them.
 
 from __future__ import annotations
 
+from glance_clone.common.redaction import redact_url
+
 
 class GlanceError(Exception):
     """Base class: carries a message that is safe to show to the caller."""
@@ -68,7 +70,20 @@ class UnknownScheme(Invalid):
 
 
 class ExternalSourceRefused(Invalid):
+    """Names the URL by scheme and host only: the caller's URL may hold a
+    password or a signed query string, and the message reaches every
+    tenant that can see the image."""
+
     message = "External sources are not supported: '%(url)s'"
+
+    def __init__(self, message: str | None = None, *, url: str = "") -> None:
+        super().__init__(message, url=redact_url(url))
+
+
+class RedirectRefused(ExternalSourceRefused):
+    """``url`` is the source that redirected; the target is never named."""
+
+    message = "External sources are not supported: '%(url)s' redirects to a refused source"
 
 
 class StoreGetNotSupported(Invalid):

@@ -1,7 +1,13 @@
 """Logging options and setup for every program (stdlib logging).
 
 Glance's usual names are kept so existing config files work: ``debug``,
-``verbose``, ``log_file``, ``log_dir``, ``use_stderr``, ``log_format``.
+``verbose``, ``log_file``, ``log_dir``, ``use_stderr``, ``log_format``,
+``default_log_levels``.
+
+The client libraries we use log whole request URLs (query strings
+included), curl command lines with tokens, or signed headers at debug
+level; ``default_log_levels`` keeps them at WARNING even with
+``debug = True``, so a location's credentials never reach a log file.
 """
 
 from __future__ import annotations
@@ -12,6 +18,12 @@ import sys
 
 from oslo_config import cfg
 
+# Loggers of client libraries that log URLs, tokens or signed headers at
+# debug level.
+LIBRARY_LEVELS = ["urllib3=WARNING", "requests=WARNING", "swiftclient=WARNING",
+                  "botocore=WARNING", "boto3=WARNING", "s3transfer=WARNING",
+                  "keystoneauth=WARNING", "routes.middleware=WARNING"]
+
 LOG_OPTS = [
     cfg.BoolOpt("debug", short="d", default=False, help="Log at debug level."),
     cfg.BoolOpt("verbose", short="v", default=True,
@@ -19,6 +31,10 @@ LOG_OPTS = [
     cfg.StrOpt("log_file", help="Log to this file (relative to log_dir)."),
     cfg.StrOpt("log_dir", help="Directory for log_file."),
     cfg.BoolOpt("use_stderr", default=False, help="Also log to stderr."),
+    cfg.ListOpt("default_log_levels",
+                default=LIBRARY_LEVELS,
+                help="logger=LEVEL pairs for other libraries' loggers, applied "
+                     "whatever debug and verbose say."),
     cfg.StrOpt("log_format",
                default="%(asctime)s %(process)d %(levelname)s %(name)s "
                        "[%(request_id)s] %(message)s",
@@ -72,3 +88,15 @@ def setup(conf: cfg.ConfigOpts, program: str) -> None:
         root.setLevel(logging.INFO)
     else:
         root.setLevel(logging.WARNING)
+    set_library_levels(conf.default_log_levels)
+
+
+def set_library_levels(entries: list[str]) -> None:
+    """Apply ``logger=LEVEL`` entries; raises ValueError for a bad one."""
+    for entry in entries:
+        name, _, level = entry.partition("=")
+        try:
+            logging.getLogger(name.strip()).setLevel(level.strip().upper())
+        except ValueError:
+            raise ValueError("default_log_levels: %r is not logger=LEVEL "
+                             "(DEBUG, INFO, WARNING, ERROR, CRITICAL)" % entry) from None

@@ -104,7 +104,7 @@ class StoreSet:
         except ValueError:
             scheme = ""
         if not scheme:
-            raise exception.BadStoreUri(f"Invalid location: {uri!r} has no scheme.")
+            raise exception.BadStoreUri("Invalid location: the URL has no scheme.")
         return self.driver_for_scheme(scheme)
 
     def add(self, image_id: str, chunks: Iterable[bytes], size: int,

@@ -18,6 +18,7 @@ from typing import Any
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.redaction import redact_url
 
 LOG = logging.getLogger(__name__)
 
@@ -25,15 +26,6 @@ CHUNK_SIZE = 65536
 
 # (location url, bytes written, md5 hex digest, location metadata)
 AddResult = tuple[str, int, str, dict[str, Any]]
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` part masked, for logs."""
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    if sep and "@" in netloc:
-        return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{tail}"
-    return url
 
 
 class ChunkIterator(Iterator[bytes]):

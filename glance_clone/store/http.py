@@ -44,8 +44,9 @@ from oslo_config import cfg
 from requests.adapters import HTTPAdapter
 
 from glance_clone.common import exception
+from glance_clone.common.redaction import redact_url
 from glance_clone.store import source_filter
-from glance_clone.store.base import CHUNK_SIZE, ChunkIterator, Driver, redact_url
+from glance_clone.store.base import CHUNK_SIZE, ChunkIterator, Driver
 
 LOG = logging.getLogger(__name__)
 
@@ -166,6 +167,15 @@ def _read_error(err: Exception, clock: _Clock) -> exception.GlanceError:
     return exception.RemoteServiceUnavailable()
 
 
+def _reason(err: requests.exceptions.RequestException) -> str:
+    """Why a request failed, without the URL requests puts in its message
+    ("Max retries exceeded with url: /path?query")."""
+    cause = err.args[0] if err.args else err
+    reason = getattr(cause, "reason", None)
+    return "%s: %s" % (type(err).__name__, reason if reason is not None else
+                       type(cause).__name__)
+
+
 def _set_read_timeout(response: requests.Response, seconds: float) -> None:
     """Let the next read of ``response``'s body wait at most ``seconds``."""
     connection = response.raw.connection
@@ -253,17 +263,24 @@ class HttpDriver(Driver):
             raise
         return session, response
 
-    def _follow(self, session: requests.Session, url: str, method: str,
+    def _follow(self, session: requests.Session, source: str, method: str,
                 clock: _Clock) -> requests.Response:
-        for _hop in range(MAX_REDIRECTS + 1):
-            source_filter.check_source(self.conf, url)
-            # The filter may allow schemes other stores serve; not ours to fetch.
-            if urlsplit(url).scheme.lower() not in self.schemes:
-                raise exception.ExternalSourceRefused(url=url)
+        """Request ``source``, following redirects; every hop passes the
+        source filter. Errors and logs name ``source`` (scheme and host),
+        never a redirect target: a Location header may hold credentials
+        or a signed query string."""
+        url = source
+        for hop in range(MAX_REDIRECTS + 1):
             try:
-                response = self._send(session, method, url, clock)
+                source_filter.check_source(self.conf, url)
+                # The filter may allow schemes other stores serve; not ours to fetch.
+                if urlsplit(url).scheme.lower() not in self.schemes:
+                    raise exception.ExternalSourceRefused(url=url)
+                response = self._send(session, method, url, clock, source)
             except exception.ExternalSourceRefused as err:
-                raise exception.ExternalSourceRefused(url=url) from err
+                if hop:
+                    raise exception.RedirectRefused(url=source) from err
+                raise exception.ExternalSourceRefused(url=source) from err
             if response.status_code not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location")
@@ -271,13 +288,13 @@ class HttpDriver(Driver):
             if not location:
                 raise exception.BadStoreUri("The HTTP URL redirected without a location.")
             url = urljoin(url, location)
-            LOG.debug("HTTP store following redirect to %s", redact_url(url))
+            LOG.debug("HTTP store: %s redirects (hop %d)", redact_url(source), hop + 1)
         raise exception.BadStoreUri(
             f"The HTTP URL exceeded {MAX_REDIRECTS} maximum redirects.")
 
     @staticmethod
     def _send(session: requests.Session, method: str, url: str,
-              clock: _Clock) -> requests.Response:
+              clock: _Clock, source: str) -> requests.Response:
         wait = clock.next_wait()
         try:
             return session.request(method, url, stream=True, allow_redirects=False,
@@ -289,7 +306,7 @@ class HttpDriver(Driver):
         except requests.exceptions.Timeout as err:
             raise clock.timeout_error() from err
         except requests.exceptions.RequestException as err:
-            LOG.warning("HTTP store cannot reach %s: %s", redact_url(url), err)
+            LOG.warning("HTTP store cannot reach %s: %s", redact_url(source), _reason(err))
             raise exception.RemoteServiceUnavailable() from err
 
     @staticmethod

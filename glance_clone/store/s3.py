@@ -30,8 +30,8 @@ Options (section ``[glance_store]``, Glance's names):
 Locations are Glance's ``s3://<access key>:<secret key>@<host>/<bucket>/<image_id>``
 (``s3+https`` for a TLS endpoint), credentials URL-quoted. Reads and deletes
 use the credentials in the location. A location is never shown to API
-clients and only logged through ``redact_url``; error messages name the
-store, never the secret.
+clients nor logged (log lines name the bucket and key); error messages
+name the store, never the secret.
 
 A failed upload leaves nothing: a single PUT that does not complete stores
 nothing, and a multipart upload is aborted (its parts deleted) on any error,
@@ -53,7 +53,7 @@ from typing import Any
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import AddResult, ChunkIterator, Driver, redact_url
+from glance_clone.store.base import AddResult, ChunkIterator, Driver
 from glance_clone.store.credentialed_uri import UriFormat, check_object_name
 from glance_clone.store.streaming import SourceReader, checked_download
 
@@ -442,7 +442,7 @@ class S3Driver(Driver):
             response = self._client(loc.credentials).get_object(Bucket=loc.bucket,
                                                                 Key=loc.key)
         except self._errors as err:
-            LOG.debug("S3 GET of %s failed", redact_url(url))
+            LOG.debug("S3 GET of %s/%s failed", loc.bucket, loc.key)
             raise _read_error(err) from err
         body = response["Body"]
         size: int | None = response.get("ContentLength")

@@ -36,8 +36,9 @@ Locations are Glance's ``swift+http://<user>:<key>@<auth address without
 scheme>/<container>/<image_id>`` (``swift+https`` for https): the
 credentials travel inside the stored location, URL-quoted, and get, delete
 and get_size use them, so images stay readable whatever the configuration
-says later. A location is never shown to API clients and is only logged
-through ``redact_url``; error messages name the store, never the key.
+says later. A location is never shown to API clients nor logged (log lines
+name the container and object); error messages name the store, never the
+key.
 
 Every byte is streamed: an upload holds one incoming chunk at a time, a
 download one ``CHUNK_SIZE`` chunk. A failed upload (Swift error, or an error
@@ -58,7 +59,7 @@ from urllib.parse import quote, unquote
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver, redact_url
+from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver
 from glance_clone.store.credentialed_uri import UriFormat, check_object_name
 from glance_clone.store.streaming import SourceReader, checked_download
 
@@ -421,7 +422,7 @@ class SwiftDriver(Driver):
                                             resp_chunk_size=CHUNK_SIZE)
         except Exception as err:
             conn.close()
-            LOG.debug("Swift GET of %s failed", redact_url(url))
+            LOG.debug("Swift GET of %s/%s failed", loc.container, loc.obj)
             raise _read_error(err) from err
         self._remember(loc.credentials, conn)
         try:

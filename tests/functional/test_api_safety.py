@@ -51,6 +51,17 @@ def strict(tmp_path_factory):
     dep.stop()
 
 
+@pytest.fixture(scope="module")
+def verbose(tmp_path_factory):
+    """A deployment logging at debug level (127.0.0.1 allowed as a source)."""
+    base = tmp_path_factory.mktemp("verbose")
+    dep = harness.Deployment(base, api_options={"DEFAULT": {"debug": True}},
+                             registry_options={"DEFAULT": {"debug": True}})
+    dep.start()
+    yield dep
+    dep.stop()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     redirect_to = None
 
@@ -249,3 +260,30 @@ def test_client_disconnect_mid_upload_leaves_nothing(glance):
     harness.wait_until(lambda: set(images_in_status(glance, "killed")) - killed_before,
                        30, message="the interrupted upload to be killed")
     assert_nothing_left(glance)
+
+
+def test_source_credentials_stay_out_of_answers_and_debug_logs(verbose, remote):
+    secret = remote.replace("http://", "http://admin:s3cret@") + "/image?sig=t0ken"
+    created = post(verbose, dict(IMAGE, **{"x-image-meta-location": secret}))
+    assert created.status_code == 201, created.text
+    image_id = created.json()["image"]["id"]
+    download = requests.get(verbose.url + "/v1/images/" + image_id,
+                            headers=harness.identity("t1"))
+    assert download.content == b"remote image data" * 100
+    copied = post(verbose, dict(IMAGE, **{"x-glance-api-copy-from": secret}))
+    assert copied.status_code == 201, copied.text
+    copy_id = copied.json()["image"]["id"]
+    harness.wait_until(lambda: copy_id in images_in_status(verbose, "active"), 30,
+                       message="the copy to become active")
+    refused = post(verbose, dict(IMAGE, **{
+        "x-image-meta-location": "http://admin:s3cret@10.0.0.1/private?sig=t0ken"}))
+    assert refused.status_code == 400
+    assert "External sources are not supported: &#x27;http://10.0.0.1&#x27;" in refused.text
+    _Handler.redirect_to = "http://admin:s3cret@169.254.169.254/private?sig=t0ken"
+    redirected = post(verbose, dict(IMAGE, **{"x-image-meta-location": remote + "/redirect"}))
+    assert redirected.status_code == 400
+    answers = "".join(r.text for r in (created, copied, refused, redirected))
+    logs = verbose.api.log_path.read_text() + verbose.registry.log_path.read_text()
+    assert " DEBUG " in logs
+    for hidden in ("s3cret", "t0ken", "/private", "169.254"):
+        assert hidden not in answers + logs, hidden

@@ -13,9 +13,10 @@ import pytest
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.redaction import redact_url
 from glance_clone.store import backend
 from glance_clone.store import s3 as s3_store
-from glance_clone.store.base import CHUNK_SIZE, redact_url
+from glance_clone.store.base import CHUNK_SIZE
 from glance_clone.store.s3 import S3Driver, location_url, parse_location
 from tests.unit.store.backends import (
     CapExceeded,

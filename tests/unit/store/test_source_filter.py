@@ -10,6 +10,7 @@ import pytest
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.redaction import redact_url
 from glance_clone.store import source_filter
 from tests.unit.store.conftest import make_conf
 
@@ -50,7 +51,7 @@ def refused(conf: cfg.ConfigOpts, url: str) -> bool:
     try:
         source_filter.check_source(conf, url)
     except exception.ExternalSourceRefused as err:
-        assert str(err) == f"External sources are not supported: '{url}'"
+        assert str(err) == f"External sources are not supported: '{redact_url(url)}'"
         assert isinstance(err, exception.Invalid)  # a 400 at the API
         return True
     return False

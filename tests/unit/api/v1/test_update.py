@@ -153,7 +153,7 @@ def test_refused_sources_on_update(stack, header):
     image = create_image(stack, FORMATS)
     response = update(stack, image["id"], {header: "file:///etc/passwd"})
     assert response.status_int == 400
-    assert "External sources are not supported: 'file:///etc/passwd'" in message(response)
+    assert "External sources are not supported: 'file://'" in message(response)
     assert status_of(stack, image["id"]) == "queued"
 
 
