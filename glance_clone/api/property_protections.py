@@ -186,6 +186,14 @@ class PropertyRules:
         return {name: value for name, value in properties.items()
                 if self.check(context, name, "read")}
 
+    def check_filterable(self, context: RequestContext, names: Iterable[str]) -> None:
+        """Raise Invalid (400) for a list filter on a property the caller
+        may not read: which images come back would tell its value."""
+        for name in names:
+            if not self.check(context, name, "read"):
+                raise exception.Invalid(
+                    "Filtering on property '%s' is not allowed" % name)
+
     def _require(self, context: RequestContext, names: Iterable[str],
                  operation: str) -> None:
         for name in names:

@@ -35,6 +35,8 @@ IMMUTABLE_ON_ACTIVE = ("size", "checksum")
 UPLOAD_CONTENT_TYPE = "application/octet-stream"
 # Never written from a request: set by the service or by the registry.
 NOT_WRITTEN = ("location", "store", "status", "id")
+# List parameters filtering on a property: property-<name>=<value>.
+PROPERTY_FILTER = "property-"
 
 
 @dataclasses.dataclass
@@ -75,6 +77,8 @@ class ImageService:
     def list_images(self, context: RequestContext, detail: bool,
                     params: dict) -> list[dict]:
         self.policy.enforce(context, "get_images", {})
+        self.props.check_filterable(context, [
+            key[len(PROPERTY_FILTER):] for key in params if key.startswith(PROPERTY_FILTER)])
         if detail:
             images: list[dict] = self.registry.get_images_detailed(context, **params)
             for image in images:

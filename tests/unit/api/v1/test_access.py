@@ -203,3 +203,24 @@ def test_update_rules_of_protected_properties(guarded):
                    roles="admin,member")
     assert response.status_int == 200
     assert stored(guarded, image["id"]) == {"x_open_b": "2"}
+
+
+def test_filtering_on_an_unreadable_property_is_refused(guarded):
+    image = create_image(guarded, {"x-image-meta-property-x_hidden_a": "1",
+                                   "x-image-meta-property-x_open_b": "2"},
+                         tenant="t1", roles="admin,member")
+    member = {"tenant": "t1", "roles": "member"}
+    for path in ("/v1/images", "/v1/images/detail"):
+        # Whatever the value, the same refusal: no answer tells it.
+        for value in ("1", "2"):
+            response = guarded.request(path + "?property-x_hidden_a=" + value, **member)
+            assert response.status_int == 400
+            assert "Filtering on property 'x_hidden_a' is not allowed" in message(response)
+        # A property no section matches is unreadable too.
+        assert guarded.request(path + "?property-unlisted=1", **member).status_int == 400
+        readable = guarded.request(path + "?property-x_open_b=2", **member)
+        assert [i["id"] for i in readable.json["images"]] == [image["id"]]
+        allowed = guarded.request(path + "?property-x_hidden_a=1", tenant="t1", roles="admin")
+        assert [i["id"] for i in allowed.json["images"]] == [image["id"]]
+        # Sorting is by image fields only, never by a property.
+        assert guarded.request(path + "?sort_key=x_hidden_a", **member).status_int == 400
