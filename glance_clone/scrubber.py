@@ -43,7 +43,12 @@ Options (``glance-scrubber.conf``)
     ``daemon`` (``-D``), ``scrub_saving_timeout`` (3600), the registry
     client options (``registry_host``, ``registry_port``,
     ``send_identity_headers``...), ``admin_role``, ``admin_user``,
-    ``admin_tenant_name`` and the ``[glance_store]`` options.
+    ``admin_tenant_name`` and the ``[glance_store]`` options. Towards a
+    registry that checks Keystone tokens, the admin credentials:
+    ``auth_strategy = keystone``, ``auth_url``, ``admin_user``,
+    ``admin_password``, ``admin_tenant_name`` and, for Keystone v3
+    domains other than the default one, ``admin_user_domain_name`` and
+    ``admin_project_domain_name``.
 """
 
 from __future__ import annotations
@@ -158,7 +163,7 @@ class Scrubber:
         """Raises ConfigError for unusable store options."""
         register_opts(conf)
         self.conf = conf
-        self.registry = registry or RegistryClient(conf)
+        self.registry = registry or RegistryClient(conf, as_service=True)
         self.stores = stores or backend.StoreSet(conf)
         self.clock = clock
         self.page_size = page_size

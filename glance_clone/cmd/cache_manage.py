@@ -9,7 +9,9 @@ declined), 1 on any error. ``--host`` may carry ``https://`` to use TLS
 Authentication: ``--os-auth-token`` is sent as ``X-Auth-Token``. With the
 keystone strategy (the default when an auth URL is known) a token is first
 obtained from ``--os-auth-url`` with ``--os-username``/``--os-password`` and
-the tenant (keystone v2.0, or v3 when the URL ends in ``/v3``).
+the tenant (keystone v2.0, or v3 when the URL ends in ``/v3``; there the
+user and the project are in ``--os-user-domain-name`` and
+``--os-project-domain-name``, else in the domain whose id is "default").
 """
 
 from __future__ import annotations
@@ -286,9 +288,10 @@ def keystone_token(options: argparse.Namespace) -> str:
     if url.endswith("/v3"):
         project: dict[str, Any] = ({"id": options.os_tenant_id} if options.os_tenant_id
                                    else {"name": options.os_tenant_name,
-                                         "domain": {"id": "default"}})
+                                         "domain": _domain(options.os_project_domain_name)})
         body: dict[str, Any] = {"auth": {"identity": {"methods": ["password"], "password": {
-            "user": {"name": options.os_username, "domain": {"id": "default"},
+            "user": {"name": options.os_username,
+                     "domain": _domain(options.os_user_domain_name),
                      "password": options.os_password}}}}}
         if options.os_tenant_id or options.os_tenant_name:
             body["auth"]["scope"] = {"project": project}
@@ -309,6 +312,11 @@ def keystone_token(options: argparse.Namespace) -> str:
     if not token:
         raise exception.GlanceError("Keystone at %s returned no token" % url)
     return str(token)
+
+
+def _domain(name: str | None) -> dict[str, str]:
+    """A Keystone v3 domain by name, else Keystone's own (id "default")."""
+    return {"name": name} if name else {"id": "default"}
 
 
 def _post_auth(url: str, body: dict[str, Any], insecure: bool) -> requests.Response:
@@ -347,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--os-tenant-name", default=env("OS_TENANT_NAME"),
                         help="env OS_TENANT_NAME")
     parser.add_argument("--os-auth-url", default=env("OS_AUTH_URL"), help="env OS_AUTH_URL")
+    parser.add_argument("--os-user-domain-name", default=env("OS_USER_DOMAIN_NAME"),
+                        help="env OS_USER_DOMAIN_NAME (keystone v3)")
+    parser.add_argument("--os-project-domain-name", default=env("OS_PROJECT_DOMAIN_NAME"),
+                        help="env OS_PROJECT_DOMAIN_NAME (keystone v3)")
     parser.add_argument("--os-region-name", default=env("OS_REGION_NAME"),
                         help="env OS_REGION_NAME (accepted; the api is --host)")
     parser.add_argument("-S", "--os_auth_strategy", "--os-auth-strategy",

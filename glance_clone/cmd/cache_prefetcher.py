@@ -2,7 +2,8 @@
 
 Reads image metadata from glance-registry as admin (``registry_host``,
 ``registry_port``; towards a trusted-auth registry ``send_identity_headers``
-with ``admin_user``, ``admin_tenant_name``, ``admin_role``) and the data from the
+with ``admin_user``, ``admin_tenant_name``, ``admin_role``; towards a keystone
+one a token of the admin credentials, as for glance-scrubber) and the data from the
 image's location through the store drivers (``[glance_store]``), verifying
 each image's checksum before it enters the cache. Exit 0 even when some
 images could not be fetched (they are logged; the others stay queued).
@@ -38,7 +39,8 @@ def _prefetch(conf: cfg.ConfigOpts) -> int:
     stores = backend.StoreSet(conf)
     context = RequestContext(user=conf.admin_user, tenant=conf.admin_tenant_name,
                              roles=(conf.admin_role,), is_admin=True)
-    prefetcher.Prefetcher(cache, client.RegistryClient(conf), stores, context).run()
+    registry = client.RegistryClient(conf, as_service=True)
+    prefetcher.Prefetcher(cache, registry, stores, context).run()
     return 0
 
 

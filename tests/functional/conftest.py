@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.functional import harness
+from tests.functional import harness, keystone_harness
 
 NOT_RUN = pytest.StashKey[dict[str, list[str]]]()
 
@@ -41,6 +41,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 def glance(tmp_path, backend) -> Iterator[harness.Deployment]:
     """A running registry + api pair (trusted-auth) on each backend set."""
     yield from harness.deployment(tmp_path, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def keystone() -> Iterator[keystone_harness.Keystone]:
+    """The Keystone of KEYSTONE_URL (tests marked needs("keystone")); what a
+    module creates there is removed after it."""
+    ks = keystone_harness.Keystone()
+    yield ks
+    ks.cleanup()
 
 
 def _unmet(item: pytest.Item) -> dict[str, list[str]]:

@@ -29,6 +29,8 @@ class User:
     name: str
     password: str
     project_id: str
+    project_name: str
+    domain_name: str        # of the user and of the project
 
 
 class Keystone:
@@ -36,6 +38,7 @@ class Keystone:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         from keystoneauth1 import session
+        from keystoneauth1.identity import v3
 
         env = os.environ if environ is None else environ
         self.url = env["KEYSTONE_URL"]
@@ -45,17 +48,11 @@ class Keystone:
         self.admin_name = env["KEYSTONE_ADMIN_USER"]
         self.admin_password = env["KEYSTONE_ADMIN_PASSWORD"]
         self.admin_project = env["KEYSTONE_ADMIN_PROJECT"]
-        self.session = session.Session(auth=self._password(
-            self.admin_name, self.admin_password, project_name=self.admin_project))
+        self.session = session.Session(auth=v3.Password(
+            auth_url=self.url, username=self.admin_name, password=self.admin_password,
+            user_domain_id="default", project_name=self.admin_project,
+            project_domain_id="default"))
         self._created: list[str] = []   # paths to DELETE, newest last
-
-    def _password(self, username: str, password: str, **scope: str) -> Any:
-        from keystoneauth1.identity import v3
-
-        if "project_name" in scope:
-            scope["project_domain_id"] = "default"
-        return v3.Password(auth_url=self.url, username=username, password=password,
-                           user_domain_id="default", **scope)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict:
         response = self.session.request(self.url + path, method, **kwargs)
@@ -77,13 +74,20 @@ class Keystone:
                 "project_domain_name": "Default", "region_name": self.region,
                 "interface": "public"}
 
-    def project(self) -> str:
-        """A new project's id."""
+    def domain(self) -> dict[str, str]:
+        """A new domain (``id`` and ``name``)."""
+        domain = self._call("POST", "/domains", json={"domain": {
+            "name": "glance-test-" + uuid.uuid4().hex[:12]}})["domain"]
+        self._created.append("/domains/" + domain["id"])
+        return {"id": domain["id"], "name": domain["name"]}
+
+    def project(self, domain_id: str = "default") -> dict[str, str]:
+        """A new project (``id`` and ``name``)."""
         name = "glance-test-" + uuid.uuid4().hex[:12]
         project = self._call("POST", "/projects", json={"project": {
-            "name": name, "domain_id": "default"}})["project"]
+            "name": name, "domain_id": domain_id}})["project"]
         self._created.append("/projects/" + project["id"])
-        return str(project["id"])
+        return {"id": project["id"], "name": name}
 
     def identity_region(self, url: str) -> str:
         """A new region whose identity endpoint is ``url``; glance servers
@@ -98,25 +102,31 @@ class Keystone:
         self._created.append("/endpoints/" + endpoint["id"])
         return str(region["id"])
 
-    def user(self, project_id: str | None = None, roles: tuple[str, ...] = ("member",)) -> User:
-        """A new user with ``roles`` on ``project_id`` (a new project when None)."""
-        project_id = project_id or self.project()
+    def user(self, roles: tuple[str, ...] = ("member",),
+             domain: dict[str, str] | None = None) -> User:
+        """A new user with ``roles`` on a new project, both in ``domain``
+        (Keystone's own when None)."""
+        domain = domain or {"id": "default", "name": "Default"}
+        project = self.project(domain["id"])
         name = "glance-test-" + uuid.uuid4().hex[:12]
         password = uuid.uuid4().hex
         user = self._call("POST", "/users", json={"user": {
-            "name": name, "password": password, "domain_id": "default",
-            "default_project_id": project_id}})["user"]
+            "name": name, "password": password, "domain_id": domain["id"],
+            "default_project_id": project["id"]}})["user"]
         self._created.append("/users/" + user["id"])
         for role in roles:
             role_id = self._call("GET", "/roles", params={"name": role})["roles"][0]["id"]
-            self._call("PUT", "/projects/%s/users/%s/roles/%s" % (project_id, user["id"], role_id))
-        return User(user["id"], name, password, project_id)
+            self._call("PUT", "/projects/%s/users/%s/roles/%s"
+                       % (project["id"], user["id"], role_id))
+        return User(user["id"], name, password, project["id"], project["name"], domain["name"])
 
     def token(self, user: User) -> str:
         """A project-scoped token of ``user`` from a password login."""
         from keystoneauth1 import session
+        from keystoneauth1.identity import v3
 
-        auth = self._password(user.name, user.password, project_id=user.project_id)
+        auth = v3.Password(auth_url=self.url, username=user.name, password=user.password,
+                           user_domain_name=user.domain_name, project_id=user.project_id)
         return str(session.Session(auth=auth).get_token())
 
     def admin_token(self) -> str:
@@ -131,23 +141,28 @@ class Keystone:
 
     def cleanup(self) -> None:
         while self._created:
-            self._call("DELETE", self._created.pop())
+            path = self._created.pop()
+            if path.startswith("/domains/"):   # only a disabled domain can go
+                self._call("PATCH", path, json={"domain": {"enabled": False}})
+            self._call("DELETE", path)
 
 
 def deployment(base: Path, keystone: Keystone, flavor: str = "keystone",
                api_options: dict[str, dict[str, Any]] | None = None,
-               registry_flavor: str = "trusted-auth",
-               registry_options: dict[str, dict[str, Any]] | None = None,
-               via: str | None = None) -> harness.Deployment:
+               registry_flavor: str = "trusted-auth", via: str | None = None) -> harness.Deployment:
     """glance-api on a keystone ``flavor`` that checks tokens at ``keystone``
-    (through the URL ``via`` when given), sending the identity headers to a
-    trusted-auth registry (not started)."""
+    (through the URL ``via`` when given), and glance-registry on
+    ``registry_flavor``: trusted-auth (the api sends the identity headers)
+    or keystone (it checks the tokens the api forwards). Not started."""
     authtoken = keystone.authtoken_options()
     if via:
         authtoken.update(auth_url=via, region_name=keystone.identity_region(via))
     options: dict[str, dict[str, Any]] = {"keystone_authtoken": authtoken}
     for section, values in (api_options or {}).items():
         options.setdefault(section, {}).update(values)
+    registry_options = None
+    if registry_flavor == "keystone":
+        registry_options = {"keystone_authtoken": keystone.authtoken_options()}
     return harness.Deployment(base, api_flavor=flavor, api_options=options,
                               registry_flavor=registry_flavor,
                               registry_options=registry_options)

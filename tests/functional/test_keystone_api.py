@@ -14,16 +14,8 @@ import pytest
 import requests
 
 from tests.functional import harness, keystone_harness
-from tests.functional.keystone_harness import Keystone
 
 pytestmark = [pytest.mark.needs("keystone"), pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def keystone() -> Iterator[Keystone]:
-    ks = Keystone()
-    yield ks
-    ks.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ def test_a_bad_encryption_key_is_refused_at_start(tmp_path):
 
 class _Keystone(http.server.BaseHTTPRequestHandler):
     issued: list[str] = []
+    requests: list[dict] = []
 
     def _json(self, status, body, headers=()):
         data = json.dumps(body).encode()
@@ -63,6 +64,7 @@ class _Keystone(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 - password authentication
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(body["auth"])
         user = body["auth"]["identity"]["password"]["user"]
         assert user["name"] == "glance" and user["password"] == "pw"
         token = "tok-%d" % len(self.issued)
@@ -101,5 +103,39 @@ def test_admin_credentials_get_a_keystone_token_and_renew_it(tmp_path):
         assert client.get_images(ctx) == []
         assert client.get_images(ctx) == []
         assert seen == ["tok-0", "tok-0", "tok-1"]
+    finally:
+        server.shutdown()
+
+
+def test_a_service_program_uses_its_admin_credentials_in_their_domains(tmp_path):
+    """glance-scrubber and glance-cache-prefetcher (as_service) send a token
+    of their admin credentials even with use_user_token on (the default);
+    glance-api's client then forwards the caller's token instead."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Keystone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Keystone.requests.clear()
+    try:
+        conf = make_conf(tmp_path, {
+            "auth_strategy": "keystone",
+            "auth_url": "http://127.0.0.1:%d/v3" % server.server_address[1],
+            "admin_user": "glance", "admin_password": "pw", "admin_tenant_name": "service",
+            "admin_user_domain_name": "Users", "admin_project_domain_name": "Projects",
+            "send_identity_headers": False})
+        seen = []
+
+        def registry(environ, start_response):
+            seen.append(environ.get("HTTP_X_AUTH_TOKEN"))
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"images": []}']
+
+        ctx = RequestContext(user="u", tenant="t", auth_token="caller-token")
+        for as_service in (True, False):
+            client = RegistryClient(conf, transport=transport_for(registry),
+                                    base_url="http://registry", as_service=as_service)
+            assert client.get_images(ctx) == []
+        assert seen[0].startswith("tok-") and seen[1] == "caller-token"
+        [login] = _Keystone.requests
+        assert login["identity"]["password"]["user"]["domain"] == {"name": "Users"}
+        assert login["scope"]["project"] == {"name": "service", "domain": {"name": "Projects"}}
     finally:
         server.shutdown()

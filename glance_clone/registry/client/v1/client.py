@@ -46,7 +46,13 @@ CLIENT_OPTS = [
                 help="Forward the caller's token to the registry."),
     cfg.StrOpt("admin_user", help="Registry credentials when use_user_token is off."),
     cfg.StrOpt("admin_password", secret=True, help="Password of admin_user."),
-    cfg.StrOpt("admin_tenant_name", help="Tenant of admin_user."),
+    cfg.StrOpt("admin_tenant_name", help="Tenant (project) of admin_user."),
+    cfg.StrOpt("admin_user_domain_name",
+               help="Keystone v3 domain of admin_user (default: the domain "
+                    "with id 'default')."),
+    cfg.StrOpt("admin_project_domain_name",
+               help="Keystone v3 domain of admin_tenant_name (default: the "
+                    "domain with id 'default')."),
     cfg.StrOpt("auth_url", help="Keystone URL for the admin credentials."),
     cfg.StrOpt("auth_strategy", default="noauth", help="noauth or keystone."),
     cfg.StrOpt("auth_region", help="Keystone region."),
@@ -76,12 +82,20 @@ def _tls_context(conf: cfg.ConfigOpts) -> Any:
 
 
 class RegistryClient:
-    """Registry calls, each taking the caller's context first."""
+    """Registry calls, each taking the caller's context first.
+
+    ``as_service``: the program acts on its own behalf (glance-scrubber,
+    glance-cache-prefetcher), so with keystone admin credentials configured
+    every call carries their token, whatever ``use_user_token`` says.
+    glance-api forwards its callers' tokens unless ``use_user_token`` is
+    off.
+    """
 
     def __init__(self, conf: cfg.ConfigOpts, transport: Any = None,
-                 base_url: str | None = None) -> None:
+                 base_url: str | None = None, as_service: bool = False) -> None:
         register_opts(conf)
         self.conf = conf
+        self.as_service = as_service
         host = conf.registry_host
         if ":" in host and not host.startswith("["):
             host = "[%s]" % host
@@ -100,7 +114,7 @@ class RegistryClient:
     # -- credentials and encryption ----------------------------------------
     def _service_token(self, refresh: bool = False) -> str | None:
         """A token from the admin credentials, when the caller's is not used."""
-        if self.conf.use_user_token or not self._uses_keystone():
+        if (self.conf.use_user_token and not self.as_service) or not self._uses_keystone():
             return None
         if refresh or self._token is None:
             self._token = _keystone_token(self.conf)
@@ -141,12 +155,10 @@ class RegistryClient:
         # message would reach the caller as escaped markup.
         headers = {"X-Openstack-Request-ID": context.request_id,
                    "Accept": "text/plain"}
-        if self.conf.use_user_token and context.auth_token:
-            headers["X-Auth-Token"] = context.auth_token
-        else:
-            token = self._service_token()
-            if token:
-                headers["X-Auth-Token"] = token
+        token = self._service_token() or (
+            context.auth_token if self.conf.use_user_token else None)
+        if token:
+            headers["X-Auth-Token"] = token
         if self.conf.send_identity_headers:
             headers.update({
                 "X-User-Id": context.user or "",
@@ -258,6 +270,15 @@ class RegistryClient:
                    self._path("/images/%s/members/%s", image_id, member_id))
 
 
+def _domains(user_domain: str | None, project_domain: str | None) -> dict[str, str]:
+    """Keystone v3 domains by name when configured, else Keystone's own
+    domain, whose id is "default"."""
+    user = {"user_domain_name": user_domain} if user_domain else {"user_domain_id": "default"}
+    project = ({"project_domain_name": project_domain} if project_domain
+               else {"project_domain_id": "default"})
+    return user | project
+
+
 def _keystone_token(conf: cfg.ConfigOpts) -> str:
     """A token for the admin credentials; raises NotAuthenticated."""
     try:
@@ -271,7 +292,8 @@ def _keystone_token(conf: cfg.ConfigOpts) -> str:
     plugin = generic.Password(auth_url=auth_url, username=conf.admin_user,
                               password=conf.admin_password,
                               project_name=conf.admin_tenant_name,
-                              user_domain_id="default", project_domain_id="default")
+                              **_domains(conf.admin_user_domain_name,
+                                         conf.admin_project_domain_name))
     try:
         return ks_session.Session(auth=plugin).get_token()
     except ks_exceptions.ClientException as err:
