@@ -1,8 +1,10 @@
 """Context-first queries of the registry database.
 
 ``Database`` wraps an Engine; its queries come from one module per
-aggregate: ``images`` (one image, its properties and locations),
-``listing`` (pages of images), ``members`` (memberships) and ``purge``.
+aggregate: ``images`` (one image, its properties, tags and locations),
+``tags`` (one tag at a time), ``listing`` (pages of images as v1 lists
+them), ``search`` (as v2 lists them), ``members`` (memberships) and
+``purge``.
 What they share (transactions, visibility, prebuilt statements) is in
 ``base``.
 """
@@ -13,16 +15,21 @@ from glance_clone.db.base import (
     LOCATION_STATUSES,
     MAX_BIGINT,
     MAX_INT,
+    MEMBER_STATUSES,
     STATUSES,
+    VISIBILITIES,
 )
 from glance_clone.db.images import ImageQueries
 from glance_clone.db.listing import SORT_DIRS, SORT_KEYS, ImageListing
 from glance_clone.db.members import MemberQueries
 from glance_clone.db.purge import Purge
+from glance_clone.db.search import ImageSearch
+from glance_clone.db.tags import TagQueries
 
-__all__ = ["LOCATION_STATUSES", "MAX_BIGINT", "MAX_INT", "SORT_DIRS",
-           "SORT_KEYS", "STATUSES", "Database"]
+__all__ = ["LOCATION_STATUSES", "MAX_BIGINT", "MAX_INT", "MEMBER_STATUSES",
+           "SORT_DIRS", "SORT_KEYS", "STATUSES", "VISIBILITIES", "Database"]
 
 
-class Database(ImageQueries, ImageListing, MemberQueries, Purge):
+class Database(ImageQueries, TagQueries, ImageListing, ImageSearch,
+               MemberQueries, Purge):
     """The registry's queries, context first."""

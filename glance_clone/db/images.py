@@ -26,6 +26,8 @@ from glance_clone.db.base import (
     MAX_INT,
     PROPERTIES,
     STATUSES,
+    TAGS,
+    VISIBILITIES,
     DatabaseBase,
     _chunks,
     _image,
@@ -37,8 +39,10 @@ from glance_clone.db.base import (
 
 # Columns a caller may set; the timestamps and the deleted flag are ours.
 WRITABLE_COLUMNS = ("name", "disk_format", "container_format", "size",
-                    "virtual_size", "status", "is_public", "checksum",
-                    "min_disk", "min_ram", "owner", "protected")
+                    "virtual_size", "status", "visibility", "checksum",
+                    "min_disk", "min_ram", "owner", "protected", "os_hidden",
+                    "os_hash_algo", "os_hash_value")
+TAG_LENGTH = 255
 
 
 def _status(value: Any) -> str:
@@ -62,12 +66,48 @@ def _column_values(values: Mapping[str, Any]) -> dict[str, Any]:
             value = None if value is None else _integer(name, value, MAX_BIGINT)
         elif name in ("min_disk", "min_ram"):
             value = _integer(name, value or 0, MAX_INT)
-        elif name in ("is_public", "protected"):
+        elif name in ("protected", "os_hidden"):
             value = bool(value)
+        elif name == "visibility" and value not in VISIBILITIES:
+            raise exception.Invalid(f"Invalid visibility '{value}'")
         elif name == "owner":
             value = value or None
         row[name] = value
     return row
+
+
+def _visibility(values: Mapping[str, Any], current: str | None) -> str | None:
+    """The visibility to store from a v1 ``is_public`` (``visibility``
+    itself wins when both are given), None to leave it alone.
+
+    v1 knows public and "not public"; the latter is ``shared``, as any v1
+    image can have members. Making a public image non-public through v1
+    makes it shared; a private or community image stays as it is.
+    """
+    if "visibility" in values or "is_public" not in values:
+        return None
+    if values["is_public"]:
+        return "public"
+    if current is None or current == "public":
+        return "shared"
+    return None
+
+
+def _tags(values: dict[str, Any]) -> list[str] | None:
+    """Pop ``tags``: the set to store (first-seen order), None when absent;
+    raises Invalid."""
+    tags = values.pop("tags", None)
+    if tags is None:
+        return None
+    if not isinstance(tags, (list, tuple)):
+        raise exception.Invalid("'tags' must be a list")
+    unique: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or len(tag) > TAG_LENGTH:
+            raise exception.Invalid(
+                f"Each tag must be a string of 1 to {TAG_LENGTH} characters")
+        unique[tag] = None
+    return list(unique)
 
 
 def _requested_locations(values: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -128,6 +168,16 @@ _DELETE_PROPERTIES = (sa.update(PROPERTIES)
                               updated_at=sa.bindparam("_now")))
 
 
+_INSERT_TAG = sa.insert(TAGS)
+_LIVE_TAGS_OF = (sa.select(TAGS.c.id, TAGS.c.value)
+                 .where(TAGS.c.image_id == sa.bindparam("image_id"),
+                        TAGS.c.deleted == sa.false())
+                 .order_by(TAGS.c.id))
+_DELETE_TAGS = (sa.update(TAGS)
+                .where(TAGS.c.id.in_(_in("_ids")))
+                .values(deleted=True, deleted_at=sa.bindparam("_now"),
+                        updated_at=sa.bindparam("_now")))
+
 _INSERT_LOCATION = sa.insert(LOCATIONS)
 _UPDATE_LOCATION = sa.update(LOCATIONS).where(
     LOCATIONS.c.id == sa.bindparam("_id"),
@@ -175,13 +225,15 @@ class ImageQueries(DatabaseBase):
         values = dict(values)
         properties = values.pop("properties", None) or {}
         locations = _requested_locations(values)
+        tags = _tags(values) or []
         image_id = values.get("id") or str(uuid.uuid4())
         if not isinstance(image_id, str) or len(image_id) > MAX_ID_LENGTH:
             raise exception.Invalid("Invalid image id format")
         row = _column_values(values)
         row.setdefault("status", "active")
+        row.setdefault("visibility", _visibility(values, None) or "shared")
         for name, default in (("min_disk", 0), ("min_ram", 0),
-                              ("is_public", False), ("protected", False)):
+                              ("protected", False), ("os_hidden", False)):
             row.setdefault(name, default)
         if not (context.is_admin and "owner" in values):
             row["owner"] = context.owner
@@ -204,9 +256,10 @@ class ImageQueries(DatabaseBase):
             if locations is not None:
                 stored_locations = self._set_locations(
                     connection, image_id, locations, now, new_image=True)
+            self._set_tags(connection, image_id, tags, now, new_image=True)
             return self._one_image(connection, context, stored,
                                    properties=stored_properties,
-                                   locations=stored_locations)
+                                   locations=stored_locations, tags=tags)
 
     def image_update(self, context: RequestContext, image_id: str,
                      values: Mapping[str, Any], purge_props: bool = False,
@@ -220,6 +273,7 @@ class ImageQueries(DatabaseBase):
         values = dict(values)
         properties = values.pop("properties", None) or {}
         locations = _requested_locations(values)
+        tags = _tags(values)
         if not context.is_admin:
             values.pop("owner", None)
         changes = _column_values(values)
@@ -230,7 +284,10 @@ class ImageQueries(DatabaseBase):
             params["_from"] = from_state
         try:
             with self._writing(context) as connection:
-                self._mutable_row(connection, context, image_id)
+                current = self._mutable_row(connection, context, image_id)
+                visibility = _visibility(values, current["visibility"])
+                if visibility is not None:
+                    params["visibility"] = visibility
                 row = self._update_image(connection, params)
                 if row is None:
                     if from_state is not None:
@@ -242,6 +299,8 @@ class ImageQueries(DatabaseBase):
                 if locations is not None:
                     stored_locations = self._set_locations(
                         connection, image_id, locations, now)
+                if tags is not None:
+                    self._set_tags(connection, image_id, tags, now)
                 return self._one_image(connection, context, row,
                                        locations=stored_locations)
         except sa_exc.IntegrityError as err:
@@ -300,6 +359,25 @@ class ImageQueries(DatabaseBase):
             connection.execute(_UPDATE_PROPERTY, updates)
         for chunk in _chunks(removed):
             connection.execute(_DELETE_PROPERTIES, {"_ids": chunk, "_now": now})
+
+    def _set_tags(self, connection: sa.engine.Connection, image_id: str,
+                  tags: Sequence[str], now: datetime.datetime,
+                  new_image: bool = False) -> None:
+        """Make ``tags`` (distinct) the image's live tags."""
+        existing: dict[str, int] = {}
+        if not new_image:
+            for tag_id, value in connection.execute(
+                    _LIVE_TAGS_OF, {"image_id": image_id}):
+                existing[value] = tag_id
+        removed = [tag_id for value, tag_id in existing.items()
+                   if value not in tags]
+        for chunk in _chunks(removed):
+            connection.execute(_DELETE_TAGS, {"_ids": chunk, "_now": now})
+        added = [{"image_id": image_id, "value": tag, "created_at": now,
+                  "updated_at": now, "deleted_at": None, "deleted": False}
+                 for tag in tags if tag not in existing]
+        if added:
+            connection.execute(_INSERT_TAG, added)
 
     def _set_locations(self, connection: sa.engine.Connection, image_id: str,
                        locations: Sequence[Mapping[str, Any]],
@@ -375,5 +453,5 @@ class ImageQueries(DatabaseBase):
                 connection.execute(statement,
                                    {"_image_id": image_id, "_now": now})
             # No property or location is live any more: nothing to read.
-            return _image(context, row, {}, [])
+            return _image(context, row, {}, [], [])
 

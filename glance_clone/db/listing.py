@@ -25,8 +25,8 @@ from glance_clone.db.base import (
 
 SORT_KEYS = ("name", "status", "container_format", "disk_format", "size",
              "virtual_size", "id", "created_at", "updated_at", "deleted_at",
-             "checksum", "owner", "min_disk", "min_ram", "is_public",
-             "protected")
+             "checksum", "owner", "min_disk", "min_ram", "visibility",
+             "protected", "os_hidden")
 SORT_DIRS = ("asc", "desc")
 EQUALITY_FILTERS = ("name", "status", "container_format", "disk_format",
                     "checksum", "owner", "id", "virtual_size")
@@ -50,16 +50,20 @@ def _sort_expression(key: str) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(column, -1)
 
 
-def _after_marker(expressions: Sequence[sa.ColumnElement[Any]],
-                  marker: Sequence[Any], sort_dir: str) -> sa.ColumnElement[bool]:
-    """Rows strictly after the marker's values in (k1, k2, ...) order.
+def rows_after(expressions: Sequence[sa.ColumnElement[Any]],
+               directions: Sequence[str],
+               marker: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """Rows strictly after the marker's values in (k1, k2, ...) order, each
+    key in its own direction.
 
-    Written as (k1 > m1) OR (k1 = m1 AND k2 > m2) OR ... rather than a row
-    value comparison, which not every database supports the same way.
+    Written as (k1 beyond m1) OR (k1 = m1 AND k2 beyond m2) OR ... rather
+    than a row value comparison, which not every database supports the same
+    way (and which cannot mix directions).
     """
     clauses = []
-    for i, expression in enumerate(expressions):
-        beyond = (expression < marker[i] if sort_dir == "desc"
+    for i, (expression, direction) in enumerate(zip(expressions, directions,
+                                                    strict=True)):
+        beyond = (expression < marker[i] if direction == "desc"
                   else expression > marker[i])
         equal = [expressions[j] == marker[j] for j in range(i)]
         clauses.append(sa.and_(*equal, beyond))
@@ -106,20 +110,25 @@ def _list_query(shape: tuple[Any, ...], sort_key: str, sort_dir: str,
     for token in shape:
         kind = token[0]
         if kind == "visible":
+            # v1's "is_public" is visibility public; every other
+            # visibility is "not public".
             if token[1] == "private":
-                conditions.append(IMAGES.c.is_public == sa.false())
+                conditions.append(IMAGES.c.visibility != "public")
             elif token[1] != "all":
                 # Everyone else, admins included by default, sees public
-                # images, their own and those shared with them.
+                # images, their own and those shared with them (members of
+                # any status, as v1 has no consent).
                 branches: list[sa.ColumnElement[bool]] = [
-                    IMAGES.c.is_public == sa.true()]
+                    IMAGES.c.visibility == "public"]
                 if token[1] == "owner":
                     owner: sa.BindParameter[str] = sa.bindparam("v_owner")
                     branches.append(IMAGES.c.owner == owner)
-                    branches.append(sa.exists().where(
-                        MEMBERS.c.image_id == IMAGES.c.id,
-                        MEMBERS.c.member == owner,
-                        MEMBERS.c.deleted == sa.false()))
+                    branches.append(sa.and_(
+                        IMAGES.c.visibility == "shared",
+                        sa.exists().where(
+                            MEMBERS.c.image_id == IMAGES.c.id,
+                            MEMBERS.c.member == owner,
+                            MEMBERS.c.deleted == sa.false())))
                 conditions.append(sa.or_(*branches))
         elif kind == "deleted":
             conditions.append(IMAGES.c.deleted
@@ -151,7 +160,8 @@ def _list_query(shape: tuple[Any, ...], sort_key: str, sort_dir: str,
     if with_marker:
         marker = [sa.bindparam(f"m{i}", type_=expression.type)
                   for i, expression in enumerate(expressions)]
-        query = query.where(_after_marker(expressions, marker, sort_dir))
+        query = query.where(rows_after(expressions, [sort_dir] * len(expressions),
+                                       marker))
     query = query.order_by(*(e.desc() if sort_dir == "desc" else e.asc()
                              for e in expressions))
     if with_limit:

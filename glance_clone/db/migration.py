@@ -3,7 +3,8 @@
 No alembic.ini is involved: the Config is built here, pointing at the
 ``migrations`` directory of this package, and the migration environment
 runs on a connection we open. Revisions are numbered like Glance's
-sqlalchemy-migrate versions, so the head is "42".
+sqlalchemy-migrate versions: "42" is Glance's Liberty schema, later
+revisions (43, ...) are ours.
 
 A database that Glance itself migrated to version 42 (table
 ``migrate_version``) is adopted by ``db_sync``: it is stamped "42" and gets
@@ -29,7 +30,8 @@ from glance_clone.db import models, session
 
 LOG = logging.getLogger(__name__)
 
-HEAD = "42"
+# Where Glance's own migrations (sqlalchemy-migrate) stopped in Liberty.
+LIBERTY = "42"
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "migrations")
 LEGACY_VERSION_TABLE = "migrate_version"  # sqlalchemy-migrate's, Glance's
@@ -86,7 +88,7 @@ def _legacy_version(connection: sa.engine.Connection) -> str | None:
 
 
 def db_version(engine_or_url: Any) -> str | None:
-    """The schema version ("42" at head), or None for an unversioned database."""
+    """The schema version ("43" at head), or None for an unversioned database."""
     with _connection(engine_or_url) as connection:
         current = _current(connection)
         if current is None:
@@ -111,15 +113,15 @@ def _adopt_unversioned(engine_or_url: Any) -> None:
                     "tables. Please stamp the current version of the schema "
                     "manually.")
             return
-        if legacy != HEAD:
+        if legacy != LIBERTY:
             raise exception.Invalid(
                 f"The database is at Glance migration version {legacy}; migrate it "
-                f"to version {HEAD} with Glance first.")
+                f"to version {LIBERTY} with Glance first.")
         models.purged_image_ids.create(connection, checkfirst=True)
         connection.commit()
-        LOG.info("Adopting a database migrated by Glance at version %s", HEAD)
+        LOG.info("Adopting a database migrated by Glance at version %s", LIBERTY)
         try:
-            command.stamp(_config(connection), HEAD)
+            command.stamp(_config(connection), LIBERTY)
         except CommandError as err:
             raise exception.Invalid(str(err))
         connection.commit()

@@ -1,4 +1,5 @@
-"""SQLAlchemy models of the registry database (Glance's Liberty schema).
+"""SQLAlchemy models of the registry database (Glance's Liberty schema plus
+what the v2 API needs: visibility, os_hidden and the multihash columns).
 
 Table, column, index and constraint names are Glance's, so that an
 operator's tooling (and a database migrated by Glance itself) keeps working.
@@ -45,9 +46,10 @@ class Image(SoftDeleteMixin, Base):
     __tablename__ = "images"
     __table_args__ = (
         sa.Index("checksum_image_idx", "checksum"),
-        sa.Index("ix_images_is_public", "is_public"),
         sa.Index("ix_images_deleted", "deleted"),
         sa.Index("owner_image_idx", "owner"),
+        sa.Index("visibility_image_idx", "visibility"),
+        sa.Index("os_hash_value_image_idx", "os_hash_value"),
     )
 
     id: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
@@ -57,8 +59,9 @@ class Image(SoftDeleteMixin, Base):
     size: orm.Mapped[int | None] = orm.mapped_column(BigInt)
     virtual_size: orm.Mapped[int | None] = orm.mapped_column(BigInt)
     status: orm.Mapped[str] = orm.mapped_column(sa.String(30), nullable=False)
-    is_public: orm.Mapped[bool] = orm.mapped_column(
-        sa.Boolean(), nullable=False, default=False)
+    # public, private, shared or community; v1's is_public is "public".
+    visibility: orm.Mapped[str] = orm.mapped_column(
+        sa.String(20), nullable=False, default="shared", server_default="shared")
     checksum: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
     min_disk: orm.Mapped[int] = orm.mapped_column(
         sa.Integer(), nullable=False, default=0)
@@ -67,6 +70,10 @@ class Image(SoftDeleteMixin, Base):
     owner: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     protected: orm.Mapped[bool] = orm.mapped_column(
         sa.Boolean(), nullable=False, default=False)
+    os_hidden: orm.Mapped[bool] = orm.mapped_column(
+        sa.Boolean(), nullable=False, default=False, server_default=sa.false())
+    os_hash_algo: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    os_hash_value: orm.Mapped[str | None] = orm.mapped_column(sa.String(128))
 
 
 class ImageProperty(SoftDeleteMixin, Base):

@@ -56,8 +56,9 @@ class MemberService:
     def members(self, context: RequestContext, image_id: str) -> list[dict]:
         self.policy.enforce(context, "get_members", {})
         self._live_image(context, image_id)
-        members: list[dict] = self.registry.get_image_members(context, image_id)
-        return members
+        # v1 shows who and can_share; the v2 status is not its business.
+        return [{"member_id": row["member_id"], "can_share": row["can_share"]}
+                for row in self.registry.get_image_members(context, image_id)]
 
     def replace(self, context: RequestContext, image_id: str, body: Any) -> None:
         """Make ``body['memberships']`` the member list; raises Invalid,

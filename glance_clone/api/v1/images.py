@@ -18,12 +18,14 @@ LIST_PARAMS = ("name", "status", "container_format", "disk_format", "min_ram",
 INT_FILTERS = ("min_ram", "min_disk", "size_min", "size_max")
 IS_PUBLIC_WORDS = {"none": "none", "true": "true", "1": "true",
                    "false": "false", "0": "false"}
-HIDDEN_FIELDS = ("location", "location_data")
+# What v1 shows of an image: never a location, nor what only v2 knows
+# (visibility beyond is_public, os_hidden, tags, multihash).
+V1_FIELDS = meta_headers.RESPONSE_FIELDS + ("properties",)
 
 
 def public_image(image: dict) -> dict:
-    """An image as v1 shows it: never a location."""
-    return {k: v for k, v in image.items() if k not in HIDDEN_FIELDS}
+    """An image as v1 shows it."""
+    return {k: image[k] for k in V1_FIELDS if k in image}
 
 
 def has_body(req: wsgi.Request) -> bool:

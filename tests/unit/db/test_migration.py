@@ -1,4 +1,5 @@
-"""Schema creation, versions, downgrade and adoption of Glance databases."""
+"""Schema creation, versions, downgrade, the v2 data migration and adoption
+of Glance databases."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from glance_clone.db import migration, models, session
 TABLES = {"images", "image_properties", "image_members", "image_locations",
           "image_tags", "tasks", "task_info", "purged_image_ids"}
 INDEXES = {
-    "images": {"checksum_image_idx", "ix_images_is_public", "ix_images_deleted",
-               "owner_image_idx"},
+    "images": {"checksum_image_idx", "visibility_image_idx", "ix_images_deleted",
+               "owner_image_idx", "os_hash_value_image_idx"},
     "image_properties": {"ix_image_properties_image_id",
                          "ix_image_properties_deleted"},
     "image_members": {"ix_image_members_deleted", "ix_image_members_image_id",
@@ -49,7 +50,7 @@ def tables(engine):
 def test_sync_creates_the_liberty_schema(url, engine):
     assert migration.db_version(url) is None
     migration.db_sync(url)
-    assert migration.db_version(url) == "42"
+    assert migration.db_version(url) == "43"
     assert tables(engine) == TABLES
     inspector = sa.inspect(engine)
     for table, names in INDEXES.items():
@@ -58,6 +59,10 @@ def test_sync_creates_the_liberty_schema(url, engine):
         assert names <= {u["name"] for u in inspector.get_unique_constraints(table)}
     columns = {c["name"]: c for c in inspector.get_columns("images")}
     assert not columns["status"]["nullable"] and columns["size"]["nullable"]
+    assert "is_public" not in columns
+    assert not columns["visibility"]["nullable"]
+    assert not columns["os_hidden"]["nullable"]
+    assert columns["os_hash_algo"]["nullable"] and columns["os_hash_value"]["nullable"]
 
 
 def test_migration_matches_the_models(url, engine):
@@ -69,9 +74,44 @@ def test_migration_matches_the_models(url, engine):
 
 
 def test_sync_twice_and_with_versions(url, engine):
-    migration.db_sync(url)
     migration.db_sync(url, version="42")
     assert migration.db_version(engine) == "42"
+    migration.db_sync(url)
+    migration.db_sync(url)
+    assert migration.db_version(engine) == "43"
+
+
+def _insert_liberty_images(engine):
+    images = sa.table("images", *(sa.column(name) for name in (
+        "id", "status", "is_public", "min_disk", "min_ram", "protected",
+        "created_at", "deleted")))
+    with engine.begin() as connection:
+        connection.execute(sa.insert(images), [
+            {"id": image_id, "status": "active", "is_public": public,
+             "min_disk": 0, "min_ram": 0, "protected": False,
+             "created_at": models.utcnow(), "deleted": False}
+            for image_id, public in (("pub", True), ("priv", False))])
+
+
+def _column(engine, name):
+    images = sa.table("images", sa.column("id"), sa.column(name))
+    with engine.connect() as connection:
+        return dict(connection.execute(sa.select(images.c.id, images.c[name])).all())
+
+
+def test_v2_migration_maps_is_public_to_visibility_and_back(url, engine):
+    migration.db_sync(url, version="42")
+    _insert_liberty_images(engine)
+    migration.db_sync(url)
+    # Non-public v1 images become "shared": their members keep reading them.
+    assert _column(engine, "visibility") == {"pub": "public", "priv": "shared"}
+    assert _column(engine, "os_hidden") == {"pub": False, "priv": False}
+    assert _column(engine, "os_hash_value") == {"pub": None, "priv": None}
+    migration.db_downgrade(url, "42")
+    assert migration.db_version(url) == "42"
+    assert _column(engine, "is_public") == {"pub": True, "priv": False}
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("images")}
+    assert not {"visibility", "os_hidden", "os_hash_algo", "os_hash_value"} & columns
 
 
 def test_downgrade_drops_everything_and_upgrade_restores(url, engine):
@@ -89,7 +129,7 @@ def test_downgrade_drops_everything_and_upgrade_restores(url, engine):
 
 def test_version_control_stamps_only(url, engine):
     migration.version_control(url)
-    assert migration.db_version(url) == "42"
+    assert migration.db_version(url) == "43"
     assert tables(engine) == set()
     migration.version_control(url, "0")
     assert migration.db_version(url) is None
@@ -97,8 +137,8 @@ def test_version_control_stamps_only(url, engine):
 
 def test_sync_with_current_version(url, engine):
     models.Base.metadata.create_all(engine)
-    migration.db_sync(url, current_version="42")
-    assert migration.db_version(url) == "42"
+    migration.db_sync(url, current_version="43")
+    assert migration.db_version(url) == "43"
 
 
 def test_unversioned_tables_are_refused(url, engine):
@@ -110,10 +150,10 @@ def test_unversioned_tables_are_refused(url, engine):
 
 def _legacy_database(engine, version):
     """Tables as Glance leaves them, with sqlalchemy-migrate's version."""
-    legacy = [t for t in models.Base.metadata.sorted_tables
-              if t.name != "purged_image_ids"]
-    models.Base.metadata.create_all(engine, tables=legacy)
+    migration.db_upgrade(engine, "42")
     with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+        connection.exec_driver_sql("DROP TABLE purged_image_ids")
         connection.exec_driver_sql(
             "CREATE TABLE migrate_version (repository_id VARCHAR(250) PRIMARY KEY,"
             " repository_path TEXT, version INTEGER)")
@@ -124,11 +164,13 @@ def _legacy_database(engine, version):
 
 def test_glance_database_at_42_is_adopted(url, engine):
     _legacy_database(engine, 42)
+    _insert_liberty_images(engine)
     assert migration.db_version(url) == "42"
     migration.db_sync(url)
     assert tables(engine) >= TABLES
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "42"
+        assert MigrationContext.configure(connection).get_current_revision() == "43"
+    assert _column(engine, "visibility") == {"pub": "public", "priv": "shared"}
 
 
 def test_older_glance_database_is_refused(url, engine):

@@ -14,7 +14,8 @@ FULL_KEYS = {"id", "name", "status", "size", "virtual_size", "disk_format",
              "container_format", "checksum", "min_disk", "min_ram",
              "is_public", "protected", "owner", "created_at", "updated_at",
              "deleted_at", "deleted", "properties", "location",
-             "location_data"}
+             "location_data", "visibility", "os_hidden", "os_hash_algo",
+             "os_hash_value", "tags"}
 # Every row, deleted or not, whoever owns it.
 EVERYTHING = "/images/detail?is_public=none&changes-since=1970-01-01T00:00:00"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
@@ -36,6 +37,8 @@ def test_create_defaults_and_shape(client: Client) -> None:
     assert image["status"] == "active"
     assert image["owner"] == "A"
     assert image["is_public"] is False and image["protected"] is False
+    assert image["visibility"] == "shared" and image["os_hidden"] is False
+    assert image["tags"] == [] and image["os_hash_value"] is None
     assert image["min_disk"] == 0 and image["min_ram"] == 0
     assert image["deleted"] is False and image["deleted_at"] is None
     assert image["properties"] == {}

@@ -11,9 +11,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def members(client: Client, image_id: str, caller: str = "admin") -> list:
+    """The v1 part of the member list: member_id and can_share."""
     res = client.get("/images/%s/members" % image_id, caller)
     assert res.status_int == 200, res.text
-    return res.json["members"]
+    return [{"member_id": row["member_id"], "can_share": row["can_share"]}
+            for row in res.json["members"]]
 
 
 def as_dict(rows: list) -> dict[str, bool]:

@@ -12,7 +12,7 @@ from oslo_config import cfg
 
 from glance_clone.common import config, wsgi
 from glance_clone.db.api import Database
-from glance_clone.registry.api.v1 import images, members
+from glance_clone.registry.api.v1 import images, members, search, tags
 
 PAGING_OPTS = [
     cfg.IntOpt("limit_param_default", default=25, min=0,
@@ -31,13 +31,18 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 def connect_routes(mapper: routes.Mapper, conf: cfg.ConfigOpts,
                    db: Database) -> None:
-    """Add the v1 image, member and shared-image routes to ``mapper``."""
+    """Add the v1 image, member and shared-image routes to ``mapper``, and
+    our extensions for the v2 API (search, tags, member status)."""
     image_resource = images.create_resource(conf, db)
     member_resource = members.create_resource(db)
     connect = wsgi.connect_methods
     connect(mapper, "/", image_resource, {"GET": "index"}, reject_others=False)
     connect(mapper, "/images", image_resource,
             {"GET": "index", "POST": "create"}, reject_others=False)
+    connect(mapper, "/images/search", search.create_resource(conf, db),
+            {"POST": "search"}, reject_others=False)
+    connect(mapper, "/images/{image_id}/tags/{tag}", tags.create_resource(db),
+            {"PUT": "update", "DELETE": "delete"}, reject_others=False)
     # Before /images/{id}, so that "detail" is never taken for an id.
     connect(mapper, "/images/detail", image_resource, {"GET": "detail"},
             reject_others=False)
@@ -54,5 +59,7 @@ def connect_routes(mapper: routes.Mapper, conf: cfg.ConfigOpts,
             {"PUT": "update", "DELETE": "delete"}, reject_others=False)
     mapper.connect(member_path, controller=wsgi.reject_method(MEMBER_ALLOW),
                    conditions={"method": ["GET"]})
+    connect(mapper, member_path + "/status", member_resource,
+            {"PUT": "update_status"}, reject_others=False)
     mapper.connect("/shared-images/{member_id}", controller=member_resource,
                    action="index_shared_images")

@@ -18,7 +18,13 @@ from oslo_config import cfg
 
 from glance_clone.common import exception, wsgi
 from glance_clone.common.context import RequestContext
-from glance_clone.db.api import LOCATION_STATUSES, MAX_INT, STATUSES, Database
+from glance_clone.db.api import (
+    LOCATION_STATUSES,
+    MAX_INT,
+    STATUSES,
+    VISIBILITIES,
+    Database,
+)
 
 # The v1 sort keys: fewer than the database layer can sort by.
 SORT_KEYS = ("name", "status", "container_format", "disk_format", "size",
@@ -29,7 +35,10 @@ BRIEF_KEYS = ("id", "name", "size", "disk_format", "container_format",
 FULL_KEYS = ("id", "name", "status", "size", "virtual_size", "disk_format",
              "container_format", "checksum", "min_disk", "min_ram",
              "is_public", "protected", "owner", "created_at", "updated_at",
-             "deleted_at", "deleted", "properties")
+             "deleted_at", "deleted", "properties",
+             # Beyond Glance's v1 registry: what the v2 API needs.
+             "visibility", "os_hidden", "os_hash_algo", "os_hash_value", "tags")
+TAG_LENGTH = 255
 EQUALITY_FILTERS = ("name", "status", "container_format", "disk_format")
 INT_FILTERS = ("min_ram", "min_disk", "size_min", "size_max")
 MAX_BIGINT = 2 ** 63 - 1    # BIGINT columns (size, virtual_size)
@@ -248,6 +257,15 @@ def _status(field: str, value: Any) -> str:
     return _choice(value, STATUSES, "Invalid image status '%s' for image.")
 
 
+def _tags(field: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise exception.Invalid("'tags' must be a list")
+    for tag in value:
+        if _string(field, tag, TAG_LENGTH, label="a tag") in (None, ""):
+            raise exception.Invalid("a tag must be a non-empty string")
+    return list(value)
+
+
 def _properties(field: str, value: Any) -> dict[str, str | None]:
     if not isinstance(value, dict):
         raise exception.Invalid("'properties' must be an object")
@@ -310,7 +328,13 @@ _FIELDS: dict[str, Any] = {
     "min_disk": lambda f, v: _integer(f, v, MAX_INT),
     "min_ram": lambda f, v: _integer(f, v, MAX_INT),
     "is_public": _boolean,
+    "visibility": lambda f, v: _choice(v, VISIBILITIES,
+                                       "Invalid visibility '%s' for image."),
     "protected": _boolean,
+    "os_hidden": _boolean,
+    "os_hash_algo": lambda f, v: _string(f, v, 64),
+    "os_hash_value": lambda f, v: _string(f, v, 128),
+    "tags": _tags,
     "properties": _properties,
     "location_data": _location_data,
 }
@@ -363,6 +387,7 @@ def full_view(image: Mapping[str, Any]) -> dict[str, Any]:
     """
     view = {key: _timestamp(image.get(key)) for key in FULL_KEYS}
     view["properties"] = dict(image.get("properties") or {})
+    view["tags"] = list(image.get("tags") or [])
     view["location"] = image.get("location")
     view["location_data"] = [
         {"id": loc.get("id"), "url": loc.get("url"),

@@ -3,6 +3,13 @@
 Writes need a caller with an owner value (or an admin), an image the caller
 can see, and the right to share it: admin, image owner, or a member holding
 ``can_share``.
+
+Our extensions for the v2 API: member entries also carry the v2 ``status``
+(pending, accepted, rejected) and their timestamps, and
+``PUT /images/{id}/members/{member}/status`` with ``{"status": ...}`` lets
+the member itself (or an admin) give or refuse its consent. ``can_share``
+is v1's alone and ``status`` v2's: each API leaves the other's field as
+it is.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import Any
 import webob
 
 from glance_clone.common import exception, wsgi
-from glance_clone.db.api import Database
+from glance_clone.db.api import MEMBER_STATUSES, Database
 from glance_clone.registry.api.v1 import images
 
 MEMBER_LENGTH = 255
@@ -88,6 +95,14 @@ class MembersSerializer(wsgi.JSONSerializer):
     update_all = update = delete = _no_content
 
 
+def member_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A membership as the registry shows it."""
+    return {"member_id": row["member"], "can_share": row["can_share"],
+            "image_id": row["image_id"], "status": row["status"],
+            "created_at": images._timestamp(row["created_at"]),
+            "updated_at": images._timestamp(row["updated_at"])}
+
+
 class Controller:
     """Handlers of /images/{id}/members[/{member}] and /shared-images/{member}."""
 
@@ -124,8 +139,30 @@ class Controller:
         image = images.get_visible_image(self.db, req.context,
                                          images.path_text(image_id))
         rows = self.db.image_member_find(req.context, image_id=image["id"])
-        return {"members": [{"member_id": row["member"],
-                             "can_share": row["can_share"]} for row in rows]}
+        return {"members": [member_view(row) for row in rows]}
+
+    def update_status(self, req: wsgi.Request, image_id: str, member_id: str,
+                      body: Any = None) -> dict[str, Any]:
+        """The member's consent; only that member or an admin may give it.
+
+        Raises ReadOnly, ImageNotFound, MemberNotFound, Forbidden, Invalid.
+        """
+        context = req.context
+        images.check_writable(context)
+        member = images.path_text(member_id)
+        image = images.get_visible_image(self.db, context,
+                                         images.path_text(image_id))
+        status = body.get("status") if isinstance(body, dict) else None
+        if status not in MEMBER_STATUSES:
+            raise exception.Invalid("Status must be one of %s"
+                                    % ", ".join(MEMBER_STATUSES))
+        row = self._live_membership(req, image["id"], member)
+        if row is None:
+            raise exception.MemberNotFound()
+        if not context.is_admin and context.owner != member:
+            raise exception.Forbidden("Only the member may change its status")
+        updated = self.db.image_member_update(context, row["id"], {"status": status})
+        return {"member": member_view(updated)}
 
     def update_all(self, req: wsgi.Request, image_id: str,
                    body: Any = None) -> None:

@@ -171,7 +171,10 @@ class RegistryClient:
 
     def _call(self, context: RequestContext, method: str, path: str,
               body: Any = None, params: Any = None,
-              headers: dict[str, str] | None = None, _retried: bool = False) -> Any:
+              headers: dict[str, str] | None = None, _retried: bool = False,
+              read: bool = False) -> Any:
+        """One registry call; ``read`` marks a POST that changes nothing,
+        retried like a GET."""
         all_headers = self._headers(context)
         if headers:
             all_headers.update(headers)
@@ -183,7 +186,7 @@ class RegistryClient:
         if params:
             target += "?" + urlencode(
                 [(k, v) for k, v in params.items() if v is not None], doseq=True)
-        attempts = 1 + (READ_RETRIES if method == "GET" else 0)
+        attempts = 1 + (READ_RETRIES if method == "GET" or read else 0)
         for attempt in range(attempts):
             try:
                 reply = self.transport.send(method, target, all_headers, data)
@@ -200,7 +203,8 @@ class RegistryClient:
         if reply.status == 401 and self._service_token() and not _retried:
             # The admin token expired: authenticate again, once.
             self._service_token(refresh=True)
-            return self._call(context, method, path, body, params, headers, _retried=True)
+            return self._call(context, method, path, body, params, headers,
+                              _retried=True, read=read)
         if reply.status >= 400:
             message = faults.explanation_from_body(reply.body.decode("utf-8", "replace"))
             raise faults.exception_for_status(reply.status, message)
@@ -245,10 +249,33 @@ class RegistryClient:
                                      self._path("/images/%s", image_id),
                                      headers=headers)["image"])
 
+    def search_images(self, context: RequestContext, search: dict) -> list[dict]:
+        """A page of images as v2 lists them (see the registry's
+        ``POST /images/search``)."""
+        images = self._call(context, "POST", "/images/search", body=search,
+                            read=True)["images"]
+        return [self._open(image) for image in images]
+
+    # -- tags ---------------------------------------------------------------
+    def add_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
+        self._call(context, "PUT", self._path("/images/%s/tags/%s", image_id, tag))
+
+    def delete_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
+        self._call(context, "DELETE", self._path("/images/%s/tags/%s", image_id, tag))
+
     # -- members ----------------------------------------------------------
     def get_image_members(self, context: RequestContext, image_id: str) -> list[dict]:
+        """Memberships: member_id, can_share (v1), status and timestamps (v2)."""
         return self._call(context, "GET",
                           self._path("/images/%s/members", image_id))["members"]
+
+    def set_member_status(self, context: RequestContext, image_id: str,
+                          member_id: str, status: str) -> dict:
+        """The member's v2 consent (pending, accepted, rejected)."""
+        return self._call(context, "PUT",
+                          self._path("/images/%s/members/%s/status", image_id,
+                                     member_id),
+                          body={"status": status})["member"]
 
     def get_member_images(self, context: RequestContext, member_id: str) -> list[dict]:
         return self._call(context, "GET",
