@@ -226,6 +226,14 @@ class RegistryUnavailable(ServiceUnavailable):
     message = "The image registry could not be reached."
 
 
+class RegistryReplyLost(RegistryUnavailable):
+    """A write reached the registry (or may have) but its answer did not
+    come back: whether it was committed is unknown until the record is
+    read again."""
+
+    message = "The image registry did not answer."
+
+
 class IdentityUnavailable(ServiceUnavailable):
     message = ("The identity service (Keystone) could not be reached to "
                "validate the token; try again later.")

@@ -198,8 +198,12 @@ _DELETE_CHILDREN = tuple(
            table.c.deleted == sa.false())
     .values(deleted=True, deleted_at=sa.bindparam("_now"),
             updated_at=sa.bindparam("_now"),
-            **({"status": "deleted"} if table is LOCATIONS else {}))
+            **({"status": sa.bindparam("_location_status")}
+               if table is LOCATIONS else {}))
     for table in IMAGE_CHILDREN)
+# What image_destroy may leave as the image's status: deleted, or
+# pending_delete when the scrubber is to remove the data later.
+DESTROYED_STATUSES = ("deleted", "pending_delete")
 
 
 class ImageQueries(DatabaseBase):
@@ -428,30 +432,37 @@ class ImageQueries(DatabaseBase):
         return live
 
     def image_destroy(self, context: RequestContext, image_id: str,
-                      from_state: str | None = None) -> dict[str, Any]:
+                      from_state: str | None = None,
+                      to_state: str = "deleted") -> dict[str, Any]:
         """Soft-delete an image and everything hanging off it.
 
         The status is left alone (glance-api sets it first), unless
         ``from_state`` is given: then the image is deleted only while its
-        status is that value, and its status becomes ``deleted`` in the
-        same transaction. Raises ImageNotFound, Forbidden, ReadOnly,
-        StatusConflict.
+        status is that value, and its status becomes ``to_state`` in the
+        same transaction: ``deleted``, or ``pending_delete`` to leave the
+        data to the scrubber (its live locations become ``pending_delete``
+        too instead of ``deleted``). Raises ImageNotFound, Forbidden,
+        ReadOnly, StatusConflict, Invalid (``to_state``).
         """
+        if to_state not in DESTROYED_STATUSES or (
+                to_state != "deleted" and from_state is None):
+            raise exception.Invalid("A deleted image's status must be deleted, or "
+                                    "pending_delete from a given status.")
         with self._writing(context) as connection:
             self._mutable_row(connection, context, image_id)
             now = utcnow()
             params = {"_id": image_id, "deleted": True, "deleted_at": now,
                       "updated_at": now}
             if from_state is not None:
-                params.update(_from=from_state, status="deleted")
+                params.update(_from=from_state, status=to_state)
             row = self._update_image(connection, params)
             if row is None:
                 if from_state is not None:
                     raise exception.StatusConflict()
                 raise exception.ImageNotFound()
             for statement in _DELETE_CHILDREN:
-                connection.execute(statement,
-                                   {"_image_id": image_id, "_now": now})
+                connection.execute(statement, {"_image_id": image_id, "_now": now,
+                                               "_location_status": to_state})
             # No property or location is live any more: nothing to read.
             return _image(context, row, {}, [], [])
 

@@ -21,6 +21,7 @@ import eventlet
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status, quota
+from glance_clone.domain.registry_writes import RegistryWrites, new_image_id
 from glance_clone.domain.upload import Uploader
 
 LOG = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class ImageService:
         self.props = property_rules
         self.source_check = source_check
         self.spawn = spawn
-        self.uploader = Uploader(conf, registry, stores)
+        self.writes = RegistryWrites(registry)
+        self.uploader = Uploader(conf, registry, stores, self.writes)
 
     # -- reads ---------------------------------------------------------------
     def list_images(self, context: RequestContext, detail: bool,
@@ -136,6 +138,11 @@ class ImageService:
         """api-v1.md section 9: check everything, then reserve and fill the record."""
         _check_writable(context)
         self.policy.enforce(context, "add_image", {})
+        if not context.is_admin and not context.owner:
+            # Its record would have no owner: nobody could use or delete it,
+            # and is_public images without an owner are everyone's.
+            raise exception.Forbidden("Creating an image needs a tenant; "
+                                      "the request has none.")
         self._check_write_policies(context, meta, data, copy_from)
         self.props.check_create(context, meta["properties"])
         quota.check_property_count(self.conf, len(meta["properties"]))
@@ -215,18 +222,19 @@ class ImageService:
         values = {k: v for k, v in meta.items() if k not in NOT_WRITTEN}
         if not context.is_admin:
             values.pop("owner", None)
-        if "id" in meta:
-            values["id"] = meta["id"]
+        # Chosen here, not by the registry: a create whose answer is lost
+        # is found again by this id.
+        values["id"] = meta.get("id") or new_image_id()
         empty = meta.get("size") == 0 and not has_data and "location" not in meta
         values["status"] = image_status.ACTIVE if empty else image_status.QUEUED
         values["size"] = meta.get("size") or 0
         try:
-            image: dict = self.registry.add_image(context, values)
+            image: dict = self.writes.create(context, values)
         except exception.StatusConflict:
             raise
         except exception.Conflict:
             raise exception.Duplicate(
-                "An image with identifier %s already exists" % meta.get("id"))
+                "An image with identifier %s already exists" % values["id"])
         except exception.Forbidden:
             raise exception.Forbidden("Forbidden to reserve image.")
         except exception.Invalid as err:
@@ -330,6 +338,8 @@ class ImageService:
     def delete(self, context: RequestContext, image_id: str) -> None:
         """api-v1.md section 11; bytes removed now or left for the scrubber.
 
+        A delete that was interrupted (its image left ``pending_delete``
+        but not deleted, or ``deleted`` but not deleted) is finished.
         Raises ReadOnly, PolicyNotAuthorized, ImageNotFound, Forbidden,
         InUseByStore; a failed data removal restores the previous status.
         """
@@ -337,57 +347,73 @@ class ImageService:
         self.policy.enforce(context, "delete_image", {})
         for _attempt in range(DELETE_ATTEMPTS):
             image = self._fetch(context, image_id)
-            if image.get("protected"):
-                raise exception.Forbidden("Image is protected")
-            if image["status"] == image_status.PENDING_DELETE:
-                raise exception.Forbidden("Forbidden to delete a pending_delete image.")
-            if image["status"] == image_status.DELETED:
-                raise exception.ImageNotFound("Image %s not found." % image_id)
-            live = [loc for loc in image.get("location_data") or []
-                    if loc.get("status") == "active"]
-            if not live:
-                # No bytes to remove: one soft delete, conditional on the
-                # status read above (an upload finishing meanwhile would
-                # have added data), which also sets the status to deleted.
-                try:
-                    self._destroy(context, image_id, from_state=image["status"])
-                    return
-                except exception.StatusConflict:
-                    continue
-            delayed = self.conf.delayed_delete
-            new_status = image_status.PENDING_DELETE if delayed else image_status.DELETED
             try:
-                # Compare-and-swap on the status read above: an upload that
-                # activated the image meanwhile added a location we must see.
-                self._set_deleting(context, image_id, new_status, [
-                    dict(loc, status=new_status) for loc in live],
-                    from_state=image["status"])
-                break
+                self._delete(context, image)
+                return
             except exception.StatusConflict:
+                # An upload or another delete changed the image since it was
+                # read: read it again (an upload may have added data).
                 continue
-        else:
-            raise exception.Conflict("Image %s kept changing; try the delete again." % image_id)
-        if not delayed:
-            try:
-                for loc in live:
-                    self._delete_data(loc["url"], image_id)
-            except exception.GlanceError:
-                self._set_deleting(context, image_id, image["status"], live,
-                                   from_state=new_status)
-                raise
-        self._destroy(context, image_id)
+        raise exception.Conflict("Image %s kept changing; try the delete again." % image_id)
 
-    def _set_deleting(self, context: RequestContext, image_id: str, status: str,
-                      locations: list[dict], from_state: str) -> None:
-        with _deleting_errors(image_id):
-            self.registry.update_image(context, image_id,
-                                       {"status": status, "location_data": locations},
-                                       from_state=from_state)
+    def _delete(self, context: RequestContext, image: dict) -> None:
+        """Delete ``image`` as read; StatusConflict when it changed since.
 
-    def _destroy(self, context: RequestContext, image_id: str,
-                 from_state: str | None = None) -> None:
+        With data and no delayed delete, the image is first set
+        ``pending_delete`` (its row still live, its locations listed):
+        the data is then removed, and only then is the row deleted. Bytes
+        are never removed while the record could still be active, and an
+        interruption leaves a record that says what is left to do.
+        """
+        image_id, status = image["id"], image["status"]
+        unfinished = not image.get("deleted")
+        if image.get("protected"):
+            raise exception.Forbidden("Image is protected")
+        if status == image_status.DELETED and not unfinished:
+            raise exception.ImageNotFound("Image %s not found." % image_id)
+        if status == image_status.PENDING_DELETE and not unfinished:
+            raise exception.Forbidden("Forbidden to delete a pending_delete image.")
+        live = [loc for loc in image.get("location_data") or []
+                if loc.get("status") == "active"]
         with _deleting_errors(image_id):
-            self.registry.delete_image(context, image_id, from_state=from_state)
+            self._remove(context, image_id, status, live)
+
+    def _remove(self, context: RequestContext, image_id: str, status: str,
+                live: list[dict]) -> None:
+        """The registry writes and data removals of ``_delete``."""
+        if status == image_status.DELETED:
+            self.writes.destroy(context, image_id, from_state=status)
+            return
+        if status != image_status.PENDING_DELETE and not live:
+            # No bytes to remove: one soft delete, conditional on the status
+            # read (an upload finishing meanwhile would have added data).
+            self.writes.destroy(context, image_id, from_state=status)
+            return
+        if self.conf.delayed_delete or not live:
+            # One conditional write; the scrubber removes the data.
+            self.writes.destroy(context, image_id, from_state=status,
+                                to_state=image_status.PENDING_DELETE)
+            return
+        if status != image_status.PENDING_DELETE:
+            self.writes.change(context, image_id, {"status": image_status.PENDING_DELETE},
+                               from_state=status)
+        try:
+            for loc in live:
+                self._delete_data(loc["url"], image_id)
+        except exception.GlanceError:
+            if status != image_status.PENDING_DELETE:
+                self._restore(context, image_id, status)
+            raise
+        self.writes.destroy(context, image_id, from_state=image_status.PENDING_DELETE)
+
+    def _restore(self, context: RequestContext, image_id: str, status: str) -> None:
+        """Undo the start of a delete whose data could not be removed."""
+        try:
+            self.writes.change(context, image_id, {"status": status},
+                               from_state=image_status.PENDING_DELETE)
+        except exception.GlanceError as err:
+            LOG.error("Image %s stays pending_delete after a failed delete: %s",
+                      image_id, err)
 
     def _delete_data(self, url: str, image_id: str) -> None:
         try:

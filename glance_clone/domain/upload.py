@@ -1,32 +1,50 @@
 """Putting bytes behind a queued image: upload, copy-from and location.
 
 Every step that changes the status is a compare-and-swap in the registry
-(``from_state``), so an upload racing a delete or another upload loses
-cleanly: whoever loses removes the bytes it wrote and the image is never
-left in ``saving``.
+(``from_state``), settled by ``RegistryWrites`` when an answer is lost, so
+an upload racing a delete or another upload loses cleanly and the image is
+never left in ``saving``. Bytes written to a store are removed only once
+the registry is known to hold a record that does not point at them: the
+image killed by our own swap, or taken by someone else and not holding
+them. When the registry cannot tell (it stays unreachable), the bytes stay
+and the scrubber's reaper cleans up later.
+
+A transfer checks the image's status every ``status_interval`` seconds and
+stops when it is no longer ``saving`` (deleted meanwhile): the store then
+removes the partial data.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from glance_clone.common import exception
 from glance_clone.common.chunking import limited_chunks
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status, quota
+from glance_clone.domain.registry_writes import RegistryWrites, holds
 
 LOG = logging.getLogger(__name__)
+
+# Seconds between two looks at the status of the image being uploaded.
+STATUS_INTERVAL = 2.0
 
 
 class Uploader:
     """Streams data into a store and activates the image."""
 
-    def __init__(self, conf: Any, registry: Any, stores: Any) -> None:
+    def __init__(self, conf: Any, registry: Any, stores: Any,
+                 writes: RegistryWrites | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.conf = conf
         self.registry = registry
         self.stores = stores
+        self.writes = writes or RegistryWrites(registry)
+        self.clock = clock
+        self.status_interval = STATUS_INTERVAL
 
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None = None,
@@ -40,16 +58,15 @@ class Uploader:
         """
         image_id = image["id"]
         try:
-            self.registry.update_image(context, image_id,
-                                       {"status": image_status.SAVING},
-                                       from_state=image_status.QUEUED)
+            self.writes.change(context, image_id, {"status": image_status.SAVING},
+                               from_state=image_status.QUEUED)
         except exception.StatusConflict:
             raise exception.Duplicate("Attempt to upload duplicate image")
         if declared_size is None:
             declared_size = image.get("size") or None
         try:
-            return self._store_and_activate(context, image, chunks, size_hint, scheme,
-                                            declared_size)
+            location, size, checksum, loc_meta = self._store(
+                context, image_id, chunks, size_hint, scheme)
         except exception.ImageDeletedDuringUpload:
             raise
         except exception.Duplicate as err:
@@ -60,11 +77,17 @@ class Uploader:
         except BaseException:
             self.kill(context, image_id, image_status.SAVING)
             raise
+        try:
+            self._check_declared(declared_size, image.get("checksum"), size, checksum)
+        except exception.ImageDataMismatch:
+            self._discard(context, image_id, location)
+            raise
+        return self._activate_upload(context, image_id, location, loc_meta,
+                                     size=size, checksum=checksum)
 
-    def _store_and_activate(self, context: RequestContext, image: dict,
-                            chunks: Iterator[bytes], size_hint: int,
-                            scheme: str | None, declared_size: int | None) -> dict:
-        image_id = image["id"]
+    def _store(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
+               size_hint: int, scheme: str | None) -> tuple[str, int, str, dict]:
+        """Write the data; the store leaves nothing behind when this raises."""
         cap = self.conf.image_size_cap
         chunks = limited_chunks(chunks, cap,
                                 lambda: exception.ImageSizeLimitExceeded(limit=cap))
@@ -77,18 +100,38 @@ class Uploader:
                 reason="%d bytes left" % remaining))
         try:
             location, size, checksum, loc_meta = self.stores.add(
-                image_id, chunks, size_hint, scheme)
+                image_id, self._while_saving(context, image_id, chunks), size_hint, scheme)
         except exception.StoreError as err:
             # The store's own words may name paths; the caller gets Glance's.
             LOG.error("Upload of image %s failed in the store: %s", image_id, err)
             raise exception.StoreError("Failed to upload image %s" % image_id) from err
+        return location, size, checksum, loc_meta
+
+    def _while_saving(self, context: RequestContext, image_id: str,
+                      chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks``, stopped with ImageDeletedDuringUpload once the image
+        is no longer saving (a delete took it while the data was coming)."""
+        next_look = self.clock() + self.status_interval
+        for chunk in chunks:
+            if self.clock() >= next_look:
+                self._check_saving(context, image_id)
+                next_look = self.clock() + self.status_interval
+            yield chunk
+
+    def _check_saving(self, context: RequestContext, image_id: str) -> None:
         try:
-            self._check_declared(declared_size, image.get("checksum"), size, checksum)
-            return self._activate(context, image_id, location, loc_meta,
-                                  image_status.SAVING, size=size, checksum=checksum)
-        except BaseException:
-            self._delete_quietly(location)
-            raise
+            image = self.registry.get_image(context, image_id)
+        except exception.NotFound:
+            image = None
+        except exception.GlanceError as err:
+            # The activation will find out what the registry holds.
+            LOG.info("Could not check the status of image %s during its "
+                     "upload: %s", image_id, err)
+            return
+        if image is None or image.get("deleted") or image["status"] != image_status.SAVING:
+            LOG.info("Image %s was deleted during its upload; stopping the transfer",
+                     image_id)
+            raise exception.ImageDeletedDuringUpload(image_id=image_id)
 
     @staticmethod
     def _check_declared(declared_size: int | None, declared_checksum: str | None,
@@ -104,6 +147,25 @@ class Uploader:
                 "image (%s) did not match. Setting image status to 'killed'."
                 % (declared_checksum, checksum))
 
+    def _activate_upload(self, context: RequestContext, image_id: str, location: str,
+                         loc_meta: dict, **values: Any) -> dict:
+        """saving -> active with the new bytes; they are removed only when
+        the registry surely does not hold them."""
+        try:
+            return self._activate(context, image_id, location, loc_meta,
+                                  image_status.SAVING, **values)
+        except exception.ImageDeletedDuringUpload:
+            self._release(context, image_id, location)
+            raise
+        except exception.RegistryUnavailable:
+            LOG.error("Image %s: the registry did not confirm its activation; "
+                      "its data stays at its location", image_id)
+            raise
+        except exception.GlanceError:
+            # The registry refused the activation.
+            self._discard(context, image_id, location)
+            raise
+
     def _activate(self, context: RequestContext, image_id: str, location: str,
                   loc_meta: dict, from_state: str, **values: Any) -> dict:
         values.update({
@@ -111,11 +173,15 @@ class Uploader:
             "location_data": [{"url": location, "metadata": loc_meta or {},
                                "status": "active"}],
         })
+
+        def applied(image: dict) -> bool:
+            return image["status"] == image_status.ACTIVE and holds(image, location)
+
         try:
-            return self.registry.update_image(context, image_id, values,
-                                              from_state=from_state)
+            return self.writes.change(context, image_id, values, from_state=from_state,
+                                      applied=applied)
         except (exception.StatusConflict, exception.NotFound):
-            # A delete won the race: the caller removes the bytes.
+            # A delete won the race.
             raise exception.ImageDeletedDuringUpload(image_id=image_id)
 
     def activate_location(self, context: RequestContext, image: dict, location: str,
@@ -124,13 +190,40 @@ class Uploader:
         return self._activate(context, image["id"], location, {},
                               image_status.QUEUED, size=size)
 
-    def kill(self, context: RequestContext, image_id: str, from_state: str) -> None:
+    def kill(self, context: RequestContext, image_id: str, from_state: str) -> bool:
+        """Mark the image killed while it has ``from_state``; True when it
+        surely no longer has that status (killed by us, or moved on)."""
         try:
-            self.registry.update_image(context, image_id,
-                                       {"status": image_status.KILLED},
-                                       from_state=from_state)
+            self.writes.change(context, image_id, {"status": image_status.KILLED},
+                               from_state=from_state)
+        except (exception.StatusConflict, exception.NotFound):
+            LOG.info("Image %s left %s meanwhile; not killed", image_id, from_state)
         except exception.GlanceError as err:
-            LOG.info("Image %s not marked killed: %s", image_id, err)
+            LOG.warning("Image %s not marked killed: %s", image_id, err)
+            return False
+        return True
+
+    def _discard(self, context: RequestContext, image_id: str, location: str) -> None:
+        """Kill the saving image, then remove the bytes it does not hold."""
+        if self.kill(context, image_id, image_status.SAVING):
+            self._release(context, image_id, location)
+        else:
+            LOG.error("Image %s: kept its data at its location, the registry "
+                      "did not confirm it was killed", image_id)
+
+    def _release(self, context: RequestContext, image_id: str, location: str) -> None:
+        """Remove the bytes at ``location`` unless the image's record holds
+        them (then they are the record's, e.g. a delete's to remove)."""
+        try:
+            record = self.writes.read(context, image_id)
+        except exception.GlanceError as err:
+            LOG.error("Image %s: kept its data, could not read the image back: %s",
+                      image_id, err)
+            return
+        if holds(record, location):
+            LOG.info("Image %s holds its new data: left in place", image_id)
+            return
+        self._delete_quietly(location)
 
     def _delete_quietly(self, location: str) -> None:
         try:

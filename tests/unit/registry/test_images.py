@@ -424,6 +424,37 @@ def test_delete_conditional_on_status(client: Client) -> None:
         "X-Glance-Registry-From-State": "deleted"}).status_int == 404
 
 
+def test_delete_to_pending_delete_leaves_the_locations_to_the_scrubber(client: Client) -> None:
+    """X-Glance-Registry-To-State: pending_delete: the delayed delete in one
+    conditional write; the locations become pending_delete, not deleted."""
+    image = client.create("A", location="file:///a", status="active")
+    path = "/images/" + image["id"]
+    headers = {"X-Glance-Registry-From-State": "active",
+               "X-Glance-Registry-To-State": "pending_delete"}
+    res = client.delete(path, "A", headers=headers)
+    assert res.status_int == 200
+    assert (res.json["image"]["status"], res.json["image"]["deleted"]) == \
+        ("pending_delete", True)
+    listed = client.get("/images/detail?deleted=True&status=pending_delete"
+                        "&is_public=none", "admin").json["images"]
+    assert [(i["id"], [loc["status"] for loc in i["location_data"]]) for i in listed] == \
+        [(image["id"], ["pending_delete"])]
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Glance-Registry-To-State": "pending_delete"},
+    {"X-Glance-Registry-From-State": "active", "X-Glance-Registry-To-State": "killed"},
+])
+def test_delete_to_state_must_be_a_deleted_status_after_a_from_state(client: Client,
+                                                                     headers) -> None:
+    image = client.create("A", status="active")
+    path = "/images/" + image["id"]
+    res = client.delete(path, "A", headers=headers)
+    assert res.status_int == 400
+    assert "pending_delete" in res.text
+    assert client.get(path, "A").json["image"]["status"] == "active"
+
+
 def test_delete_authorization(client: Client) -> None:
     public = client.create("A", is_public=True)["id"]
     private = client.create("A")["id"]

@@ -124,6 +124,33 @@ def test_unreachable_registry(tmp_path):
         client.get_image(CONTEXT, "x")
 
 
+def test_a_write_whose_answer_is_lost_is_told_apart_from_one_never_sent(tmp_path):
+    """Connection refused: the write cannot have happened. Reset after the
+    request went out: it may have, and the caller must find out."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(exception.RegistryUnavailable) as refused:
+        _client(tmp_path, port).add_image(CONTEXT, {"name": "a"})
+    assert not isinstance(refused.value, exception.RegistryReplyLost)
+
+    rude = socket.socket()
+    rude.bind(("127.0.0.1", 0))
+    rude.listen(8)
+
+    def read_then_hang_up() -> None:
+        conn, _ = rude.accept()
+        conn.recv(65536)
+        conn.close()
+    threading.Thread(target=read_then_hang_up, daemon=True).start()
+    try:
+        client = _client(tmp_path, rude.getsockname()[1])
+        with pytest.raises(exception.RegistryReplyLost):
+            client.add_image(CONTEXT, {"name": "a"})
+    finally:
+        rude.close()
+
+
 def test_a_registry_that_does_not_answer_times_out(tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -47,6 +47,9 @@ PURGE_HEADER = "X-Glance-Registry-Purge-Props"
 # Our extension: a delete that applies only while the image still has this
 # status, and sets it to deleted (one transaction instead of two calls).
 FROM_STATE_HEADER = "X-Glance-Registry-From-State"
+# With it, the status that image gets instead of deleted: pending_delete
+# leaves its data, and its locations, to the scrubber.
+TO_STATE_HEADER = "X-Glance-Registry-To-State"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -480,14 +483,18 @@ class Controller:
 
     def delete(self, req: wsgi.Request, id: str) -> dict[str, Any]:
         """Soft-delete an image; raises ImageNotFound, Forbidden,
-        StatusConflict (``X-Glance-Registry-From-State`` no longer true)."""
+        StatusConflict (``X-Glance-Registry-From-State`` no longer true),
+        Invalid (a ``X-Glance-Registry-To-State`` other than deleted or
+        pending_delete, or without a from-state)."""
         context = req.context
         check_writable(context)
         image_id = path_text(id)
         if len(image_id) > IMAGE_ID_LENGTH:
             raise exception.ImageNotFound()
         from_state = req.headers.get(FROM_STATE_HEADER) or None
-        image = self.db.image_destroy(context, image_id, from_state=from_state)
+        to_state = req.headers.get(TO_STATE_HEADER) or "deleted"
+        image = self.db.image_destroy(context, image_id, from_state=from_state,
+                                      to_state=to_state)
         return {"image": full_view(image)}
 
 

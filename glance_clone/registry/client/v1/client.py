@@ -6,7 +6,10 @@ Every call passes the caller's context (token, request id and, with
 ``send_identity_headers``, the identity headers a trusted-auth registry
 reads). Registry statuses become our exceptions through one table
 (``faults.exception_for_status``). Only reads are retried, and only when
-the connection failed before an answer arrived.
+the connection failed before an answer arrived. A write whose answer was
+lost after it was sent raises RegistryReplyLost: it may have been
+committed, and only the domain (``domain/registry_writes.py``) can find
+out what the registry now holds.
 """
 
 from __future__ import annotations
@@ -186,20 +189,31 @@ class RegistryClient:
         if params:
             target += "?" + urlencode(
                 [(k, v) for k, v in params.items() if v is not None], doseq=True)
-        attempts = 1 + (READ_RETRIES if method == "GET" or read else 0)
+        reading = method == "GET" or read
+        attempts = 1 + (READ_RETRIES if reading else 0)
         for attempt in range(attempts):
             try:
                 reply = self.transport.send(method, target, all_headers, data)
                 break
-            except transport_mod.TransportTimeout:
-                raise exception.RegistryUnavailable(
-                    "The image registry did not answer in time.")
-            except transport_mod.TransportError as err:
+            except transport_mod.NotSent as err:
                 if attempt + 1 < attempts:
                     LOG.warning("Registry connection failed, retrying: %s", err)
                     continue
                 raise exception.RegistryUnavailable(
                     "The image registry could not be reached.")
+            except transport_mod.TransportTimeout:
+                # A write may still be committed: the caller must find out.
+                lost = exception.RegistryUnavailable if reading else exception.RegistryReplyLost
+                raise lost("The image registry did not answer in time.")
+            except transport_mod.TransportError as err:
+                if attempt + 1 < attempts:
+                    LOG.warning("Registry connection failed, retrying: %s", err)
+                    continue
+                if reading:
+                    raise exception.RegistryUnavailable(
+                        "The image registry could not be reached.")
+                raise exception.RegistryReplyLost(
+                    "The connection to the image registry failed before it answered.")
         if reply.status == 401 and self._service_token() and not _retried:
             # The admin token expired: authenticate again, once.
             self._service_token(refresh=True)
@@ -241,13 +255,19 @@ class RegistryClient:
                                      body=body, headers=headers)["image"])
 
     def delete_image(self, context: RequestContext, image_id: str,
-                     from_state: str | None = None) -> dict:
+                     from_state: str | None = None, to_state: str | None = None) -> dict:
         """Soft-delete; with ``from_state``, only while the image has that
-        status, which then becomes deleted (else StatusConflict)."""
-        headers = {"X-Glance-Registry-From-State": from_state} if from_state else None
+        status (else StatusConflict), which then becomes ``to_state``:
+        deleted by default, or pending_delete to leave the data to the
+        scrubber."""
+        headers = {}
+        if from_state:
+            headers["X-Glance-Registry-From-State"] = from_state
+        if to_state:
+            headers["X-Glance-Registry-To-State"] = to_state
         return self._open(self._call(context, "DELETE",
                                      self._path("/images/%s", image_id),
-                                     headers=headers)["image"])
+                                     headers=headers or None)["image"])
 
     def search_images(self, context: RequestContext, search: dict) -> list[dict]:
         """A page of images as v2 lists them (see the registry's

@@ -37,6 +37,10 @@ class TransportTimeout(TransportError):
     """The registry did not answer within the timeout."""
 
 
+class NotSent(TransportError):
+    """No connection could be made: the request never left this process."""
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -72,8 +76,19 @@ class HTTPTransport:
 
     def send(self, method: str, target: str, headers: dict[str, str],
              body: bytes | None = None) -> Reply:
-        """One request on a pooled connection; raises TransportError."""
+        """One request on a pooled connection.
+
+        Raises NotSent when no connection could be made (the registry cannot
+        have seen the request), TransportTimeout or TransportError when the
+        request may have reached it but no complete answer came back.
+        """
         conn = self._checkout()
+        if conn.sock is None:
+            try:
+                conn.connect()
+            except (OSError, http.client.HTTPException) as err:
+                conn.close()
+                raise NotSent(str(err) or type(err).__name__) from err
         try:
             conn.request(method, self.prefix + target, body=body, headers=headers)
             response = conn.getresponse()

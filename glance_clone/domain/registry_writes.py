@@ -1,0 +1,241 @@
+"""Image record writes that survive a lost registry answer.
+
+glance-api changes an image's record in the registry and its bytes in a
+store, and the two never share a transaction. When a write to the registry
+gets no answer (the connection reset, a timeout, a 5xx other than 503), it
+may or may not have been committed. Acting as if it was not (removing the
+bytes just uploaded, say) is how an image ends up active with no data.
+
+So every image write goes through ``RegistryWrites``. When the registry
+does not answer, it reads the record back and decides from what the
+registry holds:
+
+- the write's effect is there: it was committed; carry on as if answered;
+- the record is still as the write expects (the status it swaps from; no
+  record yet for a create): it was not; send it again;
+- anything else: another writer changed the image first, as if the
+  registry had answered 409 (StatusConflict), or 404 (ImageNotFound) when
+  the image is gone.
+
+Sending again is safe because every write here is a compare-and-swap on
+the status, a create of an id chosen before the first attempt, or a
+conditional soft delete: none can apply twice or undo another writer's
+change. An idempotency key remembered by the registry would answer the
+same question, but needs a table, its expiry and more protocol; the status
+machine already says everything the caller needs.
+
+The registry's answers are final: a 4xx, and a 503, which it sends only
+when it refused before writing (its database down or its pool full). Reads
+and re-sends go on for ``settle_time`` seconds (a registry restart); after
+that RegistryUnavailable is raised and the outcome may still be unknown:
+callers must then leave bytes where they are. The scrubber's reaper kills
+uploads left in ``saving`` and finishes deletes left in ``pending_delete``.
+
+This module knows nothing of HTTP requests: v1 and v2 both use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import eventlet
+
+from glance_clone.common import exception
+from glance_clone.common.context import RequestContext
+from glance_clone.domain import image_status
+
+LOG = logging.getLogger(__name__)
+
+# How long a write is retried before the api gives up and answers 503: a
+# registry restart takes a second or two.
+SETTLE_TIME = 30.0
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 1.0
+
+# The registry did not answer: the write may or may not have happened.
+# (Its own 503 is an answer: RegistryUnavailable, our client's "could not
+# reach", is the subclass of ServiceUnavailable that is not.)
+UNANSWERED = (exception.RegistryUnavailable, exception.ServerError)
+
+APPLIED, NOT_YET, CONFLICT, GONE = "applied", "not yet", "conflict", "gone"
+
+
+def new_image_id() -> str:
+    """An id for a new image: chosen before the create is sent, so that a
+    lost answer can be checked by reading that id."""
+    return str(uuid.uuid4())
+
+
+def holds(image: dict | None, url: str) -> bool:
+    """Whether the record has ``url`` as a live location (its bytes are the
+    record's: nobody else may remove them)."""
+    return image is not None and any(
+        loc.get("url") == url and loc.get("status", "active") != "deleted"
+        for loc in image.get("location_data") or [])
+
+
+class RegistryWrites:
+    """Creates, status swaps and deletes of image records, settled."""
+
+    def __init__(self, registry: Any, settle_time: float = SETTLE_TIME,
+                 sleep: Callable[[float], Any] = eventlet.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
+        self.settle_time = settle_time
+        self.sleep = sleep
+        self.clock = clock
+
+    # -- reads ---------------------------------------------------------------
+    def read(self, context: RequestContext, image_id: str) -> dict | None:
+        """The record as the registry holds it now, None when it is not
+        there for this caller (deleted images are hidden from non-admins).
+
+        Retried while the registry does not answer; raises
+        RegistryUnavailable after ``settle_time``.
+        """
+        return self._retrying(lambda: self._read_once(context, image_id))
+
+    def _read_once(self, context: RequestContext, image_id: str) -> dict | None:
+        try:
+            image: dict = self.registry.get_image(context, image_id)
+        except exception.NotFound:
+            return None
+        return image
+
+    # -- writes --------------------------------------------------------------
+    def create(self, context: RequestContext, values: dict) -> dict:
+        """Add a record; ``values["id"]`` must be set (``new_image_id``).
+
+        Raises the registry's refusals (Duplicate on the first attempt,
+        Invalid, Forbidden) and RegistryUnavailable.
+        """
+        image_id = values["id"]
+
+        def verdict(image: dict | None) -> str:
+            return NOT_YET if image is None else APPLIED
+
+        return self._settle(context, image_id,
+                            lambda: self.registry.add_image(context, values), verdict)
+
+    def change(self, context: RequestContext, image_id: str, values: dict,
+               from_state: str, applied: Callable[[dict], bool] | None = None) -> dict:
+        """Update the record while its status is ``from_state``.
+
+        ``applied(record)`` tells whether a record read back shows this
+        change; by default, its status is ``values["status"]``. Raises
+        StatusConflict (the status is neither), ImageNotFound (gone), the
+        registry's other refusals and RegistryUnavailable.
+        """
+        if applied is None:
+            target = values["status"]
+
+            def applied(image: dict) -> bool:
+                return bool(image["status"] == target)
+
+        def verdict(image: dict | None) -> str:
+            if image is None or image.get("deleted"):
+                return GONE
+            if applied(image):
+                return APPLIED
+            if image["status"] == from_state:
+                return NOT_YET
+            return CONFLICT
+
+        return self._settle(
+            context, image_id,
+            lambda: self.registry.update_image(context, image_id, values,
+                                               from_state=from_state),
+            verdict)
+
+    def destroy(self, context: RequestContext, image_id: str, from_state: str,
+                to_state: str = image_status.DELETED) -> None:
+        """Soft-delete the record while its status is ``from_state``; its
+        status becomes ``to_state`` (deleted, or pending_delete to leave
+        the data to the scrubber).
+
+        Raises StatusConflict, NotFound (not there, or not the caller's to
+        delete), the registry's other refusals and RegistryUnavailable.
+        Once an attempt went unanswered, a record gone counts as done.
+        """
+
+        def verdict(image: dict | None) -> str:
+            if image is None or image.get("deleted"):
+                return APPLIED
+            if image["status"] == from_state:
+                return NOT_YET
+            return CONFLICT
+
+        to = None if to_state == image_status.DELETED else to_state
+        self._settle(context, image_id,
+                     lambda: self.registry.delete_image(context, image_id,
+                                                        from_state=from_state, to_state=to),
+                     verdict)
+
+    # -- the rule --------------------------------------------------------------
+    def _settle(self, context: RequestContext, image_id: str,
+                send: Callable[[], Any], verdict: Callable[[dict | None], str]) -> Any:
+        """``send()`` until the registry answers; after an unanswered
+        attempt, a 409 or 404 answer may be our own earlier attempt's
+        doing, so the record read back decides."""
+        patience = self._patience()
+        unanswered = False
+        while True:
+            try:
+                return send()
+            except UNANSWERED as err:
+                LOG.warning("Registry write for image %s got no answer (%s); "
+                            "reading the image back", image_id, err)
+                unanswered = True
+                failure: Exception = err
+            except (exception.Conflict, exception.NotFound) as err:
+                if not unanswered:
+                    raise
+                failure = err
+            image = self._retrying(lambda: self._read_once(context, image_id), patience)
+            found = verdict(image)
+            if found == APPLIED:
+                LOG.info("Registry write for image %s was committed", image_id)
+                return image
+            if found == CONFLICT:
+                raise exception.StatusConflict()
+            if found == GONE:
+                raise exception.ImageNotFound(
+                    "Image with identifier %s not found" % image_id)
+            patience.wait("The image registry did not take the change in time; "
+                          "try again.", failure)
+
+    def _retrying(self, call: Callable[[], Any], patience: _Patience | None = None) -> Any:
+        """``call()`` until the registry answers or patience runs out."""
+        patience = patience or self._patience()
+        while True:
+            try:
+                return call()
+            except UNANSWERED as err:
+                patience.wait("The image registry did not answer in time; the "
+                              "outcome of the change is unknown.", err)
+
+    def _patience(self) -> _Patience:
+        return _Patience(self.clock() + self.settle_time, self.clock, self.sleep)
+
+
+class _Patience:
+    """Growing pauses between tries, until a deadline."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float],
+                 sleep: Callable[[float], Any]) -> None:
+        self.deadline = deadline
+        self.clock = clock
+        self.sleep = sleep
+        self.pause = FIRST_PAUSE
+
+    def wait(self, message: str, cause: Exception) -> None:
+        """Pause before the next try; RegistryUnavailable when it would end
+        past the deadline."""
+        if self.clock() + self.pause > self.deadline:
+            raise exception.RegistryUnavailable(message) from cause
+        self.sleep(self.pause)
+        self.pause = min(self.pause * 2, MAX_PAUSE)
