@@ -34,9 +34,20 @@ Reaper (beyond Glance)
     wins), then their partial files and any location data are removed. An
     upload whose partial file was written to within the timeout is taken
     to be alive and left alone, so a very long upload is not reaped while
-    it still makes progress. ``scrub_saving_timeout = 0`` turns the reaper
-    off. Run the scrubber where it sees the same store directory as
+    it still makes progress. The file store's data file of the image is
+    removed too: an api that could not learn whether its activation was
+    committed leaves it in place. ``scrub_saving_timeout = 0`` turns the
+    reaper off. Run the scrubber where it sees the same store directory as
     glance-api.
+
+Interrupted deletes (beyond Glance)
+    glance-api deletes an image with data by setting it ``pending_delete``
+    with its row still live, removing the data, and then deleting the row
+    with status ``deleted``. An api that dies in between leaves the first
+    state; older versions could leave ``deleted`` with a live row. Such
+    images, not updated for ``scrub_saving_timeout`` seconds (so that a
+    delete still running is never raced), get the rest done: their active
+    locations' data removed, then the row deleted with status ``deleted``.
 
 Options (``glance-scrubber.conf``)
     ``scrub_time`` (0), ``scrub_pool_size`` (1), ``wakeup_time`` (300),
@@ -84,7 +95,8 @@ OPTS = [
                help="Images in 'saving' not updated for this many seconds "
                     "(and whose partial upload file has not grown for as "
                     "long) are taken for dead uploads: marked killed and "
-                    "their partial data removed. 0 disables this."),
+                    "their partial data removed. Deletes left half-done "
+                    "for as long are finished. 0 disables both."),
 ]
 CLI_OPTS = [
     cfg.BoolOpt("daemon", short="D", default=False,
@@ -93,6 +105,7 @@ CLI_OPTS = [
 ]
 
 PENDING_DELETE = "pending_delete"
+DELETED = "deleted"
 SAVING = "saving"
 PAGE_SIZE = 1000    # the registry caps pages at its api_limit_max
 PARTIAL_SUFFIX = ".partial"
@@ -139,17 +152,21 @@ class RunReport:
     waiting: list[str] = dataclasses.field(default_factory=list)
     reaped: list[str] = dataclasses.field(default_factory=list)
     reap_failed: list[str] = dataclasses.field(default_factory=list)
+    finished: list[str] = dataclasses.field(default_factory=list)
+    finish_failed: list[str] = dataclasses.field(default_factory=list)
     interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.reap_failed)
+        return not (self.failed or self.reap_failed or self.finish_failed)
 
     def summary(self) -> str:
         return ("%d scrubbed, %d left for a later run after errors, %d not due "
-                "yet, %d dead uploads reaped, %d could not be reaped%s"
+                "yet, %d dead uploads reaped, %d could not be reaped, %d "
+                "interrupted deletes finished, %d could not be finished%s"
                 % (len(self.scrubbed), len(self.failed), len(self.waiting),
-                   len(self.reaped), len(self.reap_failed),
+                   len(self.reaped), len(self.reap_failed), len(self.finished),
+                   len(self.finish_failed),
                    " (stopped early)" if self.interrupted else ""))
 
 
@@ -340,21 +357,62 @@ class Scrubber:
             return
         limit = datetime.timedelta(seconds=timeout)
         stale = []
-        for image in self._list(status=SAVING):
-            updated = parse_time(image.get("updated_at")) or parse_time(image.get("created_at"))
-            if updated is not None and updated + limit > now:
-                continue
+        for image in self._stale(limit, now, SAVING):
             if self._upload_is_alive(image["id"], now, limit):
                 LOG.info("Image %s has been saving for long but its upload is "
                          "still writing; leaving it", image["id"])
                 continue
             stale.append(image)
-        if not stale:
+        interrupted = self._stale(limit, now, PENDING_DELETE, DELETED)
+        if not (stale or interrupted):
             return
         live = self.live_locations()
         for image_id, done in pool.imap(lambda i: (i["id"], self.reap_image(i, live)),
                                         stale):
             (report.reaped if done else report.reap_failed).append(image_id)
+        for image_id, done in pool.imap(
+                lambda i: (i["id"], self.finish_delete(i, live)), interrupted):
+            (report.finished if done else report.finish_failed).append(image_id)
+
+    def _stale(self, limit: datetime.timedelta, now: datetime.datetime,
+               *statuses: str) -> list[dict[str, Any]]:
+        """Images with a live row in one of ``statuses``, not updated for ``limit``."""
+        found = []
+        for status in statuses:
+            for image in self._list(status=status):
+                updated = (parse_time(image.get("updated_at"))
+                           or parse_time(image.get("created_at")))
+                if updated is None or updated + limit <= now:
+                    found.append(image)
+        return found
+
+    def finish_delete(self, image: dict[str, Any], live: dict[str, set[str]]) -> bool:
+        """Finish a delete glance-api left half-done: remove the data of the
+        image's active locations, then delete its row with status deleted.
+
+        True when the image is deleted now (by us or someone else).
+        """
+        image_id = image["id"]
+        complete = True
+        for loc in image.get("location_data") or []:
+            if loc.get("status") == "active" and \
+                    not self._remove_data(image_id, loc["url"], live):
+                complete = False
+        if not complete:
+            LOG.warning("Image %s: its interrupted delete could not remove all "
+                        "its data; retrying next run", image_id)
+            return False
+        try:
+            self.registry.delete_image(self.context(), image_id,
+                                       from_state=image["status"])
+        except exception.Conflict:
+            return self._moved_on(image_id)
+        except exception.GlanceError as err:
+            LOG.error("Image %s: could not finish its interrupted delete: %s",
+                      image_id, err)
+            return False
+        LOG.warning("Image %s was left half-deleted; its delete is finished", image_id)
+        return True
 
     def reap_image(self, image: dict[str, Any], live: dict[str, set[str]]) -> bool:
         """Kill a dead upload's image and remove its partial data.
@@ -375,6 +433,10 @@ class Scrubber:
         LOG.warning("Image %s was stuck in 'saving' (its upload died); marked "
                     "killed", image_id)
         complete = self._remove_partial_files(image_id)
+        data_file = self._data_file(image_id)
+        if data_file is not None and os.path.lexists(data_file) and \
+                not self._remove_data(image_id, "file://" + data_file, live):
+            complete = False
         locations = [dict(loc) for loc in image.get("location_data") or []
                      if loc.get("status") != "deleted"]
         removed = False
@@ -401,6 +463,13 @@ class Scrubber:
         if "file" not in [s.strip().lower() for s in group.stores]:
             return None
         return group.filesystem_store_datadir or None
+
+    def _data_file(self, image_id: str) -> str | None:
+        """Where the file store puts the data of ``image_id``, if enabled."""
+        datadir = self._datadir()
+        if not datadir or not image_id or "/" in image_id or image_id.startswith("."):
+            return None
+        return os.path.join(os.path.abspath(datadir), image_id)
 
     def _partial_files(self, image_id: str) -> list[str]:
         """Partial upload files of ``image_id``: the file store names them

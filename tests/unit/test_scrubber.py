@@ -446,3 +446,50 @@ def test_options_have_documented_defaults(env: Env) -> None:
     scrubber.register_opts(conf)
     conf(["-D"], project="glance", default_config_files=[])
     assert conf.daemon is True
+
+
+# --- interrupted deletes ---------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("left_as", ["pending_delete", "deleted"])
+def test_interrupted_delete_is_finished(env: Env, left_as: str) -> None:
+    """An api that died mid-delete left the status set and the row live."""
+    image = env.stored()
+    kept = env.stored()
+    env.registry.update_image(ADMIN, image["id"], {"status": left_as})
+    env.offset += 2 * HOUR
+
+    report = env.scrubber().run_once()
+
+    assert report.finished == [image["id"]] and report.ok
+    shown = env.registry.get_image(ADMIN, image["id"])
+    assert (shown["status"], shown["deleted"]) == ("deleted", True)
+    assert env.files() == [kept["id"]]
+    assert env.scrubber().run_once().finished == []
+
+
+@pytest.mark.timeout(60)
+def test_a_delete_still_running_is_not_raced(env: Env) -> None:
+    image = env.stored()
+    env.registry.update_image(ADMIN, image["id"], {"status": "pending_delete"})
+
+    report = env.scrubber().run_once()
+
+    assert report.finished == []
+    assert env.status(image["id"]) == "pending_delete"
+    assert os.path.exists(data_file(image))
+
+
+@pytest.mark.timeout(60)
+def test_reaper_removes_the_data_file_an_unconfirmed_activation_left(env: Env) -> None:
+    """The api could not learn whether its activation was committed, so it
+    kept the file; the record never got its location."""
+    image, _ = saving_image(env, partial_age=2 * HOUR)
+    env.stores.add(image["id"], iter([b"data"]), 4)
+    env.offset += 2 * HOUR
+
+    report = env.scrubber().run_once()
+
+    assert report.reaped == [image["id"]] and report.ok
+    assert env.status(image["id"]) == "killed"
+    assert env.files() == []
