@@ -20,6 +20,11 @@ replaced when it is next checked out, so no request fails after the
 database is back. While it is down, every statement or connection attempt
 that fails for that reason raises DatabaseUnavailable (a 503), here and
 nowhere else (``_unavailable``).
+
+A ``postgresql://`` URL that names no driver uses psycopg (3), the driver
+the ``postgres`` extra installs; SQLAlchemy alone would pick psycopg2. A
+driver that is not installed is a ConfigError naming what to install, not
+an ImportError.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for the lock
 # pg_advisory_xact_lock key of registry write transactions ("glance").
 WRITE_LOCK_KEY = 0x676C616E6365
 
+# Database driver modules an extra of ours installs: module -> (package, extra).
+DRIVER_EXTRAS = {"psycopg": ("psycopg", "postgres")}
+# Backends whose URL may omit the driver, and the driver we then use.
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg"}
+
 
 def database_url(conf_or_url: Any) -> sa.engine.URL:
     """The URL from a ConfigOpts ([database] connection) or a URL/string.
@@ -56,9 +66,24 @@ def database_url(conf_or_url: Any) -> sa.engine.URL:
             "No database connection configured: set 'connection' in the "
             "[database] section.")
     try:
-        return sa.engine.make_url(conf_or_url)
+        url = sa.engine.make_url(conf_or_url)
     except sa.exc.ArgumentError as err:
         raise exception.ConfigError(f"Invalid database connection: {err}")
+    default = DEFAULT_DRIVERS.get(url.drivername)
+    return url.set(drivername=default) if default else url
+
+
+def _missing_driver(url: sa.engine.URL, err: ImportError) -> exception.ConfigError:
+    """The error for a database driver that cannot be imported."""
+    module = (err.name or "").partition(".")[0]
+    if module in DRIVER_EXTRAS:
+        package, extra = DRIVER_EXTRAS[module]
+        return exception.MissingDependency(
+            feature="The %s database" % url.get_backend_name(), package=package, extra=extra)
+    return exception.ConfigError(
+        "The database driver of %s:// cannot be loaded (%s); use "
+        "postgresql+psycopg:// with pip install 'glance_clone[postgres]', or sqlite://"
+        % (url.drivername, err))
 
 
 def sqlite_file(url: sa.engine.URL) -> str | None:
@@ -106,7 +131,13 @@ def create_engine(conf_or_url: Any, *, pool_size: int | None = None,
                         ("pool_recycle", pool_recycle)):
         if value is not None:
             options[name] = value
-    engine = sa.create_engine(url, **options)
+    try:
+        engine = sa.create_engine(url, **options)
+    except ImportError as err:
+        raise _missing_driver(url, err) from None
+    except sa.exc.NoSuchModuleError:
+        raise exception.ConfigError(
+            "Invalid database connection: SQLAlchemy has no dialect %s://" % url.drivername)
     event.listen(engine, "handle_error", _unavailable)
     if url.get_backend_name() == "postgresql":
         event.listen(engine, "begin", _lock_writes)

@@ -210,8 +210,8 @@ class S3Driver(Driver):
             import botocore.config
             import botocore.exceptions
         except ImportError as err:
-            raise exception.ConfigError(
-                "The s3 store needs boto3: pip install boto3") from err
+            raise exception.MissingDependency(
+                feature="The s3 store", package="boto3", extra="s3") from err
         self._config_cls = botocore.config.Config
         self._client_error: type[Exception] = botocore.exceptions.ClientError
         self._errors: tuple[type[Exception], ...] = (

@@ -216,8 +216,8 @@ class SwiftDriver(Driver):
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
         if swift_client is None:
-            raise exception.ConfigError(
-                "The swift store needs python-swiftclient: pip install python-swiftclient")
+            raise exception.MissingDependency(
+                feature="The swift store", package="python-swiftclient", extra="swift")
         opts = conf[GROUP]
         missing = [name for name in ("swift_store_auth_address", "swift_store_user",
                                      "swift_store_key") if not opts[name]]
@@ -235,9 +235,9 @@ class SwiftDriver(Driver):
             try:
                 import keystoneauth1  # noqa: F401
             except ImportError as err:
-                raise exception.ConfigError(
-                    "swift_store_auth_version 2 and 3 need keystoneauth1 "
-                    "(the 'keystone' extra)") from err
+                raise exception.MissingDependency(
+                    feature="swift_store_auth_version %s" % self.auth_version,
+                    package="keystoneauth1", extra="keystone") from err
         self.container = opts.swift_store_container
         if not self.container or "/" in self.container:
             raise exception.ConfigError(

@@ -185,3 +185,22 @@ def test_an_exhausted_pool_is_database_unavailable(tmp_path):
         assert db.image_get_all(tenant("t1")) == []
     finally:
         engine.dispose()
+
+
+def test_a_plain_postgresql_url_means_psycopg():
+    url = session.database_url("postgresql://glance:pw@db.example.org/glance")
+    assert url.drivername == "postgresql+psycopg"
+    assert session.database_url("postgresql+psycopg2://g@h/g").drivername == \
+        "postgresql+psycopg2"
+
+
+def test_a_driver_that_is_not_installed_is_a_config_error():
+    # pymysql is no dependency of ours, so it is not installed.
+    with pytest.raises(exception.ConfigError) as info:
+        session.create_engine("mysql+pymysql://glance:pw@127.0.0.1/glance")
+    assert str(info.value) == (
+        "The database driver of mysql+pymysql:// cannot be loaded (No module named "
+        "'pymysql'); use postgresql+psycopg:// with pip install "
+        "'glance_clone[postgres]', or sqlite://")
+    with pytest.raises(exception.ConfigError, match="SQLAlchemy has no dialect nosuch://"):
+        session.create_engine("nosuch://glance@127.0.0.1/glance")
