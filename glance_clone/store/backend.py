@@ -25,6 +25,7 @@ from glance_clone.store import source_filter
 from glance_clone.store.base import AddResult, ChunkIterator, Driver
 from glance_clone.store.file import FileDriver
 from glance_clone.store.http import HttpDriver
+from glance_clone.store.rbd import RbdDriver
 from glance_clone.store.s3 import S3Driver
 from glance_clone.store.swift import SwiftDriver
 
@@ -39,6 +40,7 @@ DRIVERS: dict[str, type[Driver]] = {
     "http": HttpDriver,
     "swift": SwiftDriver,
     "s3": S3Driver,
+    "rbd": RbdDriver,
 }
 
 OPTS = [

@@ -181,17 +181,6 @@ def _read_error(err: Exception) -> exception.GlanceError:
     return exception.StoreError(f"S3 store request failed ({code or status}).")
 
 
-def _fill_part(reader: SourceReader, size: int) -> bytearray:
-    """Read up to ``size`` bytes: the one part an upload holds in memory."""
-    part = bytearray()
-    while len(part) < size:
-        data = reader.read(size - len(part))
-        if not data:
-            break
-        part += data
-    return part
-
-
 class S3Driver(Driver):
     """Stores images as objects in one S3 bucket."""
 
@@ -389,7 +378,7 @@ class S3Driver(Driver):
         part_size = self.part_size
         if size > 0:
             part_size = max(part_size, math.ceil(size / MAX_PARTS))
-        part = _fill_part(reader, part_size)
+        part = reader.read_block(part_size)
         if reader.at_end():
             # It all fitted in one part: a plain PUT is cheaper and leaves an
             # object whose ETag is its md5.
@@ -408,7 +397,7 @@ class S3Driver(Driver):
                                               Body=part)
                 parts.append({"PartNumber": number, "ETag": response["ETag"]})
                 del part  # free it before the next one fills: one part in memory
-                part = _fill_part(reader, part_size)
+                part = reader.read_block(part_size)
             completing = True
             client.complete_multipart_upload(Bucket=bucket, Key=image_id,
                                              UploadId=upload_id,

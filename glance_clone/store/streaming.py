@@ -1,4 +1,4 @@
-"""Streaming to and from object stores (Swift, S3), one chunk at a time.
+"""Streaming to and from remote stores (Swift, S3, RBD), one chunk at a time.
 
 Uploads: ``SourceReader`` reads the incoming chunk iterator as the file an
 HTTP client library wants, hashing and counting on the way. Downloads:
@@ -72,6 +72,22 @@ class SourceReader:
         self.bytes_read += count
         return data
 
+    def read_block(self, size: int) -> bytes:
+        """``size`` bytes, fewer only at the end: one S3 part, one RBD object.
+
+        Incoming chunks that fit whole are joined without being sliced, so
+        a block costs one copy of its bytes.
+        """
+        pieces = []
+        wanted = size
+        while wanted > 0:
+            data = self.read(wanted)
+            if not data:
+                break
+            pieces.append(data)
+            wanted -= len(data)
+        return b"".join(pieces)
+
     def window(self, limit: int, exact: bool = False) -> SourceWindow:
         """A file-like view that ends after ``limit`` bytes."""
         return SourceWindow(self, limit, exact)
@@ -125,8 +141,8 @@ class SourceWindow:
 
 def checked_download(read: Callable[[int], bytes], close: Callable[[], None],
                      size: int | None, store: str, name: str,
-                     log: logging.Logger) -> ChunkIterator:
-    """``CHUNK_SIZE`` chunks from ``read`` until it returns ``b""``.
+                     log: logging.Logger, chunk_size: int = CHUNK_SIZE) -> ChunkIterator:
+    """``chunk_size`` chunks from ``read`` until it returns ``b""``.
 
     The iterator raises RemoteServiceUnavailable, naming ``store`` ("Swift")
     and logging ``name`` (``container/object``) to ``log``, when the data
@@ -151,4 +167,4 @@ def checked_download(read: Callable[[int], bytes], close: Callable[[], None],
         log.error("%s download interrupted: %s", store, err)
         return exception.RemoteServiceUnavailable(f"{store} store download was interrupted.")
 
-    return ChunkIterator(read_checked, close, CHUNK_SIZE, read_error)
+    return ChunkIterator(read_checked, close, chunk_size, read_error)

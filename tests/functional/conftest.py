@@ -1,8 +1,9 @@
 """Fixtures that run real glance processes on loopback, on every backend set.
 
 ``backend`` is parametrised over the suite's backend sets
-(``harness.suite_sets()``: sqlite-file, postgres-swift, postgres-s3), so
-every test using ``glance`` (or ``backend``) runs once per set. Tests that
+(``harness.suite_sets()``: sqlite-file, postgres-swift, postgres-s3,
+postgres-rbd), so every test using ``glance`` (or ``backend``) runs once
+per set. Tests that
 need more than a set gives mark it ``@pytest.mark.needs("postgres-server")``
 and the like (see ``harness.missing_for``).
 

@@ -10,21 +10,26 @@ A ``Deployment`` runs on one *backend set*, "<database>-<store>":
 
 ``sqlite-file`` (the default)
     a SQLite file and the file store, both in the test's folder.
-``postgres-swift``, ``postgres-s3`` (and any other combination)
+``postgres-swift``, ``postgres-s3``, ``postgres-rbd`` (or any other mix)
     a new PostgreSQL database per deployment on the server of
     ``PG_SQLALCHEMY_URL`` (created with the role's CREATEDB, dropped at
     stop), and a new Swift container or S3 bucket per deployment on the
     cluster of ``SWIFT_AUTH_URL``/``SWIFT_USER``/``SWIFT_KEY`` or
     ``S3_ENDPOINT_URL``/``S3_ACCESS_KEY``/``S3_SECRET_KEY`` (created by
-    glance-api on the first upload, deleted with its objects at stop).
+    glance-api on the first upload, deleted with its objects at stop), or
+    the pool ``CEPH_POOL`` of the Ceph cluster of ``CEPH_CONF`` as user
+    ``CEPH_USER``, shared by the deployments one after the other (each
+    counts and removes only the RBD images that appeared during its life).
 
-``tools/backends/start-postgres.sh`` and ``start-swift.sh`` print exactly
-these variables. ``BackendSet.missing`` says what a set lacks on this
-machine; the suite deselects what cannot run (see conftest.py).
+``tools/backends/start-postgres.sh``, ``start-swift.sh`` and
+``start-ceph.sh`` print exactly these variables. ``BackendSet.missing``
+says what a set lacks on this machine; the suite deselects what cannot run
+(see conftest.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -50,10 +55,10 @@ STOP_DEADLINE = 15.0
 # --- backend sets -------------------------------------------------------------
 
 DATABASES = ("sqlite", "postgres")
-STORES = ("file", "swift", "s3")
+STORES = ("file", "swift", "s3", "rbd")
 # The sets the main suite runs on; GLANCE_TEST_BACKEND_SETS (comma
 # separated, e.g. "sqlite-file,postgres-file") picks others.
-SUITE_SETS = ("sqlite-file", "postgres-swift", "postgres-s3")
+SUITE_SETS = ("sqlite-file", "postgres-swift", "postgres-s3", "postgres-rbd")
 SUITE_ENV = "GLANCE_TEST_BACKEND_SETS"
 
 # What each part needs: environment variables, then importable modules.
@@ -63,6 +68,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "postgres": (("PG_SQLALCHEMY_URL",), ("psycopg",)),
     "swift": (("SWIFT_AUTH_URL", "SWIFT_USER", "SWIFT_KEY"), ("swiftclient",)),
     "s3": (("S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY"), ("boto3",)),
+    "rbd": (("CEPH_CONF", "CEPH_USER", "CEPH_POOL"), ("rados", "rbd")),
     # Not a set: what the keystone tests need (tests/functional/keystone_harness.py).
     "keystone": (("KEYSTONE_URL", "KEYSTONE_ADMIN_USER", "KEYSTONE_ADMIN_PASSWORD",
                   "KEYSTONE_SERVICE_USER", "KEYSTONE_SERVICE_PASSWORD"),
@@ -75,6 +81,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 SERVER_PROGRAMS: dict[str, tuple[str, ...]] = {
     "postgres-server": ("/usr/lib/postgresql/15/bin/pg_ctl", "psql"),
     "swift-server": ("swift-proxy-server", "swift-object-server", "memcached", "curl"),
+    "ceph-server": ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph", "rbd"),
 }
 BACKEND_TOOLS = ROOT / "tools" / "backends"
 
@@ -314,12 +321,74 @@ class S3Store:
                 raise
 
 
+class RbdStore:
+    """The pool ``CEPH_POOL`` of the Ceph cluster of ``CEPH_CONF``.
+
+    Deployments share the pool one after the other: the RBD images there
+    when this one was made are not its own.
+    """
+
+    scheme = "rbd"
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.conf = environ["CEPH_CONF"]
+        self.user = environ["CEPH_USER"]
+        self.pool = environ["CEPH_POOL"]
+        self.before = set(self._list())
+
+    def options(self) -> dict[str, Any]:
+        return {"rbd_store_ceph_conf": self.conf, "rbd_store_user": self.user,
+                "rbd_store_pool": self.pool}
+
+    def _session(self) -> Any:
+        from tests.support import ceph
+
+        return ceph.session(self.conf, self.user, self.pool)
+
+    def _list(self) -> list[str]:
+        import rbd
+
+        with self._session() as (_, ioctx):
+            return rbd.RBD().list(ioctx)
+
+    def names(self) -> list[str]:
+        """This deployment's RBD images, each followed by its snapshots
+        ("<image>@<snapshot>")."""
+        import rbd
+
+        from tests.support import ceph
+
+        found = []
+        with self._session() as (_, ioctx):
+            for name in sorted(set(rbd.RBD().list(ioctx)) - self.before):
+                found.append(name)
+                with contextlib.suppress(rbd.ImageNotFound):
+                    found += ["%s@%s" % (name, snap) for snap in ceph.snapshots(ioctx, name)]
+        return found
+
+    def revealing(self) -> list[str]:
+        return ["rbd://"]
+
+    def cleanup(self) -> None:
+        """Remove this deployment's RBD images, clones first."""
+        import rbd
+
+        from tests.support import ceph
+
+        with self._session() as (_, ioctx):
+            ours = set(rbd.RBD().list(ioctx)) - self.before
+            for name in sorted(ours, key=lambda n: not n.endswith("-clone")):
+                ceph.remove_image(ioctx, name)
+
+
 def make_store(backend: BackendSet, datadir: Path, environ: Mapping[str, str],
-               tag: str) -> FileStore | SwiftStore | S3Store:
+               tag: str) -> FileStore | SwiftStore | S3Store | RbdStore:
     if backend.store == "swift":
         return SwiftStore(environ, tag)
     if backend.store == "s3":
         return S3Store(environ, tag)
+    if backend.store == "rbd":
+        return RbdStore(environ)
     return FileStore(datadir)
 
 

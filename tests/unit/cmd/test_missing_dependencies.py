@@ -44,7 +44,10 @@ POSTGRES = "The postgresql database needs the Python package psycopg: " \
 SWIFT = "The swift store needs the Python package python-swiftclient: " \
         "pip install 'glance_clone[swift]'"
 S3 = "The s3 store needs the Python package boto3: pip install 'glance_clone[s3]'"
-STORES = {"swift": ("swiftclient", SWIFT), "s3": ("boto3", S3)}
+# Ceph's bindings are not on PyPI: the line names Debian's packages.
+RBD = "The rbd store needs Ceph's python modules rados and rbd: install " \
+      "python3-rados and python3-rbd (in a venv: bash tools/backends/link-ceph-python.sh VENV)"
+STORES = {"swift": ("swiftclient", SWIFT), "s3": ("boto3", S3), "rbd": ("rados", RBD)}
 
 
 def run(tmp_path: pathlib.Path, blocked: str, module: str, conf: str,

@@ -1,17 +1,19 @@
-"""Fixtures for tests against a real Swift and its S3 API (a pytest plugin).
+"""Fixtures for tests against a real Swift, its S3 API and Ceph (a pytest plugin).
 
 Test modules load it with ``pytest_plugins = ["tests.unit.store.backends"]``.
 The settings come from the environment, as ``tools/backends/start-swift.sh``
 prints them: ``SWIFT_AUTH_URL SWIFT_USER SWIFT_KEY`` for Swift,
-``S3_ENDPOINT_URL S3_ACCESS_KEY S3_SECRET_KEY S3_REGION`` for S3.
+``S3_ENDPOINT_URL S3_ACCESS_KEY S3_SECRET_KEY S3_REGION`` for S3, and
+``tools/backends/start-ceph.sh``'s ``CEPH_CONF CEPH_USER CEPH_POOL`` for RBD.
 
 Tests are deselected, with a note, rather than failed or skipped when what
 they need is missing, so a developer without the backends or the client
 libraries still runs everything else:
 
-- a test using ``swift_env`` / ``s3_env`` (directly or through another
-  fixture) needs the variables above and the client library; it carries
-  the ``requires_swift`` / ``requires_s3`` marker for ``-m``;
+- a test using ``swift_env`` / ``s3_env`` / ``rbd_env`` (directly or
+  through another fixture) needs the variables above and the client
+  library; it carries the ``requires_swift`` / ``requires_s3`` /
+  ``requires_rbd`` marker for ``-m``;
 - a test using ``swiftclient_lib`` / ``boto3_lib`` needs only the library.
 
 It also holds what the Swift and S3 driver tests share: image data and
@@ -44,6 +46,7 @@ MiB = 1024 * 1024
 Listing = Callable[[str], list[str]]
 SWIFT_VARS = ("SWIFT_AUTH_URL", "SWIFT_USER", "SWIFT_KEY")
 S3_VARS = ("S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+CEPH_VARS = ("CEPH_CONF", "CEPH_USER", "CEPH_POOL")
 
 
 def _env(names: tuple[str, ...]) -> dict[str, str] | None:
@@ -55,11 +58,12 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _missing_backend(names: tuple[str, ...], module: str, package: str) -> str | None:
+def _missing_backend(names: tuple[str, ...], module: str, package: str,
+                     script: str = "start-swift.sh") -> str | None:
     if not _installed(module):
         return f"{package} is not installed"
     if _env(names) is None:
-        return f"set {', '.join(names)} (tools/backends/start-swift.sh)"
+        return f"set {', '.join(names)} (tools/backends/{script})"
     return None
 
 
@@ -69,6 +73,10 @@ REQUIREMENTS: dict[str, tuple[str | None, str, Callable[[], str | None]]] = {
                   lambda: _missing_backend(SWIFT_VARS, "swiftclient", "python-swiftclient")),
     "s3_env": ("requires_s3", "a real S3 API",
                lambda: _missing_backend(S3_VARS, "boto3", "boto3")),
+    "rbd_env": ("requires_rbd", "a real Ceph",
+                lambda: _missing_backend(CEPH_VARS, "rbd", "python3-rbd (linked into the "
+                                         "venv by tools/backends/link-ceph-python.sh)",
+                                         "start-ceph.sh")),
     "swiftclient_lib": (None, "python-swiftclient",
                         lambda: None if _installed("swiftclient") else "not installed"),
     "boto3_lib": (None, "boto3", lambda: None if _installed("boto3") else "not installed"),
@@ -78,6 +86,7 @@ REQUIREMENTS: dict[str, tuple[str | None, str, Callable[[], str | None]]] = {
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"requires_swift: needs a real Swift ({SWIFT_VARS})")
     config.addinivalue_line("markers", f"requires_s3: needs a real S3 API ({S3_VARS})")
+    config.addinivalue_line("markers", f"requires_rbd: needs a real Ceph ({CEPH_VARS})")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -268,6 +277,14 @@ def swift_container(swift_conn: Any) -> Iterator[str]:
                 swift_conn.delete_object(container, obj)
         with contextlib.suppress(Exception):
             swift_conn.delete_container(container)
+
+
+# --- Ceph ----------------------------------------------------------------------
+@pytest.fixture
+def rbd_env() -> dict[str, str]:
+    env = _env(CEPH_VARS)
+    assert env is not None  # deselected otherwise
+    return env
 
 
 # --- S3 ------------------------------------------------------------------------
