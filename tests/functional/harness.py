@@ -702,6 +702,13 @@ def admin() -> dict[str, str]:
     return identity("admin-tenant", roles="admin", user="admin")
 
 
+def killed_images(dep: Deployment) -> list[dict]:
+    """Every killed image of the deployment, as an admin lists them."""
+    found = requests.get(dep.url + "/v1/images/detail?is_public=none&status=killed"
+                         "&changes-since=2000-01-01T00:00:00", headers=admin(), timeout=30)
+    return found.json()["images"]
+
+
 def deployment(tmp_path: Path, **kwargs: Any) -> Iterator[Deployment]:
     dep = Deployment(tmp_path, **kwargs)
     try:
@@ -811,6 +818,45 @@ class PrivateSwift(PrivateBackend):
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not _alive(pid), STOP_DEADLINE, 0.1, "the Swift proxy to exit")
         self.start()
+
+
+class PrivateCeph(PrivateBackend):
+    """A Ceph cluster of our own (monitor, OSD and a manager, which pool
+    quotas need) on free monitor ports; ``env`` has the CEPH_* variables.
+    ``stop_osd`` then ``start`` restarts its OSD; ``admin`` runs the ceph
+    CLI as client.admin."""
+
+    kind = "ceph"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mon_ports = (free_port(), free_port())
+
+    def settings(self) -> dict[str, str]:
+        return {"CEPH_MON_PORT": str(self.mon_ports[0]),
+                "CEPH_MON_V1_PORT": str(self.mon_ports[1]),
+                "CEPH_MGR": "1", "CEPH_OSD_SIZE_GB": "2"}
+
+    def admin(self, *args: str) -> str:
+        result = subprocess.run(["ceph", "-c", self.env["CEPH_CONF"], *args],
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError("ceph %s failed: %s" % (" ".join(args), result.stderr))
+        return result.stdout
+
+    def pool_flags(self) -> set[str]:
+        """The flags of the store's pool in the osdmap ("full", ...)."""
+        import json
+
+        pools = json.loads(self.admin("osd", "pool", "ls", "detail", "-f", "json"))
+        [pool] = [p for p in pools if p["pool_name"] == self.env["CEPH_POOL"]]
+        return set(pool["flags_names"].split(","))
+
+    def stop_osd(self) -> None:
+        """SIGTERM the OSD (the monitor marks it down at once) and wait for it."""
+        pid = int((self.state / "ceph" / "run" / "osd.0.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not _alive(pid), STOP_DEADLINE, 0.1, "the Ceph OSD to exit")
 
 
 def _port_is_free(port: int) -> bool:

@@ -47,7 +47,7 @@ def scrubber_conf(dep: harness.Deployment, registry_port: int | None = None,
     path = workdir / "glance-scrubber.conf"
     path.write_text(harness.render_conf({
         "DEFAULT": default,
-        "glance_store": {"filesystem_store_datadir": str(dep.datadir)}}))
+        "glance_store": dict(dep.api.sections["glance_store"])}))
     return path
 
 

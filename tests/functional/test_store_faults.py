@@ -22,13 +22,6 @@ WRONG_SECRET = "not-the-key-4c7e1f"
 MiB = 1024 * 1024
 
 
-def killed_images(dep: harness.Deployment) -> list[dict]:
-    found = requests.get(dep.url + "/v1/images/detail?is_public=none&status=killed"
-                         "&changes-since=2000-01-01T00:00:00", headers=harness.admin(),
-                         timeout=30)
-    return found.json()["images"]
-
-
 def test_wrong_credentials_fail_the_upload_naming_the_store(tmp_path, backend):
     store = harness.backend_set(backend).store
     secret = {"swift": "swift_store_key", "s3": "s3_store_secret_key"}[store]
@@ -42,7 +35,7 @@ def test_wrong_credentials_fail_the_upload_naming_the_store(tmp_path, backend):
         assert 500 <= response.status_code < 600, (response.status_code, response.text)
         assert STORE_NAMES[store] in response.text, response.text
         assert WRONG_SECRET not in response.text + repr(dict(response.headers))
-        assert [i["name"] for i in killed_images(dep)] == ["w"]
+        assert [i["name"] for i in harness.killed_images(dep)] == ["w"]
         assert dep.stored_files() == []
         assert WRONG_SECRET not in dep.api.log()
     finally:
