@@ -137,6 +137,10 @@ class MemberNotFound(NotFound):
     message = "Membership could not be found."
 
 
+class TaskNotFound(NotFound):
+    message = "Task with the given id %(task_id)s was not found"
+
+
 # --- 405 -----------------------------------------------------------------
 class MethodNotAllowed(GlanceError):
     message = "Method not allowed"
@@ -265,6 +269,10 @@ class StoreError(GlanceError):
 
 class ServerError(GlanceError):
     message = "An internal server error occurred."
+
+
+class InvalidTaskStatusTransition(ServerError):
+    message = "Task status transition from %(cur_status)s to %(new_status)s is not allowed"
 
 
 class ConfigError(GlanceError):

@@ -88,7 +88,7 @@ def _legacy_version(connection: sa.engine.Connection) -> str | None:
 
 
 def db_version(engine_or_url: Any) -> str | None:
-    """The schema version ("43" at head), or None for an unversioned database."""
+    """The schema version ("44" at head), or None for an unversioned database."""
     with _connection(engine_or_url) as connection:
         current = _current(connection)
         if current is None:

@@ -146,7 +146,10 @@ class ImageTag(SoftDeleteMixin, Base):
 
 
 class Task(SoftDeleteMixin, Base):
-    """A v2 task; kept so the schema matches Glance's."""
+    """A v2 task: asynchronous work (an import) with an owner and a status.
+
+    Its input, result and message are in ``task_info``.
+    """
 
     __tablename__ = "tasks"
     __table_args__ = (
@@ -155,6 +158,7 @@ class Task(SoftDeleteMixin, Base):
         sa.Index("ix_tasks_owner", "owner"),
         sa.Index("ix_tasks_deleted", "deleted"),
         sa.Index("ix_tasks_updated_at", "updated_at"),
+        sa.Index("ix_tasks_image_id", "image_id"),
     )
 
     id: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
@@ -163,6 +167,9 @@ class Task(SoftDeleteMixin, Base):
     owner: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
     expires_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         sa.DateTime(), nullable=True)
+    image_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(36))
+    request_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    user_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
 
 
 class TaskInfo(Base):

@@ -25,7 +25,9 @@ class Purge(DatabaseBase):
     """Hard deletes of old soft-deleted rows."""
 
     def purge_deleted_rows(self, age_in_days: int, max_rows: int) -> dict[str, int]:
-        """Remove rows soft-deleted more than ``age_in_days`` ago.
+        """Remove rows soft-deleted more than ``age_in_days`` ago, and
+        tasks whose ``expires_at`` has passed (whatever their age: no
+        caller can see them any more).
 
         At most ``max_rows`` per table (-1: no limit), children before their
         image; an image that still has rows in a child table waits for a
@@ -47,8 +49,11 @@ class Purge(DatabaseBase):
                        for child in IMAGE_CHILDREN]
         counts[IMAGES.name] = self._purge(IMAGES, cutoff, max_rows, no_children,
                                           record=models.purged_image_ids)
-        counts[models.tasks.name] = self._purge(
-            models.tasks, cutoff, max_rows,
+        tasks = models.tasks
+        expired = sa.and_(tasks.c.expires_at.is_not(None),
+                          tasks.c.expires_at <= utcnow())
+        counts[tasks.name] = self._purge(
+            tasks, cutoff, max_rows, also=expired,
             dependents=[(models.task_info, models.task_info.c.task_id)])
         for name, count in counts.items():
             LOG.info("Purged %d deleted row(s) from table %s", count, name)
@@ -57,10 +62,14 @@ class Purge(DatabaseBase):
     def _purge(self, table: sa.Table, cutoff: datetime.datetime, max_rows: int,
                conditions: Sequence[sa.ColumnElement[bool]] = (),
                record: sa.Table | None = None,
-               dependents: Sequence[tuple[sa.Table, sa.Column[Any]]] = ()) -> int:
+               dependents: Sequence[tuple[sa.Table, sa.Column[Any]]] = (),
+               also: sa.ColumnElement[bool] | None = None) -> int:
+        """Rows deleted before ``cutoff`` that meet ``conditions``, or that
+        meet ``also``."""
+        old = sa.and_(table.c.deleted == sa.true(), table.c.deleted_at < cutoff,
+                      *conditions)
         query = (sa.select(table.c.id)
-                 .where(table.c.deleted == sa.true(),
-                        table.c.deleted_at < cutoff, *conditions)
+                 .where(old if also is None else sa.or_(old, also))
                  .order_by(table.c.deleted_at, table.c.id))
         if max_rows != -1:
             query = query.limit(max_rows)

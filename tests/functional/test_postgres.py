@@ -42,7 +42,7 @@ def test_glance_manage_creates_migrates_and_purges_on_postgres(tmp_path):
 
         assert manage("db_version") == "None"
         manage("db_sync")
-        assert manage("db_version") == "43"
+        assert manage("db_version") == "44"
         manage("db_sync")                       # at head already: nothing to do
         manage("db_downgrade", "42")            # v2 columns out, is_public back
         assert manage("db_version") == "42"

@@ -79,8 +79,8 @@ def test_glance_manage_creates_and_reports_the_schema(tmp_path):
     server.write_config()
     assert manage(server, "db_version").stdout.strip() in ("", "None")
     assert manage(server, "db_sync").returncode == 0
-    assert manage(server, "db_version").stdout.strip() == "43"
-    assert manage(server, "db", "version").stdout.strip() == "43"
+    assert manage(server, "db_version").stdout.strip() == "44"
+    assert manage(server, "db", "version").stdout.strip() == "44"
     assert manage(server, "db_sync").returncode == 0  # idempotent
 
 

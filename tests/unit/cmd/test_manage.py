@@ -45,32 +45,32 @@ def test_new_style_commands(capsys, conf_file):
     assert version(capsys, conf) == "None"
     assert run(capsys, conf, "db", "sync")[0] == 0
     assert db_file.exists()
-    assert version(capsys, conf) == "43"
+    assert version(capsys, conf) == "44"
     assert run(capsys, conf, "db", "downgrade", "--version", "0")[0] == 0
     assert version(capsys, conf) == "None"
     assert run(capsys, conf, "db", "upgrade")[0] == 0
-    assert version(capsys, conf) == "43"
-    assert run(capsys, conf, "db", "sync", "--version", "43")[0] == 0
+    assert version(capsys, conf) == "44"
+    assert run(capsys, conf, "db", "sync", "--version", "44")[0] == 0
 
 
 def test_legacy_commands(capsys, conf_file):
     conf, _ = conf_file
     assert run(capsys, conf, "db_sync")[0] == 0
-    assert run(capsys, conf, "db_version")[1] == "43"
+    assert run(capsys, conf, "db_version")[1] == "44"
     assert run(capsys, conf, "db_downgrade", "42")[0] == 0
     assert run(capsys, conf, "db_version")[1] == "42"
     assert run(capsys, conf, "db_downgrade", "0")[0] == 0
     assert run(capsys, conf, "db_version")[1] == "None"
     assert run(capsys, conf, "db_upgrade", "42")[0] == 0
     assert run(capsys, conf, "db_version")[1] == "42"
-    assert run(capsys, conf, "db_sync", "43")[0] == 0
-    assert run(capsys, conf, "db_version")[1] == "43"
+    assert run(capsys, conf, "db_sync", "44")[0] == 0
+    assert run(capsys, conf, "db_version")[1] == "44"
 
 
 def test_version_control(capsys, conf_file):
     conf, db_file = conf_file
     assert run(capsys, conf, "db", "version_control")[0] == 0
-    assert version(capsys, conf) == "43"
+    assert version(capsys, conf) == "44"
     engine = session.create_engine(f"sqlite:///{db_file}")
     try:
         assert "images" not in sa.inspect(engine).get_table_names()
@@ -80,8 +80,8 @@ def test_version_control(capsys, conf_file):
         models.Base.metadata.create_all(engine)
     finally:
         engine.dispose()
-    assert run(capsys, conf, "db", "sync", "--current_version", "43")[0] == 0
-    assert version(capsys, conf) == "43"
+    assert run(capsys, conf, "db", "sync", "--current_version", "44")[0] == 0
+    assert version(capsys, conf) == "44"
 
 
 def test_errors(capsys, conf_file, tmp_path):

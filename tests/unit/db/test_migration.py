@@ -23,7 +23,7 @@ INDEXES = {
     "image_locations": {"ix_image_locations_image_id", "ix_image_locations_deleted"},
     "image_tags": {"ix_image_tags_image_id", "ix_image_tags_image_id_tag_value"},
     "tasks": {"ix_tasks_type", "ix_tasks_status", "ix_tasks_owner",
-              "ix_tasks_deleted", "ix_tasks_updated_at"},
+              "ix_tasks_deleted", "ix_tasks_updated_at", "ix_tasks_image_id"},
 }
 UNIQUES = {
     "image_properties": {"ix_image_properties_image_id_name"},
@@ -50,7 +50,7 @@ def tables(engine):
 def test_sync_creates_the_liberty_schema(url, engine):
     assert migration.db_version(url) is None
     migration.db_sync(url)
-    assert migration.db_version(url) == "43"
+    assert migration.db_version(url) == "44"
     assert tables(engine) == TABLES
     inspector = sa.inspect(engine)
     for table, names in INDEXES.items():
@@ -78,7 +78,7 @@ def test_sync_twice_and_with_versions(url, engine):
     assert migration.db_version(engine) == "42"
     migration.db_sync(url)
     migration.db_sync(url)
-    assert migration.db_version(engine) == "43"
+    assert migration.db_version(engine) == "44"
 
 
 def _insert_liberty_images(engine):
@@ -129,7 +129,7 @@ def test_downgrade_drops_everything_and_upgrade_restores(url, engine):
 
 def test_version_control_stamps_only(url, engine):
     migration.version_control(url)
-    assert migration.db_version(url) == "43"
+    assert migration.db_version(url) == "44"
     assert tables(engine) == set()
     migration.version_control(url, "0")
     assert migration.db_version(url) is None
@@ -137,8 +137,8 @@ def test_version_control_stamps_only(url, engine):
 
 def test_sync_with_current_version(url, engine):
     models.Base.metadata.create_all(engine)
-    migration.db_sync(url, current_version="43")
-    assert migration.db_version(url) == "43"
+    migration.db_sync(url, current_version="44")
+    assert migration.db_version(url) == "44"
 
 
 def test_unversioned_tables_are_refused(url, engine):
@@ -169,7 +169,7 @@ def test_glance_database_at_42_is_adopted(url, engine):
     migration.db_sync(url)
     assert tables(engine) >= TABLES
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "43"
+        assert MigrationContext.configure(connection).get_current_revision() == "44"
     assert _column(engine, "visibility") == {"pub": "public", "priv": "shared"}
 
 

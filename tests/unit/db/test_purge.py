@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
@@ -96,3 +99,21 @@ def test_tasks_and_their_info(db, engine):
 def test_invalid_arguments(db, age, max_rows):
     with pytest.raises(exception.Invalid):
         db.purge_deleted_rows(age, max_rows)
+
+
+def test_purge_removes_expired_tasks(db, engine):
+    def task(**values):
+        return db.task_create(T1, {"id": str(uuid.uuid4()), "type": "import",
+                                   "status": "success", "owner": "t1",
+                                   "input": {}} | values)
+
+    task(expires_at=models.utcnow() - datetime.timedelta(minutes=1))
+    running = task(status="processing")
+    later = task(expires_at=models.utcnow() + datetime.timedelta(hours=1))
+    counts = db.purge_deleted_rows(30, -1)
+    assert counts["tasks"] == 1
+    left = rows(engine, models.tasks)
+    assert {row["id"] for row in left} == {running["id"], later["id"]}
+    with engine.connect() as connection:
+        infos = set(connection.execute(sa.select(models.task_info.c.task_id)).scalars())
+    assert infos == {running["id"], later["id"]}

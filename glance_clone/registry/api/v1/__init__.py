@@ -12,7 +12,7 @@ from oslo_config import cfg
 
 from glance_clone.common import config, wsgi
 from glance_clone.db.api import Database
-from glance_clone.registry.api.v1 import images, members, search, tags
+from glance_clone.registry.api.v1 import images, members, search, tags, tasks
 
 PAGING_OPTS = [
     cfg.IntOpt("limit_param_default", default=25, min=0,
@@ -32,7 +32,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 def connect_routes(mapper: routes.Mapper, conf: cfg.ConfigOpts,
                    db: Database) -> None:
     """Add the v1 image, member and shared-image routes to ``mapper``, and
-    our extensions for the v2 API (search, tags, member status)."""
+    our extensions for the v2 API (search, tags, member status, tasks)."""
     image_resource = images.create_resource(conf, db)
     member_resource = members.create_resource(db)
     connect = wsgi.connect_methods
@@ -63,3 +63,8 @@ def connect_routes(mapper: routes.Mapper, conf: cfg.ConfigOpts,
             {"PUT": "update_status"}, reject_others=False)
     mapper.connect("/shared-images/{member_id}", controller=member_resource,
                    action="index_shared_images")
+    task_resource = tasks.create_resource(conf, db)
+    connect(mapper, "/tasks", task_resource, {"GET": "index", "POST": "create"},
+            reject_others=False)
+    connect(mapper, "/tasks/{id}", task_resource, {"GET": "show", "PUT": "update"},
+            reject_others=False)

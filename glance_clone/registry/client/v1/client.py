@@ -316,6 +316,26 @@ class RegistryClient:
         self._call(context, "DELETE",
                    self._path("/images/%s/members/%s", image_id, member_id))
 
+    # -- tasks ------------------------------------------------------------
+    def get_tasks(self, context: RequestContext, **params: Any) -> list[dict]:
+        """A page of tasks: filters status, type, image_id, owner; sort_key,
+        sort_dir, limit, marker; updated_before (ISO 8601)."""
+        return self._call(context, "GET", "/tasks", params=params)["tasks"]
+
+    def get_task(self, context: RequestContext, task_id: str) -> dict:
+        return self._call(context, "GET", self._path("/tasks/%s", task_id))["task"]
+
+    def add_task(self, context: RequestContext, task: dict) -> dict:
+        """Add a task; ``task["id"]`` is chosen by the caller."""
+        return self._call(context, "POST", "/tasks", body={"task": task})["task"]
+
+    def update_task(self, context: RequestContext, task_id: str, values: dict,
+                    from_state: str | None = None) -> dict:
+        """Change a task, only while its status is ``from_state`` when given
+        (else StatusConflict)."""
+        return self._call(context, "PUT", self._path("/tasks/%s", task_id),
+                          body={"task": values, "from_state": from_state})["task"]
+
 
 def _domains(user_domain: str | None, project_domain: str | None) -> dict[str, str]:
     """Keystone v3 domains by name when configured, else Keystone's own
