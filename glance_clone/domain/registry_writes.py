@@ -178,33 +178,43 @@ class RegistryWrites:
     # -- the rule --------------------------------------------------------------
     def _settle(self, context: RequestContext, image_id: str,
                 send: Callable[[], Any], verdict: Callable[[dict | None], str]) -> Any:
+        return self.settle(
+            "image %s" % image_id, send, lambda: self._read_once(context, image_id),
+            verdict, lambda: exception.ImageNotFound(
+                "Image with identifier %s not found" % image_id))
+
+    def settle(self, what: str, send: Callable[[], Any],
+               read: Callable[[], dict | None],
+               verdict: Callable[[dict | None], str],
+               gone: Callable[[], Exception]) -> Any:
         """``send()`` until the registry answers; after an unanswered
         attempt, a 409 or 404 answer may be our own earlier attempt's
-        doing, so the record read back decides."""
+        doing, so the record ``read()`` back decides (``verdict``), for
+        any kind of record (``what`` names it in logs; ``gone()`` is the
+        error when it is no longer there)."""
         patience = self._patience()
         unanswered = False
         while True:
             try:
                 return send()
             except UNANSWERED as err:
-                LOG.warning("Registry write for image %s got no answer (%s); "
-                            "reading the image back", image_id, err)
+                LOG.warning("Registry write for %s got no answer (%s); "
+                            "reading it back", what, err)
                 unanswered = True
                 failure: Exception = err
             except (exception.Conflict, exception.NotFound) as err:
                 if not unanswered:
                     raise
                 failure = err
-            image = self._retrying(lambda: self._read_once(context, image_id), patience)
-            found = verdict(image)
+            record = self._retrying(read, patience)
+            found = verdict(record)
             if found == APPLIED:
-                LOG.info("Registry write for image %s was committed", image_id)
-                return image
+                LOG.info("Registry write for %s was committed", what)
+                return record
             if found == CONFLICT:
                 raise exception.StatusConflict()
             if found == GONE:
-                raise exception.ImageNotFound(
-                    "Image with identifier %s not found" % image_id)
+                raise gone()
             patience.wait("The image registry did not take the change in time; "
                           "try again.", failure)
 
