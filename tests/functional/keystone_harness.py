@@ -11,6 +11,7 @@ their passwords for real tokens, and deletes what it created.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import socket
 import threading
@@ -127,6 +128,32 @@ class Keystone:
 
         auth = v3.Password(auth_url=self.url, username=user.name, password=user.password,
                            user_domain_name=user.domain_name, project_id=user.project_id)
+        return str(session.Session(auth=auth).get_token())
+
+    def expiring_token(self, user: User, seconds: int) -> str:
+        """A project-scoped token of ``user`` that expires in ``seconds``.
+
+        Keystone caps a token's lifetime at the expiry of the application
+        credential it was issued for, so a credential that lapses soon gives
+        a token that lapses with it (the server's own lifetime stays as is).
+        """
+        from keystoneauth1 import session
+        from keystoneauth1.identity import v3
+
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+            seconds=seconds)
+        user_session = session.Session(auth=v3.Password(
+            auth_url=self.url, username=user.name, password=user.password,
+            user_domain_name=user.domain_name, project_id=user.project_id))
+        credential = user_session.post(
+            self.url + "/users/%s/application_credentials" % user.id,
+            json={"application_credential": {
+                "name": "glance-test-" + uuid.uuid4().hex[:12],
+                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S")}},
+        ).json()["application_credential"]
+        auth = v3.ApplicationCredential(
+            auth_url=self.url, application_credential_id=credential["id"],
+            application_credential_secret=credential["secret"])
         return str(session.Session(auth=auth).get_token())
 
     def admin_token(self) -> str:

@@ -68,6 +68,21 @@ def test_a_revoked_token_is_401(glance, keystone):
                         timeout=30).status_code == 200
 
 
+def test_an_expired_token_is_401(glance, keystone):
+    user = keystone.user()
+    token = keystone.expiring_token(user, seconds=30)
+    images = glance.url + "/v1/images"
+    # Valid now: keystonemiddleware validates it and caches the answer...
+    assert requests.get(images, headers=auth(token), timeout=30).status_code == 200
+
+    def refused() -> bool:
+        res = requests.get(images, headers=auth(token), timeout=30)
+        assert res.status_code in (200, 401), res.text
+        return res.status_code == 401 and "WWW-Authenticate" in res.headers
+    # ...and refused once it has expired, the cached answer included.
+    harness.wait_until(refused, deadline=90, interval=1, message="the token to expire")
+
+
 def test_a_token_makes_its_project_the_owner_and_scopes_visibility(glance, keystone):
     alice, bob = keystone.user(), keystone.user()
     alice_token, bob_token = keystone.token(alice), keystone.token(bob)
