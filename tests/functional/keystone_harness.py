@@ -140,7 +140,7 @@ class Keystone:
         from keystoneauth1 import session
         from keystoneauth1.identity import v3
 
-        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
             seconds=seconds)
         user_session = session.Session(auth=v3.Password(
             auth_url=self.url, username=user.name, password=user.password,
