@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import sqlite3
 import threading
 
 import pytest
 
+from glance_clone.common import exception, faults
 from glance_clone.common.context import RequestContext
 from glance_clone.registry.client.v1.client import RegistryClient
 from tests.support.stack import make_conf, make_stack
@@ -139,3 +141,48 @@ def test_a_service_program_uses_its_admin_credentials_in_their_domains(tmp_path)
         assert login["scope"]["project"] == {"name": "service", "domain": {"name": "Projects"}}
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("keystone_answer", ["no listener", "500"])
+def test_keystone_unreachable_for_the_admin_login_is_503_not_401(tmp_path, keystone_answer):
+    """With use_user_token off, glance-api logs in itself: a Keystone that is
+    down or failing is a 503 to retry, not a 401 blaming the credentials."""
+    if keystone_answer == "no listener":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            url = "http://127.0.0.1:%d/v3" % sock.getsockname()[1]
+        server = None
+    else:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingKeystone)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = "http://127.0.0.1:%d/v3" % server.server_address[1]
+    try:
+        conf = make_conf(tmp_path, {
+            "use_user_token": False, "auth_strategy": "keystone", "auth_url": url,
+            "admin_user": "glance", "admin_password": "pw", "admin_tenant_name": "service",
+            "send_identity_headers": False})
+
+        def registry(environ, start_response):
+            raise AssertionError("nothing reaches the registry without a token")
+
+        client = RegistryClient(conf, transport=transport_for(registry),
+                                base_url="http://registry")
+        ctx = RequestContext(user="u", tenant="t", auth_token="caller-token")
+        with pytest.raises(exception.IdentityUnavailable) as raised:
+            client.get_images(ctx)
+        assert faults.to_http(raised.value).status_int == 503
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+class _FailingKeystone(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass

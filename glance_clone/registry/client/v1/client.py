@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 from oslo_config import cfg
 
-from glance_clone.common import config, crypt, exception, faults
+from glance_clone.common import config, crypt, exception, faults, redaction
 from glance_clone.common.context import RequestContext
 from glance_clone.registry.client.v1 import transport as transport_mod
 
@@ -347,14 +347,20 @@ def _domains(user_domain: str | None, project_domain: str | None) -> dict[str, s
 
 
 def _keystone_token(conf: cfg.ConfigOpts) -> str:
-    """A token for the admin credentials; raises NotAuthenticated."""
+    """A token for the admin credentials.
+
+    Raises NotAuthenticated when Keystone refuses them, and
+    IdentityUnavailable (503) when Keystone cannot be reached or fails: the
+    credentials may well be right, so the caller should retry, not fix them.
+    """
     try:
         from keystoneauth1 import exceptions as ks_exceptions
         from keystoneauth1 import session as ks_session
         from keystoneauth1.identity import generic
     except ImportError:
-        raise exception.ConfigError(
-            "auth_strategy = keystone needs keystoneauth1 (pip install '.[keystone]').")
+        raise exception.MissingDependency(
+            feature="auth_strategy = keystone", package="keystoneauth1",
+            extra="keystone") from None
     auth_url = conf.auth_url or os.environ.get("OS_AUTH_URL")
     plugin = generic.Password(auth_url=auth_url, username=conf.admin_user,
                               password=conf.admin_password,
@@ -363,6 +369,11 @@ def _keystone_token(conf: cfg.ConfigOpts) -> str:
                                          conf.admin_project_domain_name))
     try:
         return ks_session.Session(auth=plugin).get_token()
+    except (ks_exceptions.ConnectionError, ks_exceptions.DiscoveryFailure,
+            ks_exceptions.HttpServerError) as err:
+        LOG.warning("Keystone at %s did not answer the admin login (%s)",
+                    redaction.redact_url(auth_url or ""), type(err).__name__)
+        raise exception.IdentityUnavailable() from None
     except ks_exceptions.ClientException as err:
         raise exception.NotAuthenticated(
             "Could not authenticate to the registry with the admin credentials: %s" % err)
