@@ -34,13 +34,13 @@ class PathPrefixMap:
 def root_app_factory(loader: Any, global_conf: dict, **local_conf: str) -> Callable:
     """paste.composite_factory for ``[composite:rootapp]``.
 
-    Maps ``/`` to the versions app and ``/v1`` to the v1 router. Entries for
-    ``/v2`` and ``/v3`` in an operator's paste file are dropped: this
-    project serves v1 only.
+    Maps ``/`` to the versions app, ``/v1`` and ``/v2`` to their routers
+    (each unless disabled). A ``/v3`` entry in an operator's paste file is
+    dropped: this project serves no v3.
     """
     conf = config.conf_for_factory()
     versions.register_opts(conf)
-    served = {"/": True, "/v1": conf.enable_v1_api}
+    served = {"/": True, "/v1": conf.enable_v1_api, "/v2": conf.enable_v2_api}
     apps = {}
     for path, app_name in local_conf.items():
         if served.get(path.rstrip("/") or "/"):

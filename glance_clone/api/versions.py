@@ -1,9 +1,11 @@
 """The versions document served at ``/`` (300) and ``/versions`` (200).
 
-Only the API versions this project serves are listed: v1.1 and v1.0. The
-``enable_v2_api`` / ``enable_v3_api`` options are accepted so existing
-config files load, but advertising endpoints we do not serve would send
-clients to 404s, so they never add entries here.
+Only the API versions this project serves are listed: v2.5 (CURRENT) down
+to v2.0 when ``enable_v2_api`` is on, then v1.1 and v1.0 when
+``enable_v1_api`` is on. v2.6 (interoperable import) and later are not
+served, so they are not listed: clients read the newest minor as a promise
+of what they may call. ``enable_v3_api`` is accepted so existing config
+files load, and adds nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from glance_clone.common import config
 
 API_OPTS = [
     cfg.BoolOpt("enable_v1_api", default=True, help="Serve the v1 API under /v1."),
-    cfg.BoolOpt("enable_v2_api", default=False,
-                help="Accepted for compatibility; v2 is not served."),
+    cfg.BoolOpt("enable_v2_api", default=True, help="Serve the v2 API under /v2."),
     cfg.BoolOpt("enable_v3_api", default=False,
                 help="Accepted for compatibility; v3 is not served."),
     cfg.StrOpt("public_endpoint",
@@ -30,6 +31,11 @@ API_OPTS = [
 ]
 
 V1_IDS = ("v1.1", "v1.0")
+# Newest first; the first is CURRENT.
+V2_IDS = ("v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0")
+# Path segments that select an API (v2.6 and later are not served).
+V1_NAMES = frozenset(("v1",) + V1_IDS)
+V2_NAMES = frozenset(("v2",) + V2_IDS)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -39,6 +45,11 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 def versions_document(conf: cfg.ConfigOpts, host_url: str) -> dict[str, Any]:
     base = (conf.public_endpoint or host_url).rstrip("/")
     versions = []
+    if conf.enable_v2_api:
+        for index, version_id in enumerate(V2_IDS):
+            versions.append({"id": version_id,
+                             "status": "CURRENT" if index == 0 else "SUPPORTED",
+                             "links": [{"rel": "self", "href": base + "/v2/"}]})
     if conf.enable_v1_api:
         for version_id in V1_IDS:
             versions.append({"id": version_id, "status": "SUPPORTED",

@@ -49,6 +49,10 @@ class InvalidParameterValue(Invalid):
     message = "Invalid value for parameter."
 
 
+class InvalidImageStatusTransition(Invalid):
+    message = "Image status transition from %(cur_status)s to %(new_status)s is not allowed"
+
+
 class InvalidContentType(Invalid):
     message = "Invalid content type %(content_type)s"
 
@@ -200,6 +204,11 @@ class ImagePropertyLimitExceeded(LimitExceeded):
                "properties. Attempted: %(attempted)s, Maximum: %(maximum)s")
 
 
+class ImageTagLimitExceeded(LimitExceeded):
+    message = ("The limit has been exceeded on the number of allowed image "
+               "tags. Attempted: %(attempted)s, Maximum: %(maximum)s")
+
+
 class ImageMemberLimitExceeded(LimitExceeded):
     message = ("The limit has been exceeded on the number of allowed image "
                "members for this image. Attempted: %(attempted)s, Maximum: %(maximum)s")
@@ -207,6 +216,16 @@ class ImageMemberLimitExceeded(LimitExceeded):
 
 class RequestBodyTooLarge(LimitExceeded):
     message = "The request body is larger than %(limit)d bytes (max_json_body_size)."
+
+
+class UnsupportedMediaType(GlanceError):
+    """415; ``accept_patch`` lists the media types a PATCH takes."""
+
+    message = "The request body has an unsupported media type."
+
+    def __init__(self, message: str | None = None, accept_patch: str = "") -> None:
+        super().__init__(message)
+        self.accept_patch = accept_patch
 
 
 class RequestHeaderTooLarge(GlanceError):

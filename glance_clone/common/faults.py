@@ -22,6 +22,7 @@ FAULTS: dict[type[Exception], type[exc.HTTPException]] = {
     exception.StoreAddDisabled: exc.HTTPGone,
     exception.ImageDeletedDuringUpload: exc.HTTPPreconditionFailed,
     exception.LimitExceeded: exc.HTTPRequestEntityTooLarge,
+    exception.UnsupportedMediaType: exc.HTTPUnsupportedMediaType,
     exception.RequestHeaderTooLarge: exc.HTTPRequestHeaderFieldsTooLarge,
     exception.ServiceUnavailable: exc.HTTPServiceUnavailable,
     exception.BadGateway: exc.HTTPBadGateway,
@@ -54,6 +55,9 @@ def to_http(err: BaseException) -> exc.HTTPException | None:
         allow = getattr(err, "allow", "")
         if allow:
             kwargs["headers"] = [("Allow", allow)]
+    accept_patch = getattr(err, "accept_patch", "")
+    if accept_patch:
+        kwargs["headers"] = [("Accept-Patch", accept_patch)]
     return response_cls(**kwargs)  # type: ignore[arg-type]
 
 

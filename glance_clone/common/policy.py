@@ -12,10 +12,13 @@ apply::
     default             ""  (everyone; the fallback for unnamed actions)
     manage_image_cache  role:admin
     publicize_image     role:admin
+    communitize_image   role:admin
 
 NOTE: Glance 11.0.2's in-code defaults lacked ``publicize_image``, so without
 a policy file anybody could make an image public; its shipped policy.json
-said ``role:admin``. We always default it to admin.
+said ``role:admin``. We always default it to admin, and so
+``communitize_image`` (newer Glance lets any project member make its
+images community images, readable by every project).
 
 Admin-ness is a role: ``role:admin`` does not look at ``context.is_admin``,
 exactly as in Glance, so a context with ``is_admin`` but no ``admin`` role
@@ -24,7 +27,8 @@ exactly as in Glance, so a context with ``is_admin`` but no ``admin`` role
 Rule names used by the v1 API: get_images, get_image, add_image,
 modify_image, delete_image, download_image, upload_image, copy_from,
 publicize_image, set_image_location, get_members, modify_member,
-delete_member, manage_image_cache, context_is_admin.
+delete_member, manage_image_cache, context_is_admin. The v2 API adds
+communitize_image, add_member, get_member, deactivate and reactivate.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ DEFAULT_RULES: dict[str, str] = {
     "default": "",
     "manage_image_cache": "role:admin",
     "publicize_image": "role:admin",
+    "communitize_image": "role:admin",
 }
 
 V1_RULES: tuple[str, ...] = (

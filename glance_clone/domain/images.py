@@ -20,7 +20,8 @@ import eventlet
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, quota
+from glance_clone.domain import downloads, image_status, quota
+from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites, new_image_id
 from glance_clone.domain.upload import Uploader
 
@@ -55,10 +56,7 @@ class ImageData:
 
 def policy_target(image: dict) -> dict:
     """The image fields and properties as an oslo.policy target."""
-    target = {k: v for k, v in image.items()
-              if k not in ("properties", "location", "location_data")}
-    target.update(image.get("properties") or {})
-    return target
+    return Image(image).policy_target()
 
 
 class ImageService:
@@ -118,19 +116,13 @@ class ImageService:
         image["properties"] = self.props.filter_readable(context, image["properties"])
         if not image.get("size"):
             return image, None, 0
-        if not image.get("location"):
-            raise exception.NotFound("Image %s has no data" % image_id)
-        chunks, size = self.stores.get(image["location"])
-        image["size"] = size = size or image["size"]
+        chunks, size = downloads.open_data(self.stores, image)
+        image["size"] = size
         return image, chunks, size
 
     def check_downloadable(self, context: RequestContext, image: dict) -> None:
-        if image["status"] == image_status.DEACTIVATED:
-            raise exception.Forbidden("Image %s is deactivated" % image["id"])
-        # Enforced before the status check: a 403 wins over the 404.
-        self.policy.enforce(context, "download_image", policy_target(image))
-        if image["status"] != image_status.ACTIVE:
-            raise exception.NotFound("Image %s is not active" % image["id"])
+        """v1's download rules: deactivated images are nobody's to read."""
+        downloads.check_downloadable(self.policy, context, image)
 
     # -- create ----------------------------------------------------------------
     def create(self, context: RequestContext, meta: dict, data: ImageData | None,

@@ -48,8 +48,10 @@ class Uploader:
 
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None = None,
-               declared_size: int | None = None) -> dict:
-        """queued -> saving -> active; on any failure the image is killed.
+               declared_size: int | None = None,
+               failed_status: str = image_status.KILLED) -> dict:
+        """queued -> saving -> active; on any failure the image goes to
+        ``failed_status`` (v1: killed; v2: back to queued).
 
         ``declared_size`` (else the record's non-zero size) and the record's
         checksum must match the data. Raises Duplicate when the image is no
@@ -72,15 +74,15 @@ class Uploader:
         except exception.Duplicate as err:
             # The store already holds data under this id, which is not ours
             # to remove; the image must still not stay in saving forever.
-            self.kill(context, image_id, image_status.SAVING)
+            self.kill(context, image_id, image_status.SAVING, failed_status)
             raise exception.Duplicate("Attempt to upload duplicate image") from err
         except BaseException:
-            self.kill(context, image_id, image_status.SAVING)
+            self.kill(context, image_id, image_status.SAVING, failed_status)
             raise
         try:
             self._check_declared(declared_size, image.get("checksum"), size, checksum)
         except exception.ImageDataMismatch:
-            self._discard(context, image_id, location)
+            self._discard(context, image_id, location, failed_status)
             raise
         return self._activate_upload(context, image_id, location, loc_meta,
                                      size=size, checksum=checksum)
@@ -190,12 +192,16 @@ class Uploader:
         return self._activate(context, image["id"], location, {},
                               image_status.QUEUED, size=size)
 
-    def kill(self, context: RequestContext, image_id: str, from_state: str) -> bool:
-        """Mark the image killed while it has ``from_state``; True when it
-        surely no longer has that status (killed by us, or moved on)."""
+    def kill(self, context: RequestContext, image_id: str, from_state: str,
+             to_state: str = image_status.KILLED) -> bool:
+        """Move a failed upload's image to ``to_state`` (killed; or queued
+        for v2, which also forgets size and checksum) while it has
+        ``from_state``; True when it surely no longer has that status."""
+        values: dict[str, Any] = {"status": to_state}
+        if to_state == image_status.QUEUED:
+            values.update(size=None, virtual_size=None, checksum=None)
         try:
-            self.writes.change(context, image_id, {"status": image_status.KILLED},
-                               from_state=from_state)
+            self.writes.change(context, image_id, values, from_state=from_state)
         except (exception.StatusConflict, exception.NotFound):
             LOG.info("Image %s left %s meanwhile; not killed", image_id, from_state)
         except exception.GlanceError as err:
@@ -203,9 +209,10 @@ class Uploader:
             return False
         return True
 
-    def _discard(self, context: RequestContext, image_id: str, location: str) -> None:
+    def _discard(self, context: RequestContext, image_id: str, location: str,
+                 failed_status: str = image_status.KILLED) -> None:
         """Kill the saving image, then remove the bytes it does not hold."""
-        if self.kill(context, image_id, image_status.SAVING):
+        if self.kill(context, image_id, image_status.SAVING, failed_status):
             self._release(context, image_id, location)
         else:
             LOG.error("Image %s: kept its data at its location, the registry "

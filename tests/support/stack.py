@@ -13,6 +13,7 @@ from glance_clone import api as api_root
 from glance_clone.api import versions
 from glance_clone.api.middleware.version_negotiation import VersionNegotiationFilter
 from glance_clone.api.v1 import router
+from glance_clone.api.v2 import router as v2_router
 from glance_clone.common import config, context_middleware, request_guard
 from glance_clone.db import api as db_api
 from glance_clone.db import migration, session
@@ -29,6 +30,7 @@ class Stack:
     registry_app: Any
     datadir: str
     v1: Any = None
+    v2: Any = None
     # The context filter, whose ``application`` tests may wrap (cache filters).
     context_filter: Any = None
 
@@ -55,7 +57,7 @@ def make_conf(tmp_path: Any, overrides: dict[str, Any] | None = None) -> cfg.Con
     conf = cfg.ConfigOpts()
     config.register_server_opts(conf)
     config.register_database_opts(conf)
-    router.register_opts(conf)
+    v2_router.register_opts(conf)
     versions.register_opts(conf)
     registry_api.register_opts(conf)
     conf([], project="glance", default_config_files=[])
@@ -81,9 +83,11 @@ def make_stack(tmp_path: Any, overrides: dict[str, Any] | None = None) -> Stack:
         context_middleware.ContextMiddleware(registry, conf, None), conf)
     client = RegistryClient(conf, transport=transport_for(registry_app),
                             base_url="http://registry")
-    v1 = router.API(conf, registry=client, stores=backend.StoreSet(conf))
-    root = api_root.PathPrefixMap({"/v1": v1, "/": versions.VersionsApp(conf)})
+    stores = backend.StoreSet(conf)
+    v1 = router.API(conf, registry=client, stores=stores)
+    v2 = v2_router.API(conf, registry=client, stores=stores)
+    root = api_root.PathPrefixMap({"/v1": v1, "/v2": v2, "/": versions.VersionsApp(conf)})
     context_filter = context_middleware.ContextMiddleware(root, conf, None)
     api = request_guard.RequestGuard(VersionNegotiationFilter(context_filter, conf), conf)
     return Stack(conf, api, registry_app, conf.glance_store.filesystem_store_datadir,
-                 v1, context_filter)
+                 v1, v2, context_filter)

@@ -7,13 +7,16 @@ missing or not writable, glance-api still starts, logs why at ERROR level
 and serves every image from the store. ``image_cache_driver = xattr`` on a
 filesystem without user xattrs refuses to start (exit 1, with the reason).
 
-Only ``GET /v1/images/<id>`` without a ``Range`` header is cached:
+Only ``GET /v1/images/<id>`` and ``GET /v2/images/<id>/file`` without a
+``Range`` header are cached, both in the same cache:
 
 - Hit: the caller's metadata is fetched from the registry with the caller's
-  context and every rule of a normal download applies (``get_image`` and
-  ``download_image`` policy, visibility, deactivated, not active); if any
-  check fails the request goes on to the API, which answers exactly as for
-  an uncached image. Read-protected properties are left out of the headers.
+  context and the download rules of that API apply (``domain.downloads``:
+  ``get_image`` and ``download_image`` policy, visibility, deactivated, not
+  active); if any check fails the request goes on to the API, which answers
+  exactly as for an uncached image. A v1 hit carries the image's
+  ``x-image-meta-*`` headers (read-protected properties left out), a v2 hit
+  its ``Content-MD5``, as the APIs do.
   The file is checked against its record (size, mtime, and MD5 while it
   streams) and a file altered on disk is moved to ``invalid/`` and not used.
 - Miss: the API answers; a 200 with data is written into the cache while it
@@ -27,7 +30,8 @@ Only ``GET /v1/images/<id>`` without a ``Range`` header is cached:
   Should the other process stop before the end, each download goes on
   from the store where it stopped.
 - HEAD, Range requests and other paths are passed on untouched.
-- A 2xx ``DELETE /v1/images/<id>`` removes the cached copy. A cached image
+- A 2xx ``DELETE /v1/images/<id>`` or ``/v2/images/<id>`` removes the
+  cached copy. A cached image
   that the registry reports deleted (or no longer knows) when it is next
   requested is removed too.
 
@@ -51,13 +55,13 @@ from glance_clone.cache.fill import CacheFillError, Fill, Role
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import config, exception, policy, wsgi
 from glance_clone.common.context import admin_context
-from glance_clone.domain import image_status
-from glance_clone.domain.images import policy_target
+from glance_clone.domain import downloads, image_status
 from glance_clone.registry.client.v1 import client as registry_client
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_PATH = re.compile(r"^/v1/images/([^/]+)$")
+# Downloads and deletes of either API; v2 downloads end in /file.
+IMAGE_PATH = re.compile(r"^/v1/images/([^/]+)$|^/v2/images/([^/]+)(/file)?$")
 GONE_STATUSES = frozenset((image_status.DELETED, image_status.PENDING_DELETE))
 # A miss whose claim keeps being released (every claimant refused) or whose
 # cached file keeps failing validation ends up served uncached.
@@ -107,9 +111,10 @@ class CacheFilter:
         image_id = self._image_id(req)
         if image_id is None:
             return self.application
-        if req.method == "GET" and "Range" not in req.headers:
+        v2_image = req.path_info.startswith("/v2/") and not req.path_info.endswith("/file")
+        if req.method == "GET" and "Range" not in req.headers and not v2_image:
             return self._get(req, image_id)
-        if req.method == "DELETE":
+        if req.method == "DELETE" and not req.path_info.endswith("/file"):
             response = req.get_response(self.application)
             if 200 <= response.status_int < 300:
                 assert self.cache is not None
@@ -123,7 +128,7 @@ class CacheFilter:
         match = IMAGE_PATH.match(req.path_info)
         if match is None or match.group(1) == "detail":
             return None
-        image_id = match.group(1)
+        image_id = match.group(1) or match.group(2)
         return image_id if layout.valid_image_id(image_id) else None
 
     # -- GET ----------------------------------------------------------------------
@@ -176,8 +181,9 @@ class CacheFilter:
         if not size:
             fill.release()
             return response
-        reader = fill.start(response.app_iter, size,
-                            response.headers.get("x-image-meta-checksum"),
+        checksum = response.headers.get("x-image-meta-checksum") \
+            or response.headers.get("Content-MD5")
+        reader = fill.start(response.app_iter, size, checksum,
                             self._fallback(environ, fill.image_id))
         if reader is not None:
             response.app_iter = reader
@@ -215,8 +221,8 @@ class CacheFilter:
     def _allowed_image(self, req: wsgi.Request, image_id: str) -> dict[str, Any] | None:
         """The image if the caller may download it, else None.
 
-        The same rules as ImageService.open_download, in the same order;
-        on None the request goes to the API, which produces the answer.
+        The download rules of the request's API (``domain.downloads``); on
+        None the request goes to the API, which produces the answer.
         """
         context = req.context
         try:
@@ -228,18 +234,18 @@ class CacheFilter:
         except exception.GlanceError as err:
             LOG.debug("Cache check of image %s: %s", image_id, err)
             return None
-        status = image.get("status")
-        if status in GONE_STATUSES:
+        if image.get("status") in GONE_STATUSES:
             assert self.cache is not None
             self.cache.purge(image_id)
             return None
-        if status == image_status.DEACTIVATED:
-            return None
         try:
-            self.policy.enforce(context, "download_image", policy_target(image))
+            v2 = _is_v2(req)
+            downloads.check_downloadable(self.policy, context, image,
+                                         admin_reads_deactivated=v2,
+                                         require_active=not v2)
         except exception.GlanceError:
             return None
-        if status != image_status.ACTIVE or not image.get("size"):
+        if not image.get("size"):
             return None
         image["properties"] = self.property_rules.filter_readable(
             context, image.get("properties") or {})
@@ -265,10 +271,18 @@ class CacheFilter:
                         size: int) -> webob.Response:
         """The same headers as the API's download answer."""
         response = webob.Response(request=req, content_type="application/octet-stream")
-        response.headers.extend(meta_headers.image_meta_headers(dict(image, size=size)))
+        if _is_v2(req):
+            if image.get("checksum"):
+                response.headers["Content-MD5"] = image["checksum"]
+        else:
+            response.headers.extend(meta_headers.image_meta_headers(dict(image, size=size)))
         response.app_iter = app_iter
         response.content_length = size
         return response
+
+
+def _is_v2(req: wsgi.Request) -> bool:
+    return bool(req.path_info.startswith("/v2/"))
 
 
 def _cacheable_size(response: webob.Response) -> int:

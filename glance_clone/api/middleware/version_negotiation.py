@@ -2,9 +2,9 @@
 
 The version comes from an ``Accept: application/vnd.openstack.images-<v>``
 header, else from the first path segment, which is then removed. v1, v1.0
-and v1.1 select v1; anything else (including v2/v3, which this project does
-not serve) answers 300 with the versions document. ``/versions`` answers
-200 with the same document.
+and v1.1 select v1; v2 and v2.0 to v2.5 select v2 (each when enabled);
+anything else answers 300 with the versions document. ``/versions``
+answers 200 with the same document.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from glance_clone.api import versions
 from glance_clone.common import config, wsgi
 
 ACCEPT_PREFIX = "application/vnd.openstack.images-"
-V1_NAMES = frozenset(("v1", "v1.0", "v1.1"))
 
 
 class VersionNegotiationFilter(wsgi.Middleware):
@@ -46,7 +45,10 @@ class VersionNegotiationFilter(wsgi.Middleware):
         else:
             requested = segments[0]
             rest = req.path_info[len("/" + requested):] if requested else ""
-        if requested in V1_NAMES and self.conf.enable_v1_api:
+        if requested in versions.V1_NAMES and self.conf.enable_v1_api:
             req.path_info = "/v1" + rest
+            return None
+        if requested in versions.V2_NAMES and self.conf.enable_v2_api:
+            req.path_info = "/v2" + rest
             return None
         return versions.versions_response(self.conf, req, 300)

@@ -1,28 +1,34 @@
-"""Version negotiation, the versions document and request ids (api-v1.md 1-2)."""
+"""Version negotiation, the versions document and request ids (v1 and v2)."""
 
 from __future__ import annotations
 
 import pytest
 
-from .helpers import create_image
+from .helpers import ADMIN, create_image
 
 pytestmark = pytest.mark.timeout(60)
 
-V1_DOC = {"versions": [
+V1_ENTRIES = [
     {"id": "v1.1", "status": "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v1/"}]},
     {"id": "v1.0", "status": "SUPPORTED",
-     "links": [{"rel": "self", "href": "http://localhost/v1/"}]}]}
+     "links": [{"rel": "self", "href": "http://localhost/v1/"}]}]
+V2_ENTRIES = [
+    {"id": "v2.%d" % minor, "status": "CURRENT" if minor == 5 else "SUPPORTED",
+     "links": [{"rel": "self", "href": "http://localhost/v2/"}]}
+    for minor in (5, 4, 3, 2, 1, 0)]
+V1_DOC = {"versions": V1_ENTRIES}
+DOC = {"versions": V2_ENTRIES + V1_ENTRIES}
 
 
 @pytest.mark.parametrize("path", ["/", "/images", "/v1.2/images", "/v1.a/images",
-                                  "/v10", "/v2/images", "/v2.0/images", "/v3/images",
-                                  "/v1images", "/x/v1/images"])
+                                  "/v10", "/v2.6/images", "/v2.7/images", "/v3/images",
+                                  "/v1images", "/x/v1/images", "/v2images"])
 def test_unknown_versions_get_300_with_document(stack, path):
     response = stack.request(path, tenant="t1")
     assert response.status_int == 300
     assert response.content_type == "application/json"
-    assert response.json == V1_DOC
+    assert response.json == DOC
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "HEAD"])
@@ -30,27 +36,36 @@ def test_versions_path_answers_200_for_any_method(stack, method):
     response = stack.request("/versions", method, tenant="t1")
     assert response.status_int == 200
     if method != "HEAD":
-        assert response.json == V1_DOC
+        assert response.json == DOC
 
 
 def test_versions_document_uses_public_endpoint(stack_with):
     stack = stack_with({"public_endpoint": "https://glance.example:9292/"})
     response = stack.request("/", tenant="t1")
     hrefs = [v["links"][0]["href"] for v in response.json["versions"]]
-    assert hrefs == ["https://glance.example:9292/v1/"] * 2
+    assert hrefs == ["https://glance.example:9292/v2/"] * 6 + [
+        "https://glance.example:9292/v1/"] * 2
 
 
 def test_disabled_v1_is_not_served_nor_advertised(stack_with):
     stack = stack_with({"enable_v1_api": False})
     response = stack.request("/v1/images", tenant="t1")
     assert response.status_int == 300
-    assert response.json == {"versions": []}
+    assert response.json == {"versions": V2_ENTRIES}
 
 
-def test_v2_is_never_advertised_even_when_enabled(stack_with):
-    stack = stack_with({"enable_v2_api": True})
+def test_disabled_v2_is_not_served_nor_advertised(stack_with):
+    stack = stack_with({"enable_v2_api": False})
     assert stack.request("/versions").json == V1_DOC
     assert stack.request("/v2/images", tenant="t1").status_int == 300
+
+
+@pytest.mark.parametrize("prefix", ["/v2", "/v2.0", "/v2.3", "/v2.5"])
+def test_v2_names_select_v2(stack, prefix):
+    image = create_image(stack, headers={"x-image-meta-is_public": "true"}, **ADMIN)
+    response = stack.request(prefix + "/images", tenant="t1")
+    assert response.status_int == 200, response.text
+    assert [i["id"] for i in response.json["images"]] == [image["id"]]
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/v1.0", "/v1.1"])
@@ -79,7 +94,7 @@ def test_accept_header_selects_version_and_keeps_path(stack):
 
 def test_accept_header_with_unserved_version_gets_300(stack):
     response = stack.request("/v1/images", tenant="t1", headers={
-        "Accept": "application/vnd.openstack.images-v2"})
+        "Accept": "application/vnd.openstack.images-v2.6"})
     assert response.status_int == 300
 
 

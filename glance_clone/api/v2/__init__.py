@@ -1,0 +1,1 @@
+"""glance-api's v2 Image API: routes, request bodies, list queries, views."""

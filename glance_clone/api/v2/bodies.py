@@ -1,0 +1,138 @@
+"""v2 request bodies: image create and JSON-patch documents, checked
+against the image schema before anything reaches the domain.
+
+Refused with 403: attributes only the service sets (read-only in the
+schema), the links (``self``, ``file``, ``schema``), ``direct_url``,
+``locations``/``location``, ``deleted``/``deleted_at`` and any name in
+the ``os_glance`` namespace. Refused with 400: anything the schema
+refuses, property names over 255 characters, malformed patches.
+Refused with 415: a PATCH media type other than the two v2 ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glance_clone.api.v2.schemas import Schemas
+from glance_clone.common import exception
+from glance_clone.domain.catalog import Change
+
+PATCH_V20 = "application/openstack-images-v2.0-json-patch"
+PATCH_V21 = "application/openstack-images-v2.1-json-patch"
+PATCH_TYPES = (PATCH_V20, PATCH_V21)
+# Never written by a caller; named apart from the schema's read-only ones
+# because they are not (all) in the schema.
+RESERVED = frozenset(("location", "locations", "deleted", "deleted_at", "direct_url",
+                      "self", "file", "schema", "stores"))
+RESERVED_PREFIX = "os_glance"
+NAME_LENGTH = 255
+OPERATIONS = ("add", "remove", "replace")
+
+
+def _forbidden(name: str) -> exception.Forbidden:
+    return exception.Forbidden("Attribute '%s' is read-only." % name)
+
+
+def _check_name(schemas: Schemas, name: str) -> None:
+    """Raises Forbidden for names no caller writes, Invalid for long ones."""
+    if name in RESERVED or name in schemas.read_only_properties():
+        raise _forbidden(name)
+    if name.startswith(RESERVED_PREFIX):
+        raise exception.Forbidden("Attribute '%s' is reserved." % name)
+    if len(name) > NAME_LENGTH:
+        raise exception.Invalid("Property names are at most %d characters" % NAME_LENGTH)
+
+
+def create_values(schemas: Schemas, body: Any) -> dict[str, Any]:
+    """The base attributes and ``properties`` of a create body."""
+    if not isinstance(body, dict):
+        raise exception.Invalid("The request body must be a JSON object")
+    for name in body:
+        _check_name(schemas, name)
+    schemas.validate_image(body)
+    base = schemas.base_properties()
+    values: dict[str, Any] = {"properties": {}}
+    for name, value in body.items():
+        if name in base:
+            values[name] = value
+        else:
+            values["properties"][name] = value
+    return values
+
+
+def _pointer(path: Any) -> str:
+    """The one attribute a JSON pointer names; raises Invalid."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise exception.Invalid("Pointer `%s` does not start with \"/\"." % path)
+    segments = path[1:].split("/")
+    if len(segments) != 1:
+        raise exception.Invalid("Pointer `%s` contains more than one segment: only "
+                                "top-level attributes can be changed." % path)
+    segment = segments[0]
+    if not segment.strip():
+        raise exception.Invalid("Pointer `%s` contains an empty segment." % path)
+    text = segment.replace("~1", "/").replace("~0", "~")
+    if "~" in segment.replace("~0", "").replace("~1", ""):
+        raise exception.Invalid("Pointer `%s` contains \"~\" not part of a "
+                                "recognized escape sequence." % path)
+    return text.strip()
+
+
+def _operation(raw: Any, media_type: str) -> tuple[str, Any]:
+    if not isinstance(raw, dict):
+        raise exception.Invalid("Each change must be a JSON object")
+    if media_type == PATCH_V21:
+        op = raw.get("op")
+        if op not in OPERATIONS:
+            raise exception.Invalid("Unable to find `op` in JSON Schema change. It "
+                                    "must be one of: add, remove, replace.")
+        if "path" not in raw:
+            raise exception.Invalid("Unable to find 'path' in JSON Schema change")
+        return op, raw["path"]
+    found = [op for op in OPERATIONS if op in raw]
+    if len(found) != 1:
+        raise exception.Invalid("A change must have exactly one of add, remove, "
+                                "replace")
+    return found[0], raw[found[0]]
+
+
+def patch_changes(schemas: Schemas, media_type: str, body: Any) -> list[Change]:
+    """The changes of a PATCH body, each checked; raises Invalid, Forbidden."""
+    if not isinstance(body, list):
+        raise exception.Invalid("Request body must be a JSON array of operation "
+                                "objects.")
+    changes = []
+    for raw in body:
+        op, path = _operation(raw, media_type)
+        name = _pointer(path)
+        if name == "id":
+            raise _forbidden(name)
+        _check_name(schemas, name)
+        value = None
+        if op != "remove":
+            if "value" not in raw:
+                raise exception.Invalid("Operation \"%s\" requires a member named "
+                                        "\"value\"." % op)
+            value = raw["value"]
+            schemas.validate_image({name: value})
+        changes.append(Change(op, name, value, add_conflicts=media_type == PATCH_V20))
+    return changes
+
+
+def member_id(body: Any) -> str:
+    """The member of ``{"member": "<project>"}``; raises Invalid."""
+    if not isinstance(body, dict) or "member" not in body:
+        raise exception.Invalid("Member to be added not specified")
+    member = body["member"]
+    if not isinstance(member, str) or not member.strip():
+        raise exception.Invalid("Member can't be empty")
+    if len(member) > NAME_LENGTH:
+        raise exception.Invalid("Member is longer than %d characters" % NAME_LENGTH)
+    return member
+
+
+def member_status(body: Any) -> Any:
+    """The status of ``{"status": ...}`` (checked by the domain)."""
+    if not isinstance(body, dict) or "status" not in body:
+        raise exception.Invalid("Status not specified")
+    return body["status"]

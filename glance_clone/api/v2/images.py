@@ -1,0 +1,153 @@
+"""v2 image routes: parse, call the catalog, render. No rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import webob
+
+from glance_clone.api.v1.images import has_body
+from glance_clone.api.v2 import bodies, list_params, views
+from glance_clone.api.v2.schemas import Schemas
+from glance_clone.common import exception, wsgi
+from glance_clone.common.chunking import SizeCheckedIter, body_chunks
+from glance_clone.domain.catalog import ImageCatalog
+
+UPLOAD_TYPE = "application/octet-stream"
+SIZE_HEADER = "x-openstack-image-size"
+
+
+def json_response(req: wsgi.Request, body: Any, status: int = 200) -> webob.Response:
+    response = webob.Response(request=req, status=status,
+                              content_type="application/json", charset=None)
+    response.json_body = body
+    return response
+
+
+def no_content(req: wsgi.Request) -> webob.Response:
+    return webob.Response(request=req, status=204, content_type=None)
+
+
+def path_text(value: str) -> str:
+    """A path segment as text: WSGI hands paths over latin-1 decoded (the
+    request guard already refused paths that are not UTF-8)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise exception.Invalid("Request path is not valid UTF-8") from None
+
+
+def query_items(req: wsgi.Request) -> list[tuple[str, str]]:
+    try:
+        return list(req.GET.items())
+    except UnicodeDecodeError:
+        raise exception.Invalid("Query string is not valid UTF-8") from None
+
+
+class ImagesController:
+    def __init__(self, conf: Any, catalog: ImageCatalog, schemas: Schemas) -> None:
+        self.conf = conf
+        self.catalog = catalog
+        self.schemas = schemas
+
+    def index(self, req: wsgi.Request) -> webob.Response:
+        params = query_items(req)
+        search = list_params.search(params, self.conf.limit_param_default,
+                                    self.conf.api_limit_max)
+        images = self.catalog.list(req.context, search)
+        # Links rebuilt from the query as a dict: the last of a repeated key wins.
+        query = {k: v for k, v in params if k != "marker"}
+        body: dict[str, Any] = {
+            "images": [views.image_view(image) for image in images],
+            "first": "/v2/images" + ("?" + urlencode(query) if query else ""),
+            "schema": "/v2/schemas/images",
+        }
+        if images and len(images) == search["limit"]:
+            body["next"] = "/v2/images?" + urlencode(dict(query, marker=images[-1].id))
+        return json_response(req, body)
+
+    def create(self, req: wsgi.Request, body: Any = None) -> webob.Response:
+        if body is None:
+            raise exception.Invalid("Body expected in request.")
+        image = self.catalog.create(req.context, bodies.create_values(self.schemas, body))
+        response = json_response(req, views.image_view(image), status=201)
+        response.headers["Location"] = "%s/v2/images/%s" % (req.application_url, image.id)
+        return response
+
+    def show(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        return json_response(req, views.image_view(self.catalog.get(req.context, image_id)))
+
+    def update(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        media_type = req.content_type
+        if media_type not in bodies.PATCH_TYPES:
+            raise exception.UnsupportedMediaType(
+                "Unsupported Content-Type %s" % (media_type or "(none)"),
+                accept_patch=", ".join(bodies.PATCH_TYPES))
+        raw = wsgi.read_json_body(req)
+        if not raw:
+            raise exception.Invalid("Body expected in request.")
+        changes = bodies.patch_changes(self.schemas, media_type, wsgi.parse_json(raw))
+        image = self.catalog.update(req.context, image_id, changes)
+        return json_response(req, views.image_view(image))
+
+    def delete(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        self.catalog.delete(req.context, image_id)
+        return no_content(req)
+
+    def deactivate(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        self.catalog.deactivate(req.context, image_id)
+        return no_content(req)
+
+    def reactivate(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        self.catalog.reactivate(req.context, image_id)
+        return no_content(req)
+
+    # -- tags ------------------------------------------------------------------
+    def add_tag(self, req: wsgi.Request, image_id: str, tag: str) -> webob.Response:
+        self.catalog.add_tag(req.context, image_id, path_text(tag))
+        return no_content(req)
+
+    def remove_tag(self, req: wsgi.Request, image_id: str, tag: str) -> webob.Response:
+        self.catalog.remove_tag(req.context, image_id, path_text(tag))
+        return no_content(req)
+
+    # -- data --------------------------------------------------------------------
+    def upload(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        if req.content_type != UPLOAD_TYPE:
+            raise exception.UnsupportedMediaType(
+                "Content-Type must be %s" % UPLOAD_TYPE)
+        size = 0
+        if SIZE_HEADER in req.headers:
+            text = req.headers[SIZE_HEADER].strip()
+            if not text.isdigit():
+                raise exception.Invalid("%s must be an integer" % SIZE_HEADER)
+            size = int(text)
+        chunked = req.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        length = None if chunked or not has_body(req) else req.content_length
+        size = size or length or 0
+        chunks = body_chunks(req.environ["wsgi.input"], length)
+        self.catalog.upload(req.context, image_id, chunks, size)
+        return no_content(req)
+
+    def download(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        image, chunks, size = self.catalog.download(req.context, image_id)
+        if chunks is None:
+            return no_content(req)
+        response = webob.Response(request=req, content_type=UPLOAD_TYPE)
+        response.app_iter = SizeCheckedIter(chunks, size, image_id)
+        response.content_length = size
+        checksum = image.record.get("checksum")
+        if checksum:
+            response.headers["Content-MD5"] = checksum
+        return response
+
+
+class SchemasController:
+    def __init__(self, schemas: Schemas) -> None:
+        self.schemas = schemas
+
+    def show(self, req: wsgi.Request, name: str) -> webob.Response:
+        if name not in ("image", "images", "member", "members"):
+            raise exception.NotFound("No schema %s" % name)
+        return json_response(req, self.schemas.document(name))

@@ -1,0 +1,81 @@
+"""v2 upload and download: the v1 byte paths, v2's statuses and codes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .conftest import ADMIN, V2
+
+
+def test_upload_then_download(v2: V2, stack) -> None:
+    image = v2.create(name="a", disk_format="raw", container_format="bare")
+    data = b"x" * 300_000
+    assert v2.call("GET", "/images/%s/file" % image["id"]).status_int == 204
+    res = v2.upload(image["id"], data)
+    assert res.status_int == 204, res.text
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "active" and shown["size"] == len(data)
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert shown["checksum"] == md5
+    res = v2.call("GET", "/images/%s/file" % image["id"])
+    assert res.status_int == 200 and res.body == data
+    assert res.content_type == "application/octet-stream"
+    assert res.headers["Content-MD5"] == md5
+    assert res.content_length == len(data)
+    # A second upload is refused; the data stays.
+    assert v2.upload(image["id"], b"other").status_int == 409
+    assert v2.call("GET", "/images/%s/file" % image["id"]).body == data
+    assert len(stack.stored_files()) == 1
+
+
+def test_upload_refusals_keep_the_image_queued(v2_with) -> None:
+    v2 = v2_with({"image_size_cap": 10})
+    bare = v2.create(name="no-formats")
+    assert v2.upload(bare["id"], b"data").status_int == 400
+    image = v2.create(name="a", disk_format="raw", container_format="bare")
+    assert v2.upload(image["id"], b"data", content_type="text/plain").status_int == 415
+    assert v2.upload(image["id"], b"x" * 11).status_int == 413
+    assert v2.upload(image["id"], b"data", tenant="t2").status_int == 404
+    public = v2.create(name="p", visibility="public", disk_format="raw",
+                       container_format="bare", caller=ADMIN)
+    assert v2.upload(public["id"], b"data", tenant="t2").status_int == 403
+    for one in (bare, image):
+        shown = v2.call("GET", "/images/" + one["id"]).json
+        assert shown["status"] == "queued" and shown["size"] is None
+    assert v2.stack.stored_files() == []
+    assert v2.upload(image["id"], b"x" * 10).status_int == 204
+
+
+def test_bad_size_header(v2: V2) -> None:
+    image = v2.create(name="a", disk_format="raw", container_format="bare")
+    res = v2.upload(image["id"], b"data", headers={"x-openstack-image-size": "big"})
+    assert res.status_int == 400
+
+
+def test_storage_quota(v2_with) -> None:
+    v2 = v2_with({"user_storage_quota": "10B"})
+    first = v2.create(name="a", disk_format="raw", container_format="bare")
+    assert v2.upload(first["id"], b"x" * 8).status_int == 204
+    second = v2.create(name="b", disk_format="raw", container_format="bare")
+    assert v2.upload(second["id"], b"x" * 8).status_int == 413
+    assert v2.call("GET", "/images/" + second["id"]).json["status"] == "queued"
+
+
+def test_v1_and_v2_share_images(v2: V2, stack) -> None:
+    v1 = stack.request("/v1/images", "POST", body=b"from v1", tenant="t1", headers={
+        "x-image-meta-name": "one", "x-image-meta-disk_format": "raw",
+        "x-image-meta-container_format": "bare", "x-image-meta-property-os": "linux"})
+    assert v1.status_int == 201
+    image_id = v1.json["image"]["id"]
+    shown = v2.call("GET", "/images/" + image_id).json
+    assert shown["status"] == "active" and shown["os"] == "linux"
+    assert shown["visibility"] == "shared"
+    assert v2.call("GET", "/images/%s/file" % image_id).body == b"from v1"
+    made = v2.create(name="two", disk_format="raw", container_format="bare",
+                     visibility="private", tags=["t"])
+    v2.upload(made["id"], b"from v2")
+    got = stack.request("/v1/images/" + made["id"], tenant="t1")
+    assert got.body == b"from v2"
+    assert got.headers["x-image-meta-is_public"] == "False"
+    assert stack.request("/v1/images/" + made["id"], "DELETE", tenant="t1").status_int == 200
+    assert v2.call("GET", "/images/" + made["id"]).status_int == 404

@@ -1,0 +1,75 @@
+"""v2 lists: filters, sorting, paging links, schemas."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import ADMIN, V2
+
+
+@pytest.fixture
+def listed(v2: V2) -> V2:
+    for name, extra in (("a", {"tags": ["x"], "os": "linux"}), ("b", {"tags": ["x", "y"]}),
+                        ("c", {"visibility": "private"}), ("d", {"os_hidden": True})):
+        v2.create(name=name, disk_format="raw", container_format="bare", **extra)
+    v2.create(name="comm", visibility="community", caller=ADMIN)
+    return v2
+
+
+def test_filters(listed: V2) -> None:
+    v2 = listed
+    assert v2.names() == ["a", "b", "c"]
+    assert v2.names("?name=in:a,c") == ["a", "c"]
+    assert v2.names('?name=in:"a",b') == ["a", "b"]
+    assert v2.names("?name=eq:b") == ["b"]
+    assert v2.names("?tag=x&tag=y") == ["b"]
+    assert v2.names("?os=linux") == ["a"]
+    assert v2.names("?visibility=private") == ["c"]
+    assert v2.names("?os_hidden=true") == ["d"]
+    assert v2.names("?visibility=community") == ["comm"]
+    assert v2.names("?visibility=all") == ["a", "b", "c", "comm"]
+    assert v2.names("?status=in:queued,saving") == ["a", "b", "c"]
+    assert v2.names("?created_at=gt:2000-01-01T00:00:00Z") == ["a", "b", "c"]
+    assert v2.names("?updated_at=lt:2000-01-01T00:00:00Z") == []
+    assert v2.names("?size_min=1") == []
+
+
+@pytest.mark.parametrize("query", [
+    "?visibility=everyone", "?member_status=maybe", "?os_hidden=yes",
+    "?protected=False", "?created_at=after:2020-01-01", "?created_at=gt:yesterday",
+    "?name=gt:a", "?size_min=big", "?limit=-1", "?limit=x", "?sort=size:up",
+    "?sort=location:asc", "?sort=name&sort_key=name", "?sort_key=name&sort_key=id"
+    "&sort_dir=asc&sort_dir=desc&sort_dir=asc", "?changes-since=2020-01-01",
+    "?marker=00000000-0000-0000-0000-000000000000", '?name=in:"a',
+])
+def test_bad_queries(listed: V2, query) -> None:
+    res = listed.call("GET", "/images" + query)
+    assert res.status_int == 400, (query, res.text)
+
+
+def test_sort_and_pages(listed: V2) -> None:
+    v2 = listed
+    res = v2.call("GET", "/images?sort=name:desc&limit=2")
+    body = res.json
+    assert [i["name"] for i in body["images"]] == ["c", "b"]
+    assert body["first"] == "/v2/images?sort=name%3Adesc&limit=2"
+    assert body["schema"] == "/v2/schemas/images"
+    page = v2.call("GET", body["next"][len("/v2"):]).json
+    assert [i["name"] for i in page["images"]] == ["a"]
+    assert "next" not in page
+    legacy = v2.call("GET", "/images?sort_key=name&sort_dir=asc").json
+    assert [i["name"] for i in legacy["images"]] == ["a", "b", "c"]
+
+
+def test_schemas(v2: V2) -> None:
+    image = v2.call("GET", "/schemas/image").json
+    assert image["name"] == "image"
+    assert image["properties"]["visibility"]["enum"] == [
+        "community", "public", "private", "shared"]
+    assert image["properties"]["status"]["readOnly"] is True
+    assert image["additionalProperties"] == {"type": "string"}
+    assert v2.call("GET", "/schemas/images").json["properties"]["images"]["items"] == image
+    assert v2.call("GET", "/schemas/member").json["name"] == "member"
+    assert v2.call("GET", "/schemas/members").json["name"] == "members"
+    assert v2.call("GET", "/schemas/task").status_int == 404
+    assert v2.call("POST", "/schemas/image").status_int == 405

@@ -1,0 +1,62 @@
+"""v2 members with consent."""
+
+from __future__ import annotations
+
+from .conftest import ADMIN, V2
+
+
+def test_member_lifecycle(v2: V2) -> None:
+    image = v2.create(name="a")
+    members = "/images/%s/members" % image["id"]
+    res = v2.call("POST", members, {"member": "t2"})
+    assert res.status_int == 200, res.text
+    entry = res.json
+    assert entry["member_id"] == "t2" and entry["status"] == "pending"
+    assert entry["image_id"] == image["id"] and entry["schema"] == "/v2/schemas/member"
+    assert v2.call("POST", members, {"member": "t2"}).status_int == 409
+    # The member reads the image at once; it lists it once accepted.
+    assert v2.call("GET", "/images/" + image["id"], tenant="t2").status_int == 200
+    assert v2.names(tenant="t2") == []
+    assert v2.names("?member_status=pending", tenant="t2") == ["a"]
+    assert v2.call("PUT", members + "/t2", {"status": "accepted"}).status_int == 403
+    assert v2.call("PUT", members + "/t2", {"status": "bogus"},
+                   tenant="t2").status_int == 400
+    res = v2.call("PUT", members + "/t2", {"status": "accepted"}, tenant="t2")
+    assert res.status_int == 200 and res.json["status"] == "accepted"
+    assert v2.names(tenant="t2") == ["a"]
+    assert [m["member_id"] for m in v2.call("GET", members).json["members"]] == ["t2"]
+    assert v2.call("GET", members + "/t2", tenant="t2").json["status"] == "accepted"
+    assert v2.call("GET", members + "/t3", tenant="t2").status_int == 404
+    # Only the owner removes members.
+    assert v2.call("DELETE", members + "/t2", tenant="t2").status_int == 403
+    assert v2.call("DELETE", members + "/t2").status_int == 204
+    assert v2.call("GET", "/images/" + image["id"], tenant="t2").status_int == 404
+
+
+def test_member_refusals(v2_with) -> None:
+    v2 = v2_with({"image_member_quota": 1})
+    private = v2.create(name="p", visibility="private")
+    assert v2.call("POST", "/images/%s/members" % private["id"],
+                   {"member": "t2"}).status_int == 403
+    image = v2.create(name="s")
+    members = "/images/%s/members" % image["id"]
+    assert v2.call("POST", members, {}).status_int == 400
+    assert v2.call("POST", members, {"member": ""}).status_int == 400
+    assert v2.call("POST", members, ["t2"]).status_int == 400
+    assert v2.call("POST", members, {"member": "t2"}).status_int == 200
+    assert v2.call("POST", members, {"member": "t3"}).status_int == 413
+    assert v2.call("POST", members, {"member": "t4"}, tenant="t2").status_int == 403
+    assert v2.call("GET", members, tenant="t3").status_int == 404
+    assert v2.call("PUT", members + "/t2", {"status": "rejected"}, **ADMIN).status_int == 200
+
+
+def test_v1_members_are_v2_members(v2: V2, stack) -> None:
+    image = v2.create(name="a")
+    assert stack.request("/v1/images/%s/members/t2" % image["id"], "PUT",
+                         tenant="t1").status_int == 204
+    [entry] = v2.call("GET", "/images/%s/members" % image["id"]).json["members"]
+    assert entry["member_id"] == "t2" and entry["status"] == "pending"
+    v2.call("PUT", "/images/%s/members/t2" % image["id"], {"status": "accepted"},
+            tenant="t2")
+    listed = stack.request("/v1/images/%s/members" % image["id"], tenant="t1").json
+    assert listed == {"members": [{"member_id": "t2", "can_share": False}]}
