@@ -9,7 +9,9 @@ an nginx from Debian's packages on loopback, then measures:
 - peak RSS of glance-api + glance-registry while moving a big image,
   against their idle RSS,
 - create / HEAD / list / delete operations per second at concurrency 1
-  and 16, counting errors.
+  and 16, counting errors,
+- the same transfers and operations through the v2 API (a JSON create,
+  then ``PUT .../file``; show is ``GET /v2/images/<id>``).
 
 Each transfer runs ``--repeat`` times (3) on each side, glance and nginx
 taking turns, and prints the median MiB/s of each and their ratio: on a
@@ -200,8 +202,43 @@ def glance_upload(api_port: int, size: int, name: str) -> tuple[float, str]:
     return seconds, json.loads(body)["image"]["id"]
 
 
-def operations(api_port: int, concurrency: int, count: int) -> dict[str, tuple[float, int]]:
-    """Operations per second and errors for create, HEAD, list, delete."""
+def glance_upload_v2(api_port: int, size: int, name: str) -> tuple[float, str]:
+    """Seconds of the data PUT (the JSON create before it is not timed)."""
+    conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=60)
+    conn.request("POST", "/v2/images", body=json.dumps(
+        {"name": name, "disk_format": "raw", "container_format": "bare"}),
+        headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status == 201, body[:300]
+    image_id = json.loads(body)["id"]
+    seconds, (status, body) = timed(upload, "127.0.0.1", api_port, "PUT",
+                                    "/v2/images/%s/file" % image_id, size,
+                                    {"Content-Type": "application/octet-stream"})
+    assert status == 204, body[:300]
+    return seconds, image_id
+
+
+# Per API: how each operation is asked for, and the status that means done.
+V1_OPERATIONS = {
+    "create": ("POST", "/v1/images", {"x-image-meta-name": "op"}, None, 201),
+    "HEAD": ("HEAD", "/v1/images/%s", {}, None, 200),
+    "list": ("GET", "/v1/images?limit=25", {}, None, 200),
+    "delete": ("DELETE", "/v1/images/%s", {}, None, 200),
+}
+V2_OPERATIONS = {
+    "create": ("POST", "/v2/images", {"Content-Type": "application/json"},
+               b'{"name": "op"}', 201),
+    "show": ("GET", "/v2/images/%s", {}, None, 200),
+    "list": ("GET", "/v2/images?limit=25", {}, None, 200),
+    "delete": ("DELETE", "/v2/images/%s", {}, None, 204),
+}
+
+
+def operations(api_port: int, concurrency: int, count: int,
+               kinds: dict = V1_OPERATIONS) -> dict[str, tuple[float, int]]:
+    """Operations per second and errors for create, HEAD (show), list, delete."""
     local = threading.local()
 
     def conn() -> http.client.HTTPConnection:
@@ -209,11 +246,12 @@ def operations(api_port: int, concurrency: int, count: int) -> dict[str, tuple[f
             local.conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=60)
         return local.conn
 
-    def call(method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    def call(method: str, path: str, headers: dict[str, str],
+             body: bytes | None) -> tuple[int, bytes]:
         for attempt in range(2):
             try:
                 c = conn()
-                c.request(method, path, headers=headers or {})
+                c.request(method, path, body=body, headers=headers)
                 response = c.getresponse()
                 return response.status, response.read()
             except (OSError, http.client.HTTPException):
@@ -225,27 +263,23 @@ def operations(api_port: int, concurrency: int, count: int) -> dict[str, tuple[f
     ids: list[str] = []
     results: dict[str, tuple[float, int]] = {}
 
-    def create(i: int) -> bool:
-        status, body = call("POST", "/v1/images", {"x-image-meta-name": "op-%d" % i})
-        if status == 201:
-            ids.append(json.loads(body)["image"]["id"])
-        return status == 201
+    def operation(name: str) -> Callable[[int], bool]:
+        method, path, headers, body, done = kinds[name]
 
-    def head(i: int) -> bool:
-        return call("HEAD", "/v1/images/%s" % ids[i % len(ids)])[0] == 200
-
-    def list_(i: int) -> bool:
-        return call("GET", "/v1/images?limit=25")[0] == 200
-
-    def delete(i: int) -> bool:
-        return call("DELETE", "/v1/images/%s" % ids[i])[0] == 200
+        def run(i: int) -> bool:
+            target = path % ids[i % len(ids)] if "%s" in path else path
+            status, answer = call(method, target, headers, body)
+            if name == "create" and status == done:
+                created = json.loads(answer)
+                ids.append(created.get("image", created)["id"])
+            return status == done
+        return run
 
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        for name, fn in (("create", create), ("HEAD", head), ("list", list_),
-                         ("delete", delete)):
+        for name in kinds:
             n = len(ids) if name == "delete" else count
             start = time.perf_counter()
-            ok = list(pool.map(fn, range(n)))
+            ok = list(pool.map(operation(name), range(n)))
             elapsed = time.perf_counter() - start
             results[name] = (n / elapsed, ok.count(False))
     return results
@@ -315,6 +349,31 @@ def main() -> int:
                    lambda: parallel(args.streams, "127.0.0.1", nginx.port, "/streams"),
                    args.repeat))
 
+        v2_ids: list[str] = []
+
+        def glance_up_v2() -> float:
+            seconds, image_id = glance_upload_v2(api, size, "big-v2")
+            v2_ids.append(image_id)
+            return seconds
+
+        report("v2 upload %d MiB (md5 on glance)" % args.size_mib, size,
+               *paired(glance_up_v2, nginx_up, args.repeat))
+
+        def glance_down_v2() -> float:
+            seconds, got = timed(download, "127.0.0.1", api,
+                                 "/v2/images/%s/file" % v2_ids[0])
+            assert got == size
+            return seconds
+
+        report("v2 download %d MiB" % args.size_mib, size,
+               *paired(glance_down_v2, nginx_down, args.repeat))
+        report("v2 %d x %d MiB downloads" % (args.streams, args.stream_mib),
+               stream_size * args.streams, *paired(
+                   lambda: parallel(args.streams, "127.0.0.1", api,
+                                    "/v2/images/%s/file" % stream_id),
+                   lambda: parallel(args.streams, "127.0.0.1", nginx.port, "/streams"),
+                   args.repeat))
+
         pids = [dep.api.process.pid, dep.registry.process.pid]
         idle = rss_kib(pids)
         sampler = PeakSampler(pids)
@@ -328,11 +387,13 @@ def main() -> int:
 
         print("\n%-10s %12s %8s %12s %8s" % ("operation", "ops/s c=1", "errors",
                                              "ops/s c=16", "errors"))
-        one = operations(api, 1, args.ops)
-        many = operations(api, 16, args.ops)
-        for name in one:
-            print("%-10s %12.0f %8d %12.0f %8d" % (name, one[name][0], one[name][1],
-                                                   many[name][0], many[name][1]))
+        for label, kinds in (("v1", V1_OPERATIONS), ("v2", V2_OPERATIONS)):
+            one = operations(api, 1, args.ops, kinds)
+            many = operations(api, 16, args.ops, kinds)
+            for name in one:
+                print("%-10s %12.0f %8d %12.0f %8d" % (
+                    "%s %s" % (label, name), one[name][0], one[name][1],
+                    many[name][0], many[name][1]))
     finally:
         if nginx is not None:
             nginx.stop()

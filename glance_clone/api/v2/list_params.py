@@ -144,7 +144,8 @@ def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
         elif name in ("size_min", "size_max"):
             search[name] = _integer(name, value)
         elif name == "os_hidden":
-            search["os_hidden"] = _boolean(name, value)
+            # Any case: openstacksdk sends "True" and "False".
+            search["os_hidden"] = _boolean(name, value.lower())
         elif name == "protected":
             search["columns"]["protected"] = ["eq", _boolean(name, value)]
         elif name in LIST_COLUMNS or name in TIME_COLUMNS:

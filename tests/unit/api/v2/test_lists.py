@@ -26,6 +26,8 @@ def test_filters(listed: V2) -> None:
     assert v2.names("?os=linux") == ["a"]
     assert v2.names("?visibility=private") == ["c"]
     assert v2.names("?os_hidden=true") == ["d"]
+    assert v2.names("?os_hidden=True") == ["d"]
+    assert v2.names("?os_hidden=False") == ["a", "b", "c"]
     assert v2.names("?visibility=community") == ["comm"]
     assert v2.names("?visibility=all") == ["a", "b", "c", "comm"]
     assert v2.names("?status=in:queued,saving") == ["a", "b", "c"]
