@@ -7,7 +7,7 @@ Usage::
 
 Actions
     ``db version`` / ``db_version``
-        Print the schema version: 42 at head, "None" for an empty database.
+        Print the schema version: 44 at head, "None" for an empty database.
     ``db sync [--version V] [--current_version C]`` / ``db_sync [V] [C]``
         Stamp the database at C if given, then create or migrate the schema
         to V (head by default). A database Glance migrated to 42 is adopted.
@@ -18,9 +18,10 @@ Actions
     ``db version_control [--version V]`` / ``db_version_control [V]``
         Record version V (head by default) for an existing schema.
     ``db purge [--age_in_days N] [--max_rows M]``
-        Remove rows soft-deleted more than N days ago (default 30), at most
-        M per table (default 100, -1 for no limit). Purged image ids can
-        never be used again.
+        Remove rows soft-deleted more than N days ago (default 30), and
+        expired tasks (finished more than ``[task] task_time_to_live`` hours
+        ago), at most M per table (default 100, -1 for no limit). Purged
+        image ids can never be used again.
 
 The database is ``[database] connection`` of glance-registry.conf,
 glance-api.conf and glance-manage.conf (in that order, later files win) or

@@ -28,7 +28,9 @@ Rule names used by the v1 API: get_images, get_image, add_image,
 modify_image, delete_image, download_image, upload_image, copy_from,
 publicize_image, set_image_location, get_members, modify_member,
 delete_member, manage_image_cache, context_is_admin. The v2 API adds
-communitize_image, add_member, get_member, deactivate and reactivate.
+communitize_image, add_member, get_member, deactivate and reactivate, and
+for tasks tasks_api_access (admin-only by default), add_task, get_task and
+get_tasks.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ DEFAULT_RULES: dict[str, str] = {
     "manage_image_cache": "role:admin",
     "publicize_image": "role:admin",
     "communitize_image": "role:admin",
+    # The whole Tasks API, before the task rules: admin-only, as in newer
+    # Glance.
+    "tasks_api_access": "role:admin",
 }
 
 V1_RULES: tuple[str, ...] = (

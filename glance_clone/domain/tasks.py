@@ -111,11 +111,12 @@ class TaskRepository:
         return self._change(context, task["id"], changes, from_status,
                             lambda found: found["status"] == to_status)
 
-    def progress(self, context: RequestContext, task: dict, message: str) -> dict:
+    def progress(self, context: RequestContext, task: dict, message: str,
+                 **values: Any) -> dict:
         """Write a ``processing`` task's message (which also marks it as
-        alive). Raises StatusConflict when the task is no longer
-        processing: whoever runs it must stop."""
-        return self._change(context, task["id"], {"message": message},
+        alive), and ``values`` (image_id). Raises StatusConflict when the
+        task is no longer processing: whoever runs it must stop."""
+        return self._change(context, task["id"], dict(values, message=message),
                             task_status.PROCESSING,
                             lambda found: found["message"] == message)
 

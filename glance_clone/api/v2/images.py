@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import webob
 
 from glance_clone.api.v1.images import has_body
-from glance_clone.api.v2 import bodies, list_params, views
+from glance_clone.api.v2 import bodies, list_params, task_schemas, views
 from glance_clone.api.v2.schemas import Schemas
 from glance_clone.common import exception, wsgi
 from glance_clone.common.chunking import SizeCheckedIter, body_chunks
@@ -148,6 +148,8 @@ class SchemasController:
         self.schemas = schemas
 
     def show(self, req: wsgi.Request, name: str) -> webob.Response:
+        if name in task_schemas.SCHEMAS:
+            return json_response(req, task_schemas.schema_document(name))
         if name not in ("image", "images", "member", "members"):
             raise exception.NotFound("No schema %s" % name)
         return json_response(req, self.schemas.document(name))

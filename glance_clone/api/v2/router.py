@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import eventlet
 import routes
 from oslo_config import cfg
 
@@ -15,12 +16,15 @@ from glance_clone.api.v1 import router as v1_router
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import Schemas
-from glance_clone.common import config, policy, wsgi
+from glance_clone.api.v2.task_import import ImportTask, TaskReaper
+from glance_clone.api.v2.tasks import TasksController
+from glance_clone.common import config, context, policy, wsgi
 from glance_clone.domain import quota
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.images import ImageService
 from glance_clone.domain.repository import ImageRepository
 from glance_clone.domain.sharing import Sharing
+from glance_clone.domain.tasks import IMPORT, TaskRepository
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import source_filter
 
@@ -57,11 +61,27 @@ class API(wsgi.Router):
         self.sharing = Sharing(conf, repository, self.catalog, enforcer)
         self.schemas = Schemas(conf.image_format.disk_formats,
                                conf.image_format.container_formats)
+        self.enforcer = enforcer
+        self.task_repository = TaskRepository(conf, self.registry, deleter.writes)
+        self.task_types = {IMPORT: ImportTask(conf, self.task_repository, self.catalog,
+                                              self.schemas, self.stores,
+                                              deleter.uploader)}
+        # Looks at the tasks of every project: an admin context, and with
+        # Keystone admin credentials configured, their token.
+        reaper_registry = registry or RegistryClient(conf, as_service=True)
+        self.task_reaper = TaskReaper(conf, TaskRepository(conf, reaper_registry,
+                                                           deleter.writes),
+                                      deleter.uploader, context.admin_context)
         super().__init__(self._mapper())
 
     @classmethod
     def factory(cls, global_conf: dict, **local_conf: str) -> API:
-        return cls(config.conf_for_factory())
+        api = cls(config.conf_for_factory())
+        # In every api process: tasks whose worker died are failed within
+        # [task] task_stall_timeout (several reapers are safe: each failure
+        # is a compare-and-swap).
+        eventlet.spawn_n(api.task_reaper.loop)
+        return api
 
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
@@ -69,6 +89,8 @@ class API(wsgi.Router):
                                deserializer=_ImagesDeserializer())
         members = wsgi.Resource(MembersController(self.sharing))
         schemas = wsgi.Resource(SchemasController(self.schemas))
+        tasks = wsgi.Resource(TasksController(self.conf, self.task_repository,
+                                              self.enforcer, self.task_types))
         connect = wsgi.connect_methods
         connect(mapper, "/schemas/{name}", schemas, {"GET": "show"})
         connect(mapper, "/images", images, {"GET": "index", "POST": "create"})
@@ -85,6 +107,9 @@ class API(wsgi.Router):
                 {"GET": "index", "POST": "create"})
         connect(mapper, "/images/{image_id}/members/{member_id}", members,
                 {"GET": "show", "PUT": "update", "DELETE": "delete"})
+        connect(mapper, "/tasks", tasks, {"GET": "index", "POST": "create"})
+        # DELETE answers 405 itself, after the access check.
+        connect(mapper, "/tasks/{task_id}", tasks, {"GET": "show", "DELETE": "delete"})
         return mapper
 
 

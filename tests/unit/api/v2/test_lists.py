@@ -73,5 +73,5 @@ def test_schemas(v2: V2) -> None:
     assert v2.call("GET", "/schemas/images").json["properties"]["images"]["items"] == image
     assert v2.call("GET", "/schemas/member").json["name"] == "member"
     assert v2.call("GET", "/schemas/members").json["name"] == "members"
-    assert v2.call("GET", "/schemas/task").status_int == 404
+    assert v2.call("GET", "/schemas/nothing").status_int == 404
     assert v2.call("POST", "/schemas/image").status_int == 405

@@ -1,0 +1,158 @@
+"""``/v2/tasks``: create, show and list tasks.
+
+Create bodies are validated by the task schema served at
+``/v2/schemas/task`` (``task_schemas``). Every
+call first passes ``tasks_api_access`` (admin-only by default, as in
+newer Glance), then the task's own rule (add_task, get_task, get_tasks).
+Tasks are never deleted through the API: they expire
+(``[task] task_time_to_live`` hours after they finish) and
+``glance-manage db purge`` removes them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+import jsonschema
+import webob
+
+from glance_clone.api.v2.images import json_response, path_text, query_items
+from glance_clone.api.v2.schemas import UUID_PATTERN
+from glance_clone.api.v2.task_schemas import CREATE_VALIDATOR
+from glance_clone.api.v2.views import timestamp
+from glance_clone.common import exception, policy, wsgi
+from glance_clone.domain import task_status, tasks
+
+SORT_KEYS = ("created_at", "expires_at", "status", "type", "updated_at")
+SORT_DIRS = ("asc", "desc")
+STUB_FIELDS = ("id", "type", "status", "owner", "created_at", "updated_at",
+               "expires_at")
+INTEGER = re.compile(r"[0-9]+")
+
+
+def _create_values(body: Any) -> tuple[str, dict]:
+    if not isinstance(body, dict):
+        raise exception.Invalid("Body expected in request.")
+    for key in ("type", "input"):
+        if key not in body:
+            raise exception.Invalid("Task '%s' is required" % key)
+    error = jsonschema.exceptions.best_match(CREATE_VALIDATOR.iter_errors(body))
+    if error is not None:
+        raise exception.Invalid("Provided object does not match schema 'task': %s"
+                                % error.message)
+    if not isinstance(body["input"], dict):
+        raise exception.Invalid("Task 'input' must be an object")
+    return body["type"], body["input"]
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise exception.Invalid("Invalid %s value: %s (use one of %s)"
+                                % (name, value, ", ".join(choices)))
+    return value
+
+
+def list_params(params: dict[str, str], default_limit: int, max_limit: int) -> dict:
+    """The registry list parameters of a query string; raises Invalid."""
+    found: dict[str, Any] = {}
+    if "status" in params:
+        found["status"] = _choice("status", params["status"], task_status.ALL)
+    if "type" in params:
+        found["type"] = _choice("type", params["type"], tasks.TYPES)
+    found["sort_key"] = _choice("sort_key", params.get("sort_key", "created_at"),
+                                SORT_KEYS)
+    found["sort_dir"] = _choice("sort_dir", params.get("sort_dir", "desc"), SORT_DIRS)
+    limit = params.get("limit")
+    if limit is None:
+        found["limit"] = default_limit
+    elif not INTEGER.fullmatch(limit.strip()):
+        raise exception.Invalid("limit param must be a non-negative integer")
+    else:
+        found["limit"] = min(int(limit), max_limit)
+    marker = params.get("marker")
+    if marker is not None:
+        if not re.fullmatch(UUID_PATTERN, marker):
+            raise exception.Invalid("Invalid marker format")
+        found["marker"] = marker
+    return found
+
+
+def task_view(task: dict, stub: bool = False) -> dict[str, Any]:
+    """A task as v2 shows it: a list's stubs leave out input, result and
+    message; expires_at only once set."""
+    view: dict[str, Any] = {key: task.get(key) for key in STUB_FIELDS}
+    if not stub:
+        view.update(input=task.get("input"), result=task.get("result"),
+                    message=task.get("message") or "")
+    for key in ("created_at", "updated_at", "expires_at"):
+        view[key] = timestamp(view[key])
+    if view["expires_at"] is None:
+        del view["expires_at"]
+    view["self"] = "/v2/tasks/%s" % task["id"]
+    view["schema"] = "/v2/schemas/task"
+    return view
+
+
+class TaskType(Protocol):
+    """What runs one type of task."""
+
+    def check(self, task_input: dict) -> None:
+        """Raises Invalid for input that can never work."""
+
+    def start(self, context: Any, task: dict) -> None:
+        """Run the new task off the request path."""
+
+
+class TasksController:
+    def __init__(self, conf: Any, repository: tasks.TaskRepository,
+                 enforcer: policy.Enforcer, types: dict[str, TaskType]) -> None:
+        self.conf = conf
+        self.repository = repository
+        self.enforcer = enforcer
+        self.types = types
+
+    def _access(self, req: wsgi.Request, rule: str) -> None:
+        self.enforcer.enforce(req.context, "tasks_api_access", {})
+        self.enforcer.enforce(req.context, rule, {})
+
+    def create(self, req: wsgi.Request, body: Any = None) -> webob.Response:
+        self._access(req, "add_task")
+        task_type, task_input = _create_values(body)
+        runner = self.types[task_type]
+        runner.check(task_input)
+        task = self.repository.create(req.context, task_type, task_input)
+        runner.start(req.context, task)
+        response = json_response(req, task_view(task), status=201)
+        response.headers["Location"] = "%s/v2/tasks/%s" % (req.application_url,
+                                                           task["id"])
+        return response
+
+    def index(self, req: wsgi.Request) -> webob.Response:
+        self._access(req, "get_tasks")
+        params = dict(query_items(req))
+        search = list_params(params, self.conf.limit_param_default,
+                             self.conf.api_limit_max)
+        found = self.repository.list(req.context, **search)
+        query = {k: v for k, v in params.items() if k != "marker"}
+        body: dict[str, Any] = {
+            "tasks": [task_view(task, stub=True) for task in found],
+            "first": "/v2/tasks" + ("?" + urlencode(query) if query else ""),
+            "schema": "/v2/schemas/tasks",
+        }
+        if found and len(found) == search["limit"]:
+            body["next"] = "/v2/tasks?" + urlencode(dict(query, marker=found[-1]["id"]))
+        return json_response(req, body)
+
+    def show(self, req: wsgi.Request, task_id: str) -> webob.Response:
+        self._access(req, "get_task")
+        return json_response(req, task_view(self.repository.get(req.context,
+                                                                path_text(task_id))))
+
+    def delete(self, req: wsgi.Request, task_id: str) -> webob.Response:
+        self.enforcer.enforce(req.context, "tasks_api_access", {})
+        raise exception.MethodNotAllowed(
+            "This operation is currently not permitted on Glance Tasks. They are "
+            "auto deleted after reaching the time based on their expires_at "
+            "property.", allow="GET")

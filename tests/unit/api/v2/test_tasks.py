@@ -1,0 +1,235 @@
+"""/v2/tasks: access, create validation, show, list, paging, schemas, and
+import tasks run to the end (success and failure) against a local HTTP
+server."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import eventlet
+import pytest
+
+from glance_clone.common.context import admin_context
+from glance_clone.registry.client.v1.client import RegistryClient
+from tests.support.wsgi_transport import transport_for
+
+from .conftest import ADMIN, V2
+
+DATA = b"0123456789" * 5000
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/image":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(DATA)))
+            self.end_headers()
+            self.wfile.write(DATA)
+        elif self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest")
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def source() -> Iterator[str]:
+    """A local HTTP server: /image answers DATA, /redirect points at a
+    link-local address, anything else is a 404."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _body(url: str, **extra: Any) -> dict:
+    return {"type": "import", "input": dict({
+        "import_from": url, "import_from_format": "raw",
+        "image_properties": {"name": "imported", "disk_format": "raw",
+                             "container_format": "bare"}}, **extra)}
+
+
+def _finish(v2: V2, task_id: str) -> dict:
+    """The task once its greenthread has run it to the end."""
+    for _ in range(500):
+        eventlet.sleep(0.01)
+        task = v2.call("GET", "/tasks/" + task_id, **ADMIN).json
+        if task["status"] in ("success", "failure"):
+            return task
+    raise AssertionError("task %s never finished" % task_id)
+
+
+def test_import_task_creates_and_activates_the_image(v2: V2, source: str) -> None:
+    res = v2.call("POST", "/tasks", _body(source + "/image"), **ADMIN)
+    assert res.status_int == 201, res.text
+    task = res.json
+    assert task["status"] == "pending" and task["result"] is None
+    assert task["message"] == "" and "expires_at" not in task
+    assert res.headers["Location"].endswith("/v2/tasks/" + task["id"])
+    done = _finish(v2, task["id"])
+    assert done["status"] == "success", done
+    assert done["expires_at"].endswith("Z")
+    image = v2.call("GET", "/images/" + done["result"]["image_id"], **ADMIN).json
+    assert (image["status"], image["size"], image["name"]) == ("active", len(DATA),
+                                                               "imported")
+    data = v2.call("GET", "/images/%s/file" % image["id"], **ADMIN)
+    assert data.body == DATA
+
+
+@pytest.mark.parametrize("path, text", [
+    ("/missing", "could not find image"),
+    ("/redirect", "External sources are not supported"),
+])
+def test_failed_import_fails_the_task_and_kills_the_image(v2: V2, source: str, path: str,
+                                                           text: str) -> None:
+    task = v2.call("POST", "/tasks", _body(source + path), **ADMIN).json
+    done = _finish(v2, task["id"])
+    assert done["status"] == "failure" and done["result"] is None
+    assert text in done["message"], done["message"]
+    images = v2.call("GET", "/images", **ADMIN).json["images"]
+    assert [i["status"] for i in images if i["name"] == "imported"] in ([], ["killed"])
+    assert v2.stack.stored_files() == []
+
+
+@pytest.mark.parametrize("body, text", [
+    ({"input": {}}, "Task 'type' is required"),
+    ({"type": "import"}, "Task 'input' is required"),
+    ({"type": "export", "input": {}}, "does not match schema"),
+    ({"type": "import", "input": {}, "bogus": 1}, "does not match schema"),
+    (_body("http://127.0.0.1/x", extra=1), "unknown fields: extra"),
+    ({"type": "import", "input": {"import_from": "http://127.0.0.1/x"}},
+     "Input does not contain 'image_properties' field"),
+    (_body("file:///etc/passwd"), "file based imports are not allowed"),
+    (_body("http://169.254.169.254/x"), "External sources are not supported"),
+    (_body("http://127.0.0.1/x", import_from_format="exe"), "'import_from_format'"),
+    ({"type": "import", "input": {"import_from": "http://127.0.0.1/x",
+                                  "import_from_format": "raw",
+                                  "image_properties": {"status": "active"}}},
+     "read-only"),
+])
+def test_bad_creates_are_refused(v2: V2, body: dict, text: str) -> None:
+    res = v2.call("POST", "/tasks", body, **ADMIN)
+    assert res.status_int in (400, 403), res.text
+    assert text.lower() in res.text.lower(), res.text
+    assert v2.call("GET", "/tasks", **ADMIN).json["tasks"] == []
+
+
+def _stored_task(v2: V2, owner: str, status: str = "success") -> str:
+    """A task written straight into the registry (no run)."""
+    task_id = str(uuid.uuid4())
+    client = RegistryClient(v2.stack.conf, transport=transport_for(v2.stack.registry_app),
+                            base_url="http://registry")
+    client.add_task(admin_context(), {"id": task_id, "type": "import",
+                                      "status": status, "owner": owner, "input": {}})
+    return task_id
+
+
+def test_access_visibility_and_delete(v2: V2) -> None:
+    task_id = _stored_task(v2, "t1")
+    # tasks_api_access is admin-only by default.
+    assert v2.call("GET", "/tasks").status_int == 403
+    assert v2.call("GET", "/tasks/" + task_id).status_int == 403
+    assert v2.call("POST", "/tasks", _body("http://x/")).status_int == 403
+    shown = v2.call("GET", "/tasks/" + task_id, **ADMIN).json
+    assert shown["owner"] == "t1" and shown["self"] == "/v2/tasks/" + task_id
+    res = v2.call("DELETE", "/tasks/" + task_id, **ADMIN)
+    assert res.status_int == 405 and res.headers["Allow"] == "GET"
+    assert v2.call("GET", "/tasks/" + str(uuid.uuid4()), **ADMIN).status_int == 404
+
+
+def test_open_access_keeps_projects_apart(v2_with: Any, tmp_path: Any) -> None:
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text('{"tasks_api_access": ""}')
+    v2 = v2_with({"oslo_policy.policy_file": str(policy_file)})
+    mine = _stored_task(v2, "t1")
+    theirs = _stored_task(v2, "t2")
+    assert v2.call("GET", "/tasks/" + mine).status_int == 200
+    assert v2.call("GET", "/tasks/" + theirs).status_int == 404
+    assert [t["id"] for t in v2.call("GET", "/tasks").json["tasks"]] == [mine]
+    assert v2.call("DELETE", "/tasks/" + mine).status_int == 405
+
+
+def test_list_filters_sorts_and_pages(v2: V2) -> None:
+    ids = [_stored_task(v2, "t1", status) for status in
+           ("pending", "processing", "success", "failure")]
+    res = v2.call("GET", "/tasks?limit=3&sort_key=status&sort_dir=asc", **ADMIN)
+    page = res.json
+    assert [t["status"] for t in page["tasks"]] == ["failure", "pending", "processing"]
+    assert "input" not in page["tasks"][0] and "message" not in page["tasks"][0]
+    assert page["schema"] == "/v2/schemas/tasks"
+    assert "marker=" in page["next"]
+    rest = v2.call("GET", page["next"][3:], **ADMIN).json
+    assert [t["status"] for t in rest["tasks"]] == ["success"] and "next" not in rest
+    found = v2.call("GET", "/tasks?status=success&type=import", **ADMIN).json["tasks"]
+    assert [t["id"] for t in found] == [ids[2]]
+    for query in ("status=bogus", "type=export", "sort_key=input", "sort_dir=up",
+                  "limit=-1", "marker=not-a-uuid", "marker=" + str(uuid.uuid4())):
+        assert v2.call("GET", "/tasks?" + query, **ADMIN).status_int == 400, query
+
+
+def test_schemas(v2: V2) -> None:
+    task = v2.call("GET", "/schemas/task").json
+    assert task["name"] == "task" and task["properties"]["type"]["enum"] == ["import"]
+    assert task["properties"]["status"]["enum"] == ["pending", "processing",
+                                                    "success", "failure"]
+    tasks = v2.call("GET", "/schemas/tasks").json
+    assert "input" not in tasks["properties"]["tasks"]["items"]["properties"]
+
+
+def test_reaper_fails_stalled_tasks_and_kills_their_images(v2: V2) -> None:
+    import sqlalchemy as sa
+
+    from glance_clone.db import models, session
+
+    image = v2.create(ADMIN, name="half", disk_format="raw", container_format="bare")
+    stalled = _stored_task(v2, "t1", "processing")
+    fresh = _stored_task(v2, "t1", "processing")
+    waiting = _stored_task(v2, "t1", "pending")
+    engine = session.create_engine(v2.stack.conf.database.connection)
+    hour_ago = models.utcnow() - datetime.timedelta(hours=1)
+    with engine.begin() as connection:
+        # One statement per row: any update sets updated_at to now.
+        for task_id, image_id in ((stalled, image["id"]), (waiting, None)):
+            connection.execute(sa.update(models.tasks)
+                               .where(models.tasks.c.id == task_id)
+                               .values(updated_at=hour_ago, image_id=image_id))
+    engine.dispose()
+    assert v2.stack.v2.task_reaper.reap() == 2
+    for task_id in (stalled, waiting):
+        task = v2.call("GET", "/tasks/" + task_id, **ADMIN).json
+        assert task["status"] == "failure" and "interrupted" in task["message"]
+    assert v2.call("GET", "/tasks/" + fresh, **ADMIN).json["status"] == "processing"
+    assert v2.call("GET", "/images/" + image["id"], **ADMIN).json["status"] == "killed"
+    assert v2.stack.v2.task_reaper.reap() == 0
+
+
+def test_progress_is_written_at_a_bounded_rate_and_stops_a_failed_task(v2: V2) -> None:
+    from glance_clone.common import exception
+
+    runner = v2.stack.v2.task_types["import"]
+    repository = v2.stack.v2.task_repository
+    ticks = iter(range(0, 10000, 30))   # each look at the clock: 30 s later
+    runner.clock = lambda: next(ticks)
+    context = admin_context()
+    task = repository.get(context, _stored_task(v2, "t1", "processing"))
+    chunks = [b"x" * (1024 * 1024)] * 3
+    assert b"".join(runner._reporting(context, task, iter(chunks), 3 * 1024 * 1024)) \
+        == b"".join(chunks)
+    assert repository.get(context, task["id"])["message"] == "Copied 3 MiB of 3"
+    repository.move(context, repository.get(context, task["id"]), "failure",
+                    message="reaped")
+    with pytest.raises(exception.StatusConflict):
+        list(runner._reporting(context, task, iter(chunks), None))
