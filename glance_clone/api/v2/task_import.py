@@ -237,6 +237,10 @@ class TaskReaper:
         while True:
             try:
                 self.reap()
+            except exception.GlanceError as err:
+                # E.g. the registry down, or Keystone admin credentials
+                # missing (admin_user ...): the next round tries again.
+                LOG.warning("Looking for stalled tasks failed: %s", err)
             except Exception:
                 LOG.exception("Looking for stalled tasks failed")
             eventlet.sleep(self.conf.task.task_stall_timeout / 2)
