@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from oslo_config import cfg
 
@@ -37,4 +38,14 @@ def run_server(prog: str, default_port: int, argv: Sequence[str] | None,
         print("ERROR: %s" % err, file=sys.stderr)
         LOG.error("%s", err)
         return EXIT_CONFIG_ERROR
-    return srv.run()
+    _exit_now(srv.run())
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown of every module the app
+    imported: it takes a second or more, has nothing to clean up for a
+    server that has stopped, and a restart waits for it."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

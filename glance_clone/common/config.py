@@ -39,6 +39,19 @@ SERVER_OPTS = [
     cfg.BoolOpt("http_keepalive", default=True, help="Keep connections open."),
     cfg.IntOpt("client_socket_timeout", default=900,
                help="Idle client socket timeout in seconds; 0 = none."),
+    cfg.IntOpt("client_header_timeout", default=60, min=1,
+               help="Seconds a client has to send a request line and its "
+                    "headers, from the connection (a kept-alive one: from "
+                    "the request's first byte); then the connection is "
+                    "closed."),
+    cfg.IntOpt("max_pending_connections", default=256, min=1,
+               help="Connections per worker process that may wait for or "
+                    "send a request head at once; one more closes the one "
+                    "that waited longest, so slow or idle clients cannot "
+                    "take the capacity that serves requests."),
+    cfg.IntOpt("graceful_shutdown_timeout", default=60, min=0,
+               help="Seconds a stopping server (SIGTERM, SIGINT) gives "
+                    "requests in progress before it exits anyway."),
     cfg.StrOpt("cert_file", help="TLS certificate (with key_file)."),
     cfg.StrOpt("key_file", help="TLS private key."),
     cfg.StrOpt("ca_file", help="CA bundle; requires client certificates."),

@@ -61,6 +61,12 @@ class MalformedJSON(Invalid):
     message = "Malformed JSON in request body."
 
 
+class MalformedRequest(Invalid):
+    """The request's framing (request line, headers, body encoding) is invalid."""
+
+    message = "Malformed request: %(reason)s"
+
+
 class UndecodableRequest(Invalid):
     message = "The request URL is not valid UTF-8 once percent-decoded."
 
@@ -232,6 +238,10 @@ class RequestHeaderTooLarge(GlanceError):
     message = "Request header too large"
 
 
+class RequestURITooLong(GlanceError):
+    message = "Request line too long"
+
+
 # --- 5xx ------------------------------------------------------------------
 class ServiceUnavailable(GlanceError):
     message = "The service is temporarily unavailable."
@@ -278,6 +288,15 @@ class RemoteDataIncomplete(BadGateway):
 
 class GatewayTimeout(GlanceError):
     message = "The remote server did not send the image data in time."
+
+
+class UnsupportedTransferCoding(GlanceError):
+    message = ("Transfer-Encoding %(coding)s is not supported; send the body "
+               "with Content-Length or Transfer-Encoding: chunked")
+
+
+class HttpVersionNotSupported(GlanceError):
+    message = "Only HTTP/1.0 and HTTP/1.1 are supported"
 
 
 class StoreError(GlanceError):

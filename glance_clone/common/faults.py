@@ -24,9 +24,12 @@ FAULTS: dict[type[Exception], type[exc.HTTPException]] = {
     exception.LimitExceeded: exc.HTTPRequestEntityTooLarge,
     exception.UnsupportedMediaType: exc.HTTPUnsupportedMediaType,
     exception.RequestHeaderTooLarge: exc.HTTPRequestHeaderFieldsTooLarge,
+    exception.RequestURITooLong: exc.HTTPRequestURITooLong,
     exception.ServiceUnavailable: exc.HTTPServiceUnavailable,
     exception.BadGateway: exc.HTTPBadGateway,
     exception.GatewayTimeout: exc.HTTPGatewayTimeout,
+    exception.UnsupportedTransferCoding: exc.HTTPNotImplemented,
+    exception.HttpVersionNotSupported: exc.HTTPVersionNotSupported,
     exception.StoreError: exc.HTTPInternalServerError,
     exception.ServerError: exc.HTTPInternalServerError,
 }

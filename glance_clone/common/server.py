@@ -1,22 +1,31 @@
-"""The eventlet WSGI server behind glance-api and glance-registry.
+"""Processes of glance-api and glance-registry: workers and signals.
 
 Process model, as Glance operators know it:
 
 - ``workers = 0`` serves in the one process.
 - ``workers = N`` forks N children that share the listening socket; the
   parent only supervises and replaces a child that dies.
-- SIGTERM / SIGINT stop the parent and every child at once.
 - SIGHUP re-reads the configuration files and rebuilds the paste app, then
-  starts fresh children and tells the old ones to stop accepting; they
-  exit once their in-flight requests are done. With ``workers = 0`` the app
-  is swapped in place.
+  starts fresh children and tells the old ones to stop: they close their
+  idle connections at once and exit as soon as their requests in progress
+  are done. With ``workers = 0`` the app is swapped in place.
+- SIGTERM / SIGINT: every process stops accepting and closes its idle
+  connections; requests in progress get ``graceful_shutdown_timeout``
+  seconds, then the process exits. The parent stops every child, old
+  generations still finishing a reload included, and exits last.
+- A child whose parent dies (kill -9) stops the same way: the kernel sends
+  it SIGTERM (``PR_SET_PDEATHSIG``), so orphans never keep the port.
 
 The app is built in the parent before anything is forked, so a bad
 configuration fails the start with a message instead of a crash loop.
+The socket is bound just before, so that while a restarted server loads
+its app, connections wait instead of being refused.
+The HTTP side (framing, keep-alive, slow clients) is ``http_server``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -26,55 +35,21 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 import eventlet
-import eventlet.greenio
-import eventlet.wsgi
+from eventlet.green import ssl as green_ssl
 from oslo_config import cfg
+
+from glance_clone.common import http_server
 
 LOG = logging.getLogger(__name__)
 
 BIND_RETRY_SECONDS = 30
-GREEN_POOL_SIZE = 1000
 PARENT_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-
-
-class _SwappableApp:
-    """Lets a single-process server replace its app on SIGHUP."""
-
-    def __init__(self, app: Callable) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
-        return self.app(environ, start_response)
-
-
-class GlanceHttpProtocol(eventlet.wsgi.HttpProtocol):
-    """eventlet's protocol, also accepting ``x-image-meta-*`` headers with
-    underscores.
-
-    eventlet drops every header with an underscore, because ``A_B`` and
-    ``A-B`` land in the same WSGI variable. The v1 API documents the two
-    spellings of image metadata headers as equal (python-glanceclient sends
-    ``x-image-meta-disk_format``), so for that prefix the merge is what the
-    API means anyway; every other underscored header is still dropped.
-    """
-
-    def formalize_key_naming(self, k: str) -> str | None:
-        if "_" in k and k.lower().startswith("x-image-meta-"):
-            return k.replace("-", "_").upper()
-        return super().formalize_key_naming(k)
-
-
-class _WSGILog:
-    """eventlet's access log into our logger (eventlet wants .write())."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self.logger = logger
-
-    def write(self, message: str) -> None:
-        self.logger.info(message.rstrip())
+# How much longer than graceful_shutdown_timeout the parent waits for its
+# children before it kills them.
+KILL_MARGIN = 5.0
+PR_SET_PDEATHSIG = 1
 
 
 def bind_socket(conf: cfg.ConfigOpts, default_port: int) -> socket.socket:
@@ -102,16 +77,19 @@ def bind_socket(conf: cfg.ConfigOpts, default_port: int) -> socket.socket:
 
 
 def _wrap_tls(conf: cfg.ConfigOpts, sock: socket.socket) -> socket.socket:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # eventlet.wrap_ssl ignores an ssl_context argument (the server then
+    # had no certificate and failed every handshake); a green context
+    # wraps the socket with this one.
+    context = green_ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(conf.cert_file, conf.key_file)
     if conf.ca_file:
         context.load_verify_locations(conf.ca_file)
         context.verify_mode = ssl.CERT_REQUIRED
-    return eventlet.wrap_ssl(sock, server_side=True, ssl_context=context)  # type: ignore[call-arg]
+    return context.wrap_socket(sock, server_side=True)
 
 
 class Server:
-    """Runs ``load_app()`` under eventlet's WSGI server with workers."""
+    """Runs ``load_app()`` on our HTTP server, with workers."""
 
     def __init__(self, conf: cfg.ConfigOpts, load_app: Callable[[], Callable],
                  default_port: int, name: str) -> None:
@@ -119,9 +97,11 @@ class Server:
         self.load_app = load_app
         self.default_port = default_port
         self.name = name
-        self.children: set[int] = set()
+        self.children: set[int] = set()     # the current generation
+        self.retiring: set[int] = set()     # older ones finishing their requests
         self.sock: socket.socket | None = None
         self.app: Callable | None = None
+        self.http: http_server.HttpServer | None = None
         self._running = True
 
     @property
@@ -130,10 +110,17 @@ class Server:
         return os.cpu_count() or 1 if workers is None else workers
 
     def start(self) -> None:
-        """Build the app and bind; raises on bad configuration."""
-        self.app = self.load_app()
-        eventlet.wsgi.MAX_HEADER_LINE = self.conf.max_header_line
+        """Bind, then build the app; raises on bad configuration.
+
+        Binding first lets clients of a restarting server queue for the
+        second or two the app takes to load, instead of being refused.
+        """
         self.sock = bind_socket(self.conf, self.default_port)
+        try:
+            self.app = self.load_app()
+        except BaseException:
+            self.sock.close()
+            raise
         LOG.info("%s listening on %s:%s", self.name, *self.sock.getsockname()[:2])
 
     def run(self) -> int:
@@ -144,19 +131,19 @@ class Server:
 
     # -- single process -------------------------------------------------
     def _run_single(self) -> int:
-        swappable = _SwappableApp(self.app)  # type: ignore[arg-type]
+        http = self._http_server()
 
-        def on_hup(*_: object) -> None:
+        def on_hup() -> None:
             try:
                 self.conf.reload_config_files()
-                swappable.app = self.load_app()
+                http.app = self.load_app()
                 LOG.info("%s reloaded its configuration", self.name)
             except Exception:
                 LOG.exception("Reload failed; keeping the running app")
 
-        signal.signal(signal.SIGHUP, on_hup)
-        signal.signal(signal.SIGTERM, _exit_now)
-        self._serve(swappable)
+        _watch_signals({signal.SIGHUP: on_hup, signal.SIGTERM: self._stop_serving,
+                        signal.SIGINT: self._stop_serving})
+        http.serve()
         return 0
 
     # -- parent with children -------------------------------------------
@@ -174,7 +161,7 @@ class Server:
                 self._reload()
             else:
                 self._reap_and_replace()
-        self._stop_children(signal.SIGTERM)
+        self._stop_children()
         return 0
 
     def _reap_and_replace(self) -> None:
@@ -185,6 +172,7 @@ class Server:
                 return
             if not pid:
                 return
+            self.retiring.discard(pid)
             if pid in self.children:
                 self.children.discard(pid)
                 LOG.warning("Worker %s exited; starting a new one", pid)
@@ -198,6 +186,7 @@ class Server:
             LOG.exception("Reload failed; keeping the running workers")
             return
         old = set(self.children)
+        self.retiring |= old
         self.children.clear()
         for _ in range(self.worker_count):
             self._fork_child()
@@ -205,35 +194,53 @@ class Server:
             _signal_quietly(pid, signal.SIGHUP)
         LOG.info("%s reloaded its configuration", self.name)
 
-    def _stop_children(self, signum: int) -> None:
-        for pid in list(self.children):
-            _signal_quietly(pid, signum)
-        deadline = time.monotonic() + 10
-        while self.children and time.monotonic() < deadline:
+    def _stop_children(self) -> None:
+        """SIGTERM every child of every generation; SIGKILL the late ones."""
+        if self.sock is not None:
+            # New connections are refused (not queued) once the children
+            # have closed their copies too.
+            self.sock.close()
+        everyone = self.children | self.retiring
+        for pid in everyone:
+            _signal_quietly(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.conf.graceful_shutdown_timeout + KILL_MARGIN
+        while everyone and time.monotonic() < deadline:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid:
-                self.children.discard(pid)
+                everyone.discard(pid)
             else:
-                time.sleep(0.05)
-        for pid in list(self.children):
+                time.sleep(0.02)
+        for pid in everyone:
+            LOG.warning("Worker %s did not stop in time; killing it", pid)
             _signal_quietly(pid, signal.SIGKILL)
 
     def _fork_child(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid:
             self.children.add(pid)
             return
-        # In the child: its own handlers, then serve until told otherwise.
+        # In the child: its own event hub and handlers, then serve until
+        # told otherwise.
         code = 0
         try:
-            signal.signal(signal.SIGTERM, _exit_now)
-            signal.signal(signal.SIGINT, _exit_now)
-            signal.signal(signal.SIGHUP, self._child_hup)
+            # The hub made in the parent (binding the socket makes one) has
+            # an epoll instance every child would share: one child's
+            # unregistering the listening socket (a retiring worker does)
+            # would silence it for the others.
+            eventlet.hubs.use_hub()
+            self.children.clear()
+            self.retiring.clear()
+            http = self._http_server()
+            _watch_signals({signal.SIGTERM: self._stop_serving,
+                            signal.SIGINT: self._stop_serving,
+                            signal.SIGHUP: self._retire})
+            _stop_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
-            self._serve(self.app)  # type: ignore[arg-type]
+            http.serve()
         except BaseException:  # noqa: BLE001 - a child must never return into the parent's loop
             LOG.exception("Worker failed")
             code = 1
@@ -242,31 +249,78 @@ class Server:
             sys.stderr.flush()
             os._exit(code)
 
-    def _child_hup(self, *_: object) -> None:
-        """Stop accepting; in-flight requests finish, then the child exits."""
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        if self.sock is not None:
-            self.sock.close()
+    # -- serving ----------------------------------------------------------
+    def _http_server(self) -> http_server.HttpServer:
+        conf = self.conf
+        settings = http_server.Settings(
+            keepalive=conf.http_keepalive,
+            socket_timeout=conf.client_socket_timeout or None,
+            header_timeout=conf.client_header_timeout,
+            max_pending=conf.max_pending_connections,
+            max_header_line=conf.max_header_line)
+        assert self.sock is not None and self.app is not None
+        self.http = http_server.HttpServer(
+            self.sock, self.app, settings, logging.getLogger(self.name + ".access"))
+        return self.http
 
-    # -- the serving loop -------------------------------------------------
-    def _serve(self, app: Callable) -> None:
-        pool = eventlet.GreenPool(GREEN_POOL_SIZE)
-        timeout = self.conf.client_socket_timeout or None
-        try:
-            eventlet.wsgi.server(
-                self.sock, app, custom_pool=pool,
-                log=_WSGILog(logging.getLogger(self.name + ".access")),
-                keepalive=self.conf.http_keepalive,
-                socket_timeout=timeout, debug=False, protocol=GlanceHttpProtocol,
-                max_size=GREEN_POOL_SIZE)
-        except (OSError, ValueError) as err:
-            # Closing the listening socket on SIGHUP ends the accept loop.
-            LOG.debug("Accept loop ended: %s", err)
-        pool.waitall()
+    def _stop_serving(self) -> None:
+        """SIGTERM, SIGINT: finish requests in progress, within the bound."""
+        if self.http is not None:
+            self.http.stop(self.conf.graceful_shutdown_timeout)
+
+    def _retire(self) -> None:
+        """SIGHUP in a child: a newer generation serves; finish and exit."""
+        if self.http is not None:
+            self.http.stop()
 
 
-def _exit_now(*_: object) -> None:
-    raise SystemExit(0)
+def _watch_signals(handlers: dict[int, Callable[[], None]]) -> None:
+    """Run ``handlers[signum]()`` in a greenthread when ``signum`` arrives.
+
+    A Python signal handler runs inside whatever the eventlet hub is doing
+    and, as system calls are resumed after it, the hub does not even wake
+    up for work it schedules. Through ``set_wakeup_fd`` the signal number
+    is written to a pipe, and a greenthread reading it runs the handler
+    like any other code.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in handlers:
+        # A Python-level handler must exist for the number to be written.
+        signal.signal(signum, _noted)
+
+    def dispatch() -> None:
+        while True:
+            eventlet.hubs.trampoline(read_end, read=True)
+            for signum in os.read(read_end, 64):
+                handler = handlers.get(signum)
+                if handler is not None:
+                    handler()
+
+    eventlet.spawn_n(dispatch)
+
+
+def _noted(signum: int, frame: object) -> None:
+    """The handler of signals ``_watch_signals`` dispatches (see there)."""
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the parent dies (Linux).
+
+    Without it, the children of a killed parent would go on serving on
+    the shared port next to the next generation.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as err:
+        LOG.warning("Workers will not notice their parent dying: %s", err)
+    if os.getppid() != parent:
+        # The parent died before the request took effect.
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_quietly(pid: int, signum: int) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytest
 import requests
 
 from tests.functional import harness
+from tests.support import raw_http
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -159,3 +162,205 @@ def test_bad_configuration_fails_the_start_with_a_message(tmp_path):
                             env=harness.server_env())
     assert result.returncode == 1
     assert "glance-registry-no-such-flavor" in result.stderr
+
+
+# --- process lifecycle -----------------------------------------------------------
+
+
+class RawConnection:
+    """A client connection driven byte by byte."""
+
+    def __init__(self, server: harness.ServerProcess) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def healthcheck(self) -> bytes:
+        """One keep-alive request; returns its answer."""
+        self.send(b"GET /healthcheck HTTP/1.1\r\nHost: r\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"OK"):
+            data = self.sock.recv(4096)
+            assert data, answer
+            answer += data
+        return answer
+
+    def start_create(self) -> None:
+        """A create whose body is not sent yet: a request in progress.
+
+        With ``Expect: 100-continue`` the server says when the app starts
+        reading the body, so the request is known to be in progress.
+        """
+        body = json.dumps({"image": {"name": "slow", "status": "queued"}}).encode()
+        self.rest = body
+        self.send(("POST /images HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
+                   "X-Identity-Status: Confirmed\r\nX-Tenant-Id: t1\r\nX-Roles: member\r\n"
+                   "Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)).encode())
+        interim = raw_http.read_until(self.sock, b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    def finish_create(self) -> bytes:
+        self.send(self.rest)
+        return self.read_to_end()
+
+    def read_to_end(self) -> bytes:
+        return raw_http.read_to_end(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def refuses_connections(server: harness.ServerProcess) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    server = started(registry(tmp_path, workers=2))
+    parent = server.process.pid
+    workers = harness.wait_until(lambda: len(children_of(parent)) == 2 and children_of(parent),
+                                 30, message="two workers")
+    try:
+        os.kill(parent, signal.SIGKILL)
+        server.process.wait(10)
+        harness.wait_until(lambda: not any(alive(p) for p in workers), 10,
+                           message="orphaned workers to exit")
+        assert refuses_connections(server)
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+
+
+def test_sighup_closes_idle_connections_and_old_workers_exit(tmp_path):
+    server = started(registry(tmp_path, workers=1))
+    client = RawConnection(server)
+    try:
+        parent = server.process.pid
+        (old,) = harness.wait_until(lambda: children_of(parent), 30, message="a worker")
+        assert b"200 OK" in client.healthcheck()   # the connection stays open, idle
+        server.signal(signal.SIGHUP)
+        harness.wait_until(lambda: not alive(old), 10, message="the old worker to exit")
+        assert client.read_to_end() == b""
+        harness.wait_until(lambda: len(children_of(parent)) == 1, 30, message="a new worker")
+        assert requests.get(server.url + "/healthcheck").text == "OK"
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_retiring_worker_does_not_silence_the_new_one(tmp_path):
+    server = started(registry(tmp_path, workers=1))
+    try:
+        parent = server.process.pid
+        (old,) = harness.wait_until(lambda: children_of(parent), 30, message="a worker")
+        # The old worker stops only once the new one is accepting: the
+        # order in which a loaded machine may run them.
+        os.kill(old, signal.SIGSTOP)
+        server.signal(signal.SIGHUP)
+        harness.wait_until(lambda: children_of(parent) - {old}, 30, message="a new worker")
+        assert requests.get(server.url + "/healthcheck", timeout=30).text == "OK"
+        os.kill(old, signal.SIGCONT)
+        harness.wait_until(lambda: not alive(old), 10, message="the old worker to exit")
+        for _ in range(3):
+            assert requests.get(server.url + "/healthcheck", timeout=10).text == "OK"
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_a_request_in_progress_finish(tmp_path):
+    server = started(registry(tmp_path, workers=1))
+    busy, idle = RawConnection(server), RawConnection(server)
+    try:
+        assert b"200 OK" in idle.healthcheck()
+        busy.start_create()
+        server.signal(signal.SIGTERM)
+        # Idle connections close and new ones are refused at once...
+        assert idle.read_to_end() == b""
+        harness.wait_until(lambda: refuses_connections(server), 10,
+                           message="new connections to be refused")
+        assert server.process.poll() is None
+        # ...while the request in progress gets its answer, then all exit.
+        answer = busy.finish_create()
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+        assert server.process.wait(10) == 0
+    finally:
+        busy.close()
+        idle.close()
+        server.stop()
+
+
+def test_sigterm_stops_every_generation_within_the_bound(tmp_path):
+    server = started(registry(tmp_path, workers=1, graceful_shutdown_timeout=1))
+    stuck = RawConnection(server)
+    try:
+        parent = server.process.pid
+        (old,) = harness.wait_until(lambda: children_of(parent), 30, message="a worker")
+        stuck.start_create()                        # and never finished
+        server.signal(signal.SIGHUP)
+        new = harness.wait_until(lambda: children_of(parent) - {old}, 30,
+                                 message="a new worker")
+        assert alive(old)                           # still busy with the create
+        server.signal(signal.SIGTERM)
+        assert server.process.wait(20) == 0
+        harness.wait_until(lambda: not any(alive(p) for p in new | {old}), 10,
+                           message="both generations to exit")
+    finally:
+        stuck.close()
+        server.stop()
+
+
+def test_a_request_head_must_arrive_within_the_header_timeout(tmp_path):
+    server = started(registry(tmp_path, client_header_timeout=1))
+    client = RawConnection(server)
+    try:
+        client.send(b"GET /healthcheck HTTP/1.1\r\nHost: r\r\n")     # and no end
+        assert client.read_to_end() == b""
+        # On a kept-alive connection the limit runs from the first byte of
+        # the next request.
+        kept = RawConnection(server)
+        assert b"200 OK" in kept.healthcheck()
+        kept.send(b"GET /healthcheck HTTP/1.1\r\n")
+        assert kept.read_to_end() == b""
+        kept.close()
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_tls(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server = registry(tmp_path, cert_file=cert, key_file=key)
+    server.port = harness.free_port()
+    server.write_config()
+    assert manage(server, "db_sync").returncode == 0
+    server.launch(server.port)
+    url = "https://127.0.0.1:%d" % server.port
+    try:
+        def healthy():
+            try:
+                return requests.get(url + "/healthcheck", verify=str(cert), timeout=5).text == "OK"
+            except requests.ConnectionError:
+                return False
+
+        harness.wait_until(healthy, 60, message="the registry over TLS")
+        # A plain-HTTP client gets nothing, and the server goes on.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as plain:
+            plain.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: r\r\n\r\n")
+            assert b"200 OK" not in raw_http.read_to_end(plain)
+        with requests.Session() as session:
+            for _ in range(2):      # twice on one kept-alive connection
+                response = session.get(url + "/images", headers=harness.identity("t1"),
+                                       verify=str(cert))
+                assert response.status_code == 200 and response.json() == {"images": []}
+    finally:
+        server.stop()
