@@ -37,12 +37,14 @@ import time
 from collections.abc import Callable
 
 import eventlet
+from eventlet import patcher
 from eventlet.green import ssl as green_ssl
 from oslo_config import cfg
 
 from glance_clone.common import http_server
 
 LOG = logging.getLogger(__name__)
+_select = patcher.original("select")
 
 BIND_RETRY_SECONDS = 30
 PARENT_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -223,15 +225,11 @@ class Server:
         if pid:
             self.children.add(pid)
             return
-        # In the child: its own event hub and handlers, then serve until
-        # told otherwise.
+        # In the child: its own epoll and handlers, then serve until told
+        # otherwise.
         code = 0
         try:
-            # The hub made in the parent (binding the socket makes one) has
-            # an epoll instance every child would share: one child's
-            # unregistering the listening socket (a retiring worker does)
-            # would silence it for the others.
-            eventlet.hubs.use_hub()
+            _own_epoll()
             self.children.clear()
             self.retiring.clear()
             http = self._http_server()
@@ -272,6 +270,26 @@ class Server:
         """SIGHUP in a child: a newer generation serves; finish and exit."""
         if self.http is not None:
             self.http.stop()
+
+
+def _own_epoll() -> None:
+    """Give a forked worker an epoll instance of its own.
+
+    The event hub made in the parent (binding the socket makes one) comes
+    with an epoll instance that the kernel shares between all the
+    processes holding it: one worker unregistering the listening socket
+    (a retiring one does) would leave the others deaf to it. The hub
+    itself is kept, so greenthreads the app started while loading (the
+    task reaper) run in every worker.
+    """
+    hub = eventlet.hubs.get_hub()
+    inherited = getattr(hub, "poll", None)
+    if not isinstance(inherited, _select.epoll):
+        return      # poll and select keep no state in the kernel
+    hub.poll = _select.epoll()
+    inherited.close()
+    for fileno in set(hub.listeners[hub.READ]) | set(hub.listeners[hub.WRITE]):
+        hub.register(fileno, new=True)
 
 
 def _watch_signals(handlers: dict[int, Callable[[], None]]) -> None:

@@ -364,3 +364,52 @@ def test_tls(tmp_path):
                 assert response.status_code == 200 and response.json() == {"images": []}
     finally:
         server.stop()
+
+
+WORKER_SCRIPT = """
+import os, sys
+import eventlet
+eventlet.monkey_patch()
+from oslo_config import cfg
+from glance_clone.common import config, server
+
+marks, port = sys.argv[1], int(sys.argv[2])
+conf = cfg.ConfigOpts()
+config.register_server_opts(conf)
+conf([], project="glance-test", default_config_files=[])
+conf.set_override("workers", 1)
+conf.set_override("bind_host", "127.0.0.1")
+conf.set_override("bind_port", port)
+
+
+def load_app():
+    def mark():             # as the v2 task reaper does
+        while True:
+            open(os.path.join(marks, str(os.getpid())), "w").close()
+            eventlet.sleep(0.05)
+
+    eventlet.spawn_n(mark)
+    return lambda environ, start_response: start_response("200 OK", []) or [b"OK"]
+
+
+srv = server.Server(conf, load_app, port, "glance-test")
+srv.start()
+sys.exit(srv.run())
+"""
+
+
+def test_greenthreads_started_while_loading_the_app_run_in_the_workers(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "server.py"
+    script.write_text(WORKER_SCRIPT)
+    process = subprocess.Popen([sys.executable, str(script), str(marks), str(harness.free_port())],
+                               env=harness.server_env(), stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        (worker,) = harness.wait_until(lambda: children_of(process.pid), 30, message="a worker")
+        harness.wait_until(lambda: (marks / str(worker)).exists(), 30,
+                           message="the greenthread to run in the worker")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
