@@ -50,7 +50,6 @@ copied again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import ipaddress
 import json
 import logging
@@ -64,8 +63,11 @@ from typing import IO, Any
 import requests
 import requests.adapters
 
+from glance_clone.common.data_out import Outgoing
+
 LOG = logging.getLogger(__name__)
 
+# glance-replicator's --chunksize default, as documented for Glance.
 CHUNK_SIZE = 65536
 DEFAULT_DONTREPLICATE = "created_at date deleted_at location updated_at"
 DEFAULT_TIMEOUT = 600.0          # seconds without a byte from a server
@@ -393,31 +395,29 @@ class CheckedStream:
 
     def __init__(self, chunks: Iterable[bytes], image_id: str, size: int,
                  progress: Progress) -> None:
-        self.chunks = chunks
         self.image_id = image_id
-        self.size = size
-        self.progress = progress
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.count = 0
-        self.finished = False
+        self._out = Outgoing(
+            chunks, None, SourceReadError, digest=True,
+            on_chunk=lambda moved: progress.transferring(image_id, moved, size))
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            for chunk in self.chunks:
-                if not chunk:
-                    continue
-                self.md5.update(chunk)
-                self.count += len(chunk)
-                self.progress.transferring(self.image_id, self.count, self.size)
-                yield chunk
+            yield from self._out
         except (requests.RequestException, OSError) as err:
             raise SourceReadError("reading the data of image %s failed after %d "
                                   "bytes: %s" % (self.image_id, self.count, err))
-        self.finished = True
+
+    @property
+    def count(self) -> int:
+        return self._out.bytes_sent
+
+    @property
+    def finished(self) -> bool:
+        return self._out.finished
 
     @property
     def checksum(self) -> str:
-        return self.md5.hexdigest()
+        return self._out.checksum or ""
 
 
 def read_file_chunks(fh: IO[bytes], size: int) -> Iterator[bytes]:

@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
-import hashlib
 import logging
 import os
 import threading
@@ -59,13 +58,14 @@ from typing import TYPE_CHECKING, Any
 
 from glance_clone.cache import layout
 from glance_clone.common import exception
+from glance_clone.common.chunking import CHUNK_SIZE
+from glance_clone.common.hashing import Digests
 
 if TYPE_CHECKING:
     from glance_clone.cache.image_cache import ImageCache
 
 LOG = logging.getLogger(__name__)
 
-CHUNK_SIZE = 64 * 1024
 # A tailer looks at the size of the file it follows this often (a green
 # sleep under the api's eventlet) ...
 TAIL_POLL_INTERVAL = 0.015
@@ -74,7 +74,7 @@ TAIL_POLL_INTERVAL = 0.015
 TAIL_STALL_TIMEOUT = 60.0
 # ... and publishes new bytes at most this many at a time, so its readers
 # need not wait for it to hash everything a writer far ahead has written.
-TAIL_VERIFY_STEP = 16 * CHUNK_SIZE
+TAIL_VERIFY_STEP = CHUNK_SIZE
 # Tries at taking incomplete/<id> while other processes take and let go of it.
 ACQUIRE_ATTEMPTS = 5
 
@@ -117,7 +117,7 @@ class Fill:
         self._upstream_close: Callable[[], None] | None = None
         self.expected_size = 0
         self.expected_checksum: str | None = None
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._digests = Digests()
         self.written = 0          # bytes readers may use (a tailer's: verified)
         self.readers = 0
         self.pumping = False      # the writer's pump thread is running
@@ -301,7 +301,7 @@ class Fill:
             except OSError as err:
                 self._end(State.DISCARDED, str(err))
                 return
-            self._md5.update(chunk)
+            self._digests.update(chunk)
             with self.cond:
                 self.written += len(chunk)
                 self.cond.notify_all()
@@ -370,7 +370,7 @@ class Fill:
             if not data:
                 self._end(State.DISCARDED, "the file being written shrank")
                 return
-            self._md5.update(data)
+            self._digests.update(data)
             offset += len(data)
         with self.cond:
             self.written = end
@@ -382,7 +382,7 @@ class Fill:
     def _end_verified(self) -> None:
         """Every byte is in: DONE if they are the image's, else FAILED."""
         reason = ""
-        digest = self._md5.hexdigest()
+        digest = self._digests.md5
         if self.written != self.expected_size:
             reason = "got %d bytes, expected %d" % (self.written, self.expected_size)
         elif self.expected_checksum and digest != self.expected_checksum:
@@ -430,7 +430,7 @@ class Fill:
             LOG.info("Image %s was deleted while being cached; not keeping it",
                      self.image_id)
             self.cache.drop_incomplete(self.image_id, self.fd)
-        elif self.cache.admit(self.image_id, self.fd, self.written, self._md5.hexdigest()):
+        elif self.cache.admit(self.image_id, self.fd, self.written, self._digests.md5):
             LOG.info("Cached image %s (%d bytes)", self.image_id, self.written)
 
     def reader_left(self) -> None:

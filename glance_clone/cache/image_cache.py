@@ -11,12 +11,11 @@ as a miss.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Generator
+from collections.abc import Iterator
 from typing import Any
 
 from oslo_config import cfg
@@ -26,10 +25,11 @@ from glance_clone.cache import layout as layout_mod
 from glance_clone.cache import options
 from glance_clone.cache.driver import CacheEntry, load_driver
 from glance_clone.cache.layout import CacheDirUnusable, CacheLayout
+from glance_clone.common.chunking import CHUNK_SIZE
+from glance_clone.common.data_out import Outgoing
 
 LOG = logging.getLogger(__name__)
 
-CHUNK_SIZE = fill_mod.CHUNK_SIZE
 _RECORD_ERRORS = (OSError, sqlite3.Error)
 
 
@@ -287,42 +287,43 @@ class HitReader:
 
     def __init__(self, cached: CachedFile) -> None:
         self.cached = cached
-        self._gen = self._generate()
+        entry = cached.entry
+        self._out = Outgoing(self._chunks(), entry.size, self._altered,
+                             expected_checksum=entry.checksum)
+        self._counted = False
 
     def __iter__(self) -> HitReader:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._gen)
+        try:
+            chunk = next(self._out)
+        except StopIteration:
+            self._count()
+            raise
+        if self._out.finished:
+            # Before the last chunk goes out: once a client has all of it,
+            # the hit is on record.
+            self._count()
+        return chunk
 
-    def _generate(self) -> Generator[bytes, None, None]:
-        cached = self.cached
-        md5 = hashlib.md5(usedforsecurity=False)
-        offset = 0
-        held = b""
-        while True:
-            data = os.pread(cached.fd, CHUNK_SIZE, offset)
-            if not data:
-                break
+    def _count(self) -> None:
+        if not self._counted:
+            self._counted = True
+            self.cached.cache.record_hit(self.cached.image_id, self.cached.fd)
+
+    def _chunks(self) -> Iterator[bytes]:
+        fd, offset = self.cached.fd, 0
+        while data := os.pread(fd, CHUNK_SIZE, offset):
             offset += len(data)
-            md5.update(data)
-            if held:
-                yield held
-            held = data
-        reason = ""
-        if offset != cached.entry.size:
-            reason = "read %d bytes, %d recorded" % (offset, cached.entry.size)
-        elif cached.entry.checksum and md5.hexdigest() != cached.entry.checksum:
-            reason = "checksum %s, %s recorded" % (md5.hexdigest(), cached.entry.checksum)
-        if reason:
-            cached.cache.invalidate(cached.image_id, cached.fd, reason)
-            raise fill_mod.CacheFillError(
-                "Image %s: the cached copy was altered (%s)" % (cached.image_id, reason))
-        cached.cache.record_hit(cached.image_id, cached.fd)
-        if held:
-            yield held
+            yield data
+
+    def _altered(self, reason: str) -> Exception:
+        cached = self.cached
+        cached.cache.invalidate(cached.image_id, cached.fd, reason)
+        return fill_mod.CacheFillError(
+            "Image %s: the cached copy was altered (%s)" % (cached.image_id, reason))
 
     def close(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._gen.close()
+        self._out.close()
         self.cached.close()

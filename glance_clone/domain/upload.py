@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from glance_clone.common import exception
-from glance_clone.common.chunking import limited_chunks
 from glance_clone.common.context import RequestContext
+from glance_clone.common.data_in import Incoming, Limit
 from glance_clone.domain import image_status, quota
 from glance_clone.domain.registry_writes import RegistryWrites, holds
 
@@ -68,7 +68,7 @@ class Uploader:
             declared_size = image.get("size") or None
         try:
             location, size, checksum, loc_meta = self._store(
-                context, image_id, chunks, size_hint, scheme)
+                context, image, chunks, size_hint, scheme, declared_size)
         except exception.ImageDeletedDuringUpload:
             raise
         except exception.Duplicate as err:
@@ -79,30 +79,31 @@ class Uploader:
         except BaseException:
             self.kill(context, image_id, image_status.SAVING, failed_status)
             raise
-        try:
-            self._check_declared(declared_size, image.get("checksum"), size, checksum)
-        except exception.ImageDataMismatch:
-            self._discard(context, image_id, location, failed_status)
-            raise
         return self._activate_upload(context, image_id, location, loc_meta,
                                      size=size, checksum=checksum)
 
-    def _store(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
-               size_hint: int, scheme: str | None) -> tuple[str, int, str, dict]:
+    def _store(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
+               size_hint: int, scheme: str | None,
+               declared_size: int | None) -> tuple[str, int, str, dict]:
         """Write the data; the store leaves nothing behind when this raises."""
+        image_id = image["id"]
         cap = self.conf.image_size_cap
-        chunks = limited_chunks(chunks, cap,
-                                lambda: exception.ImageSizeLimitExceeded(limit=cap))
+        limits: list[Limit] = [(cap, lambda: exception.ImageSizeLimitExceeded(limit=cap))]
         remaining = quota.remaining_storage(self.conf, self.registry, context, image_id)
         if remaining is not None:
             if size_hint > remaining:
                 raise exception.StorageQuotaFull(
                     reason="%d bytes left, %d declared" % (remaining, size_hint))
-            chunks = limited_chunks(chunks, remaining, lambda: exception.StorageQuotaFull(
-                reason="%d bytes left" % remaining))
+            limits.append((remaining, lambda: exception.StorageQuotaFull(
+                reason="%d bytes left" % remaining)))
+        # Size, checksum and limits are checked as the data streams: a
+        # refused upload raises inside the store's write, which removes
+        # what it wrote.
+        data = Incoming(self._while_saving(context, image_id, chunks), limits=limits,
+                        expected_size=declared_size, expected_checksum=image.get("checksum"))
         try:
             location, size, checksum, loc_meta = self.stores.add(
-                image_id, self._while_saving(context, image_id, chunks), size_hint, scheme)
+                image_id, data, size_hint, scheme)
         except exception.StoreError as err:
             # The store's own words may name paths; the caller gets Glance's.
             LOG.error("Upload of image %s failed in the store: %s", image_id, err)
@@ -134,20 +135,6 @@ class Uploader:
             LOG.info("Image %s was deleted during its upload; stopping the transfer",
                      image_id)
             raise exception.ImageDeletedDuringUpload(image_id=image_id)
-
-    @staticmethod
-    def _check_declared(declared_size: int | None, declared_checksum: str | None,
-                        size: int, checksum: str) -> None:
-        if declared_size is not None and declared_size != size:
-            raise exception.ImageDataMismatch(
-                "Supplied size (%d) and size generated from uploaded image (%d) "
-                "did not match. Setting image status to 'killed'."
-                % (declared_size, size))
-        if declared_checksum and declared_checksum != checksum:
-            raise exception.ImageDataMismatch(
-                "Supplied checksum (%s) and checksum generated from uploaded "
-                "image (%s) did not match. Setting image status to 'killed'."
-                % (declared_checksum, checksum))
 
     def _activate_upload(self, context: RequestContext, image_id: str, location: str,
                          loc_meta: dict, **values: Any) -> dict:

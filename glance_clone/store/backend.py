@@ -22,7 +22,7 @@ from oslo_config import cfg
 
 from glance_clone.common import exception
 from glance_clone.store import source_filter
-from glance_clone.store.base import AddResult, ChunkIterator, Driver
+from glance_clone.store.base import AddResult, Driver, ReadStream
 from glance_clone.store.file import FileDriver
 from glance_clone.store.http import HttpDriver
 from glance_clone.store.rbd import RbdDriver
@@ -119,7 +119,7 @@ class StoreSet:
         driver = self.driver_for_scheme(scheme or self.default_scheme)
         return driver.add(image_id, chunks, size)
 
-    def get(self, url: str) -> tuple[ChunkIterator, int | None]:
+    def get(self, url: str) -> tuple[ReadStream, int | None]:
         """(chunk iterator, size or None); raises as ``Driver.get``."""
         return self.driver_for_uri(url).get(url)
 

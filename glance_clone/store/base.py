@@ -6,6 +6,11 @@ backend directly: they go through ``glance_clone.store.backend.StoreSet``,
 which picks a driver by the scheme of a location URL. Every driver moves
 data as iterators of ``CHUNK_SIZE`` byte strings so no image is ever held in
 memory whole, and raises only ``glance_clone.common.exception`` classes.
+
+Every driver writes through ``glance_clone.common.data_in.Incoming``: it
+counts, hashes, inspects and enforces limits, and raises from the data
+itself, so a driver only has to clean up when its source raises. Downloads
+that a backend may cut short go out through ``data_out.Outgoing``.
 """
 
 from __future__ import annotations
@@ -13,19 +18,30 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.chunking import CHUNK_SIZE
+from glance_clone.common.data_out import Outgoing
 from glance_clone.common.redaction import redact_url
 
 LOG = logging.getLogger(__name__)
 
-CHUNK_SIZE = 65536
 
 # (location url, bytes written, md5 hex digest, location metadata)
 AddResult = tuple[str, int, str, dict[str, Any]]
+
+
+class ReadStream(Protocol):
+    """What ``Driver.get`` returns: chunks, and ``close`` to let go of the backend."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def __next__(self) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class ChunkIterator(Iterator[bytes]):
@@ -76,6 +92,29 @@ class ChunkIterator(Iterator[bytes]):
             self.close()
 
 
+def remote_download(read: Callable[[int], bytes], close: Callable[[], None],
+                    size: int | None, store: str, name: str,
+                    log: logging.Logger, chunk_size: int = CHUNK_SIZE) -> Outgoing:
+    """A remote object's body (``read`` until ``b""``, ``chunk_size`` at a
+    time) as a checked download.
+
+    The stream raises RemoteServiceUnavailable, naming ``store`` ("Swift")
+    and logging ``name`` (``container/object``) to ``log``, when it ends
+    before ``size`` bytes (unless None) or ``read`` fails.
+    """
+    def read_error(err: Exception) -> exception.GlanceError:
+        if isinstance(err, exception.GlanceError):
+            return err
+        log.error("%s download interrupted: %s", store, err)
+        return exception.RemoteServiceUnavailable(f"{store} store download was interrupted.")
+
+    def wrong_size(reason: str) -> exception.GlanceError:
+        log.error("%s download of %s: %s", store, name, reason)
+        return exception.RemoteServiceUnavailable(f"{store} store download ended early.")
+
+    return Outgoing(ChunkIterator(read, close, chunk_size, read_error), size, wrong_size)
+
+
 class Driver:
     """Base class of store drivers; subclasses set ``schemes`` and override.
 
@@ -97,6 +136,8 @@ class Driver:
     def add(self, image_id: str, chunks: Iterable[bytes], size: int) -> AddResult:
         """Store ``chunks`` as image ``image_id``; ``size`` 0 means unknown.
 
+        ``chunks`` is usually an ``Incoming`` (the caller's limits and checks
+        ride on it); a plain iterable is wrapped in one (``Incoming.wrap``).
         Returns (url, bytes written, md5 hex, location metadata). Raises
         Duplicate, StorageFull, StorageWriteDenied, StoreAddDisabled,
         Forbidden; whatever the ``chunks`` iterator raises is re-raised after
@@ -104,7 +145,7 @@ class Driver:
         """
         raise exception.StoreAddDisabled()
 
-    def get(self, url: str) -> tuple[ChunkIterator, int | None]:
+    def get(self, url: str) -> tuple[ReadStream, int | None]:
         """Return (chunk iterator, size or None); raises NotFound,
         RemoteServiceUnavailable, BadStoreUri, StoreGetNotSupported."""
         raise exception.StoreGetNotSupported()

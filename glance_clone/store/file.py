@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -41,11 +40,9 @@ from urllib.parse import urlsplit
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.chunking import CHUNK_SIZE
+from glance_clone.common.data_in import Incoming
 from glance_clone.store.base import AddResult, ChunkIterator, Driver
-
-# Downloads read 1 MiB at a time: each chunk costs a trip through the WSGI
-# server's write path, and 64 KiB chunks halved single-stream throughput.
-DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 LOG = logging.getLogger(__name__)
 
@@ -196,8 +193,7 @@ class FileDriver(Driver):
                          | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
         except OSError as err:
             raise _storage_error(err) from err
-        md5 = hashlib.md5(usedforsecurity=False)
-        written = 0
+        data = Incoming.wrap(chunks)
         out = None
         try:
             out = open(fd, "wb", buffering=WRITE_BUFFER)  # closed below, also on error
@@ -209,9 +205,7 @@ class FileDriver(Driver):
                 raise _storage_error(err) from err
             # Errors raised by ``chunks`` (client gone, size cap) propagate
             # untouched; only our own I/O errors are translated.
-            for chunk in chunks:
-                md5.update(chunk)
-                written += len(chunk)
+            for chunk in data:
                 try:
                     write(chunk)
                 except OSError as err:
@@ -233,8 +227,8 @@ class FileDriver(Driver):
                 os.unlink(partial)
             raise
         url = f"file://{final}"
-        LOG.debug("Wrote %d bytes of image %s to %s", written, image_id, url)
-        return url, written, md5.hexdigest(), copy.deepcopy(self.metadata)
+        LOG.debug("Wrote %d bytes of image %s to %s", data.bytes_read, image_id, url)
+        return url, data.bytes_read, data.checksum, copy.deepcopy(self.metadata)
 
     def _publish(self, partial: str, final: str, image_id: str) -> None:
         """Give the finished partial file its final name, never replacing one.
@@ -283,7 +277,7 @@ class FileDriver(Driver):
         except BaseException:
             os.close(fd)
             raise
-        return (ChunkIterator(reader.read, reader.close, DOWNLOAD_CHUNK_SIZE, _read_error),
+        return (ChunkIterator(reader.read, reader.close, CHUNK_SIZE, _read_error),
                 info.st_size)
 
     def get_size(self, url: str) -> int:

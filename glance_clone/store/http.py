@@ -46,12 +46,17 @@ from requests.adapters import HTTPAdapter
 from glance_clone.common import exception
 from glance_clone.common.redaction import redact_url
 from glance_clone.store import source_filter
-from glance_clone.store.base import CHUNK_SIZE, ChunkIterator, Driver
+from glance_clone.store.base import ChunkIterator, Driver
 
 LOG = logging.getLogger(__name__)
 
 GROUP = "glance_store"
 MAX_REDIRECTS = 5
+# A read waits until its whole amount is in (or the source ends or stalls),
+# so that a short body fails before the first byte goes out (502, not a
+# cut connection). From a slow web server, 1 MiB (CHUNK_SIZE) would hold
+# every reader, and the cache file being filled, back for a whole MiB.
+READ_SIZE = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 NOT_FOUND_MESSAGE = "HTTP datastore could not find image at URI."
 
@@ -221,7 +226,7 @@ class HttpDriver(Driver):
             response.close()
             session.close()
 
-        return (ChunkIterator(read, close, CHUNK_SIZE, lambda err: _read_error(err, clock)),
+        return (ChunkIterator(read, close, READ_SIZE, lambda err: _read_error(err, clock)),
                 _content_length(response))
 
     def get_size(self, url: str) -> int:

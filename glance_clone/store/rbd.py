@@ -64,9 +64,9 @@ from eventlet import hubs, patcher, tpool
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import AddResult, ChunkIterator, Driver
+from glance_clone.common.data_in import Incoming
+from glance_clone.store.base import AddResult, Driver, ReadStream, remote_download
 from glance_clone.store.credentialed_uri import check_object_name
-from glance_clone.store.streaming import SourceReader, checked_download
 
 LOG = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class RbdDriver(Driver):
         image is removed on any failure.
         """
         check_object_name(image_id)
-        reader = SourceReader(chunks)
+        reader = Incoming.wrap(chunks)
         upload = _Upload(self, image_id)
         try:
             upload.start(size)
@@ -308,11 +308,11 @@ class RbdDriver(Driver):
         LOG.debug("Wrote %d bytes of image %s to RBD pool %s",
                   reader.bytes_read, image_id, self.pool)
         return (location_url(upload.fsid, self.pool, image_id), reader.bytes_read,
-                reader.md5.hexdigest(), {})
+                reader.checksum, {})
 
     # --- get ----------------------------------------------------------------
     def get(self, url: str, offset: int = 0,
-            length: int | None = None) -> tuple[ChunkIterator, int | None]:
+            length: int | None = None) -> tuple[ReadStream, int | None]:
         """Stream the snapshot, or ``length`` bytes of it from ``offset``.
 
         Returns (iterator, bytes it will yield). Raises BadStoreUri,
@@ -338,7 +338,7 @@ class RbdDriver(Driver):
             blocking(_close_read, image, session)
 
         name = f"{loc.pool}/{loc.image}@{loc.snapshot or ''}"
-        return checked_download(read, close, end - start, "RBD", name, LOG,
+        return remote_download(read, close, end - start, "RBD", name, LOG,
                                 chunk_size=self.object_size), end - start
 
     def _open_for_read(self, loc: Location) -> tuple[_Session, Any, int]:
@@ -460,7 +460,7 @@ class _Upload:
         self.size = size
         self.image = rbd.Image(self.session.ioctx, self.name)
 
-    def write(self, reader: SourceReader) -> None:
+    def write(self, reader: Incoming) -> None:
         """Read the upload one object at a time (in this green thread) and
         hand each to librbd, ``WRITES_IN_FLIGHT`` at most."""
         object_size = self.driver.object_size

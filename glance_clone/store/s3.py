@@ -53,9 +53,9 @@ from typing import Any
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import AddResult, ChunkIterator, Driver
+from glance_clone.common.data_in import Incoming
+from glance_clone.store.base import AddResult, Driver, ReadStream, remote_download
 from glance_clone.store.credentialed_uri import UriFormat, check_object_name
-from glance_clone.store.streaming import SourceReader, checked_download
 
 LOG = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ class S3Driver(Driver):
         check_object_name(image_id)
         creds, bucket = self.credentials, self.bucket
         client = self._client(creds)
-        reader = SourceReader(chunks)
+        reader = Incoming.wrap(chunks)
         try:
             self._prepare(client, bucket, image_id)
             if 0 < size <= self.large_object_size:
@@ -314,7 +314,7 @@ class S3Driver(Driver):
         LOG.debug("Wrote %d bytes of image %s to S3 bucket %s",
                   reader.bytes_read, image_id, bucket)
         return (location_url(creds, bucket, image_id), reader.bytes_read,
-                reader.md5.hexdigest(), {})
+                reader.checksum, {})
 
     def _prepare(self, client: Any, bucket: str, image_id: str) -> None:
         """Make sure the bucket exists and the object does not."""
@@ -346,7 +346,7 @@ class S3Driver(Driver):
         else:
             raise exception.Duplicate(f"S3 already holds data for image {image_id}")
 
-    def _put_streamed(self, bucket: str, image_id: str, reader: SourceReader,
+    def _put_streamed(self, bucket: str, image_id: str, reader: Incoming,
                       size: int) -> None:
         """One PUT of exactly ``size`` bytes read straight from the chunks."""
         client = self._client(self.credentials, streaming=True)
@@ -356,7 +356,7 @@ class S3Driver(Driver):
         self._check_stored(client, bucket, image_id, response, reader, size)
 
     def _check_stored(self, client: Any, bucket: str, image_id: str,
-                      response: dict[str, Any], reader: SourceReader,
+                      response: dict[str, Any], reader: Incoming,
                       size: int | None) -> None:
         """Delete the object just written if it is not all of the image."""
         try:
@@ -365,7 +365,7 @@ class S3Driver(Driver):
                 raise exception.ImageDataMismatch(
                     "Image data is longer than the %d bytes declared" % size)
             etag = str(response.get("ETag", "")).strip('"')
-            if etag and "-" not in etag and etag != reader.md5.hexdigest():
+            if etag and "-" not in etag and etag != reader.checksum:
                 raise exception.StoreError(
                     f"S3 stored image {image_id} with a different checksum")
         except BaseException:
@@ -373,7 +373,7 @@ class S3Driver(Driver):
             raise
 
     def _put_parts(self, client: Any, bucket: str, image_id: str,
-                   reader: SourceReader, size: int) -> None:
+                   reader: Incoming, size: int) -> None:
         """Multipart upload, one buffered part at a time; aborted on failure."""
         part_size = self.part_size
         if size > 0:
@@ -422,7 +422,7 @@ class S3Driver(Driver):
                       bucket, key, err)
 
     # --- get ----------------------------------------------------------------
-    def get(self, url: str) -> tuple[ChunkIterator, int | None]:
+    def get(self, url: str) -> tuple[ReadStream, int | None]:
         """Stream the object; raises BadStoreUri, NotFound,
         RemoteServiceUnavailable, StoreError. The iterator raises
         RemoteServiceUnavailable if the download is cut off."""
@@ -435,7 +435,7 @@ class S3Driver(Driver):
             raise _read_error(err) from err
         body = response["Body"]
         size: int | None = response.get("ContentLength")
-        return checked_download(body.read, body.close, size, "S3",
+        return remote_download(body.read, body.close, size, "S3",
                                 f"{loc.bucket}/{loc.key}", LOG), size
 
     def get_size(self, url: str) -> int:

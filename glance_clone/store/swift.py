@@ -59,9 +59,9 @@ from urllib.parse import quote, unquote
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store.base import CHUNK_SIZE, AddResult, ChunkIterator, Driver
+from glance_clone.common.data_in import Incoming
+from glance_clone.store.base import CHUNK_SIZE, AddResult, Driver, ReadStream, remote_download
 from glance_clone.store.credentialed_uri import UriFormat, check_object_name
-from glance_clone.store.streaming import SourceReader, checked_download
 
 try:
     from swiftclient import client as swift_client
@@ -328,7 +328,7 @@ class SwiftDriver(Driver):
         """
         check_object_name(image_id)
         creds, container = self.credentials, self.container
-        reader = SourceReader(chunks)
+        reader = Incoming.wrap(chunks)
         written: list[str] = []
         conn = self._connect(creds)
         try:
@@ -346,7 +346,7 @@ class SwiftDriver(Driver):
         LOG.debug("Wrote %d bytes of image %s to Swift %s/%s in %d object(s)",
                   reader.bytes_read, image_id, container, image_id, len(written))
         return (location_url(creds, container, image_id), reader.bytes_read,
-                reader.md5.hexdigest(), {})
+                reader.checksum, {})
 
     def _prepare(self, conn: Any, container: str, image_id: str) -> None:
         """Make sure the container exists and the object does not.
@@ -370,16 +370,16 @@ class SwiftDriver(Driver):
             raise exception.Duplicate(f"Swift already holds data for image {image_id}")
 
     def _put_single(self, conn: Any, container: str, image_id: str,
-                    reader: SourceReader, written: list[str]) -> None:
+                    reader: Incoming, written: list[str]) -> None:
         written.append(image_id)
         # Chunked transfer: the size given to add() is only a hint.
         etag = conn.put_object(container, image_id, reader, chunk_size=WRITE_SIZE)
-        if etag and etag.strip('"') != reader.md5.hexdigest():
+        if etag and etag.strip('"') != reader.checksum:
             raise exception.StoreError(
                 f"Swift stored image {image_id} with a different checksum")
 
     def _put_segmented(self, conn: Any, container: str, image_id: str,
-                       reader: SourceReader, written: list[str]) -> None:
+                       reader: Incoming, written: list[str]) -> None:
         if reader.at_end():
             self._put_single(conn, container, image_id, reader, written)
             return
@@ -411,7 +411,7 @@ class SwiftDriver(Driver):
             conn.close()
 
     # --- get ----------------------------------------------------------------
-    def get(self, url: str) -> tuple[ChunkIterator, int | None]:
+    def get(self, url: str) -> tuple[ReadStream, int | None]:
         """Stream the object; raises BadStoreUri, NotFound,
         RemoteServiceUnavailable, StoreError. The iterator raises
         RemoteServiceUnavailable if the download is cut off."""
@@ -436,7 +436,7 @@ class SwiftDriver(Driver):
             finally:
                 conn.close()
 
-        return checked_download(body.read, close, size, "Swift",
+        return remote_download(body.read, close, size, "Swift",
                                 f"{loc.container}/{loc.obj}", LOG), size
 
     def get_size(self, url: str) -> int:

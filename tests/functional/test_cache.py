@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import requests
 
+from glance_clone.common.chunking import CHUNK_SIZE
 from tests.functional import harness
 
 RUN_TIMEOUT = 120
@@ -616,7 +617,7 @@ def test_client_going_away_leaves_nothing_cached(glance: harness.Deployment,
 
 @pytest.mark.timeout(180)
 def test_altered_cache_file_is_not_served(glance: harness.Deployment) -> None:
-    data = os.urandom(5 * CHUNK)
+    data = os.urandom(5 * CHUNK_SIZE)       # several chunks: the first ones go out
     image_id = upload(glance, data)
     assert download(glance, image_id).content == data
     path = cache_dir_of(glance) / image_id

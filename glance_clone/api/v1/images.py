@@ -8,7 +8,8 @@ import webob
 
 from glance_clone.api.v1 import headers as meta_headers
 from glance_clone.common import exception, wsgi
-from glance_clone.common.chunking import SizeCheckedIter, body_chunks
+from glance_clone.common.chunking import body_chunks
+from glance_clone.common.data_out import download_body
 from glance_clone.domain.images import ImageData
 
 BODY_ENCODINGS = frozenset(("chunked", "compress", "deflate", "gzip", "identity"))
@@ -96,7 +97,7 @@ class ImagesController:
         response = webob.Response(request=req, content_type="application/octet-stream")
         response.headers.extend(meta_headers.image_meta_headers(image))
         if chunks is not None:
-            response.app_iter = SizeCheckedIter(chunks, size, id)
+            response.app_iter = download_body(chunks, size, id)
         response.content_length = size
         return response
 

@@ -11,7 +11,8 @@ from glance_clone.api.v1.images import has_body
 from glance_clone.api.v2 import bodies, list_params, task_schemas, views
 from glance_clone.api.v2.schemas import Schemas
 from glance_clone.common import exception, wsgi
-from glance_clone.common.chunking import SizeCheckedIter, body_chunks
+from glance_clone.common.chunking import body_chunks
+from glance_clone.common.data_out import download_body
 from glance_clone.domain.catalog import ImageCatalog
 
 UPLOAD_TYPE = "application/octet-stream"
@@ -135,7 +136,7 @@ class ImagesController:
         if chunks is None:
             return no_content(req)
         response = webob.Response(request=req, content_type=UPLOAD_TYPE)
-        response.app_iter = SizeCheckedIter(chunks, size, image_id)
+        response.app_iter = download_body(chunks, size, image_id)
         response.content_length = size
         checksum = image.record.get("checksum")
         if checksum:

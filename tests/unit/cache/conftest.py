@@ -234,7 +234,7 @@ def body_of(response: webob.Response) -> bytes:
 
 # -- fills ---------------------------------------------------------------------------
 CHUNK = fill_mod.CHUNK_SIZE
-DATA = bytes(range(256)) * 1024 + b"tail"        # 4 chunks and a bit
+DATA = bytes(range(256)) * (4 * CHUNK // 256) + b"tail"  # 4 chunks and a bit
 GOOD = hashlib.md5(DATA).hexdigest()
 
 

@@ -16,7 +16,7 @@ from oslo_config import cfg
 from glance_clone.common import exception
 from glance_clone.store import file as file_store
 from glance_clone.store.base import CHUNK_SIZE
-from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE, FileDriver
+from glance_clone.store.file import FileDriver
 from tests.unit.store.conftest import make_conf
 
 pytestmark = pytest.mark.timeout(30)
@@ -246,21 +246,21 @@ def test_storage_error_mapping(err: int, expected: type[Exception]) -> None:
 
 # --- get / get_size / delete ----------------------------------------------------
 def test_get_streams_chunks_and_closes(driver: FileDriver) -> None:
-    data = os.urandom(2 * DOWNLOAD_CHUNK_SIZE + 5)
+    data = os.urandom(2 * CHUNK_SIZE + 5)
     url = driver.add(IMAGE_ID, chunks_of(data), len(data))[0]
     it, size = driver.get(url)
     assert size == len(data)
     received = list(it)
-    assert [len(c) for c in received] == [DOWNLOAD_CHUNK_SIZE, DOWNLOAD_CHUNK_SIZE, 5]
+    assert [len(c) for c in received] == [CHUNK_SIZE, CHUNK_SIZE, 5]
     assert b"".join(received) == data
     assert it.closed
 
 
 def test_get_close_midway_releases_file(driver: FileDriver) -> None:
-    url = driver.add(IMAGE_ID, iter([b"q" * (3 * DOWNLOAD_CHUNK_SIZE)]), 0)[0]
+    url = driver.add(IMAGE_ID, iter([b"q" * (3 * CHUNK_SIZE)]), 0)[0]
     before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     it, _size = driver.get(url)
-    assert len(next(it)) == DOWNLOAD_CHUNK_SIZE
+    assert len(next(it)) == CHUNK_SIZE
     it.close()
     it.close()  # idempotent
     assert list(it) == []

@@ -12,13 +12,12 @@ import pytest
 
 from glance_clone.common import exception
 from glance_clone.store import source_filter
-from glance_clone.store.base import CHUNK_SIZE
-from glance_clone.store.http import MAX_REDIRECTS, NOT_FOUND_MESSAGE, HttpDriver
+from glance_clone.store.http import MAX_REDIRECTS, NOT_FOUND_MESSAGE, READ_SIZE, HttpDriver
 from tests.unit.store.conftest import make_conf
 
 pytestmark = pytest.mark.timeout(20)
 
-IMAGE = bytes(range(256)) * 1024 + b"tail"  # 262148 bytes: four full chunks + 4
+IMAGE = bytes(range(256)) * (4 * READ_SIZE // 256) + b"tail"  # four full reads + 4
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -138,14 +137,14 @@ def test_get_streams_in_chunks(driver: HttpDriver, base: str) -> None:
     it, size = driver.get(f"{base}/image")
     assert size == len(IMAGE)
     chunks = list(it)
-    assert [len(c) for c in chunks] == [CHUNK_SIZE] * 4 + [4]
+    assert [len(c) for c in chunks] == [READ_SIZE] * 4 + [4]
     assert hashlib.md5(b"".join(chunks)).digest() == hashlib.md5(IMAGE).digest()
     assert it.closed
 
 
 def test_get_close_early(driver: HttpDriver, base: str) -> None:
     it, _size = driver.get(f"{base}/image")
-    assert len(next(it)) == CHUNK_SIZE
+    assert len(next(it)) == READ_SIZE
     it.close()
     assert list(it) == []
 

@@ -249,7 +249,7 @@ def test_failure_mid_stream_removes_everything(driver: SwiftDriver, swift_listin
     data = image(int(1.5 * MiB) if declared else 4 * MiB)
     fail_after = len(data) - 300 * 1024
     with pytest.raises(CapExceeded):
-        driver.add(str(uuid.uuid4()), chunks_of(data, fail_after=fail_after),
+        driver.add(str(uuid.uuid4()), chunks_of(data, 64 * 1024, fail_after=fail_after),
                    len(data) if declared else 0)
     assert swift_listing(swift_container) == []
 

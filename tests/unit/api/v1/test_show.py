@@ -7,8 +7,8 @@ import os
 import pytest
 
 from glance_clone.common import exception
-from glance_clone.common.chunking import SizeCheckedIter
-from glance_clone.store.file import DOWNLOAD_CHUNK_SIZE
+from glance_clone.common.chunking import CHUNK_SIZE
+from glance_clone.common.data_out import download_body
 
 from .helpers import (
     ADMIN,
@@ -156,35 +156,22 @@ def test_get_image_policy_applies_to_head_and_download(stack_with, tmp_path):
 
 
 def test_short_store_data_aborts_the_body():
-    body = SizeCheckedIter(iter([b"abc", b"de"]), 10, "img")
+    body = download_body(iter([b"abc", b"de"]), 10, "img")
     with pytest.raises(exception.RemoteDataIncomplete, match="sent 5 of its 10 bytes"):
         b"".join(body)
-    body = SizeCheckedIter(iter([b"abc", b"defgh"]), 4, "img")
+    body = download_body(iter([b"abc", b"defgh"]), 4, "img")
     with pytest.raises(exception.BadGateway, match="more than its 4 bytes"):
         b"".join(body)
-    assert b"".join(SizeCheckedIter(iter([b"abc", b"d"]), 4, "img")) == b"abcd"
-
-
-def test_size_checked_iter_closes_what_it_wraps():
-    closed = []
-
-    class Chunks:
-        def __iter__(self):
-            return iter([b"ab"])
-
-        def close(self):
-            closed.append(True)
-    SizeCheckedIter(Chunks(), 2, "img").close()
-    assert closed == [True]
+    assert b"".join(download_body(iter([b"abc", b"d"]), 4, "img")) == b"abcd"
 
 
 def test_download_is_streamed_and_closed_when_the_client_stops(stack):
-    data = os.urandom(3 * DOWNLOAD_CHUNK_SIZE)
+    data = os.urandom(3 * CHUNK_SIZE)
     image = create_image(stack, body=data)
     response = download(stack, image["id"])
     body = response.app_iter
     first = next(iter(body))
-    assert 0 < len(first) <= DOWNLOAD_CHUNK_SIZE < len(data)
+    assert 0 < len(first) <= CHUNK_SIZE < len(data)
     store_chunks = body._source.chunks
     assert not store_chunks.closed
     body.close()

@@ -1,0 +1,116 @@
+"""Image bytes going out: the one check every download path streams through.
+
+``Outgoing`` passes chunks on (from a store to a client, from the cache to
+a client, from one deployment to another) and raises instead of letting a
+stream end at the wrong length or, when asked to verify, with the wrong
+checksum. Raising makes the WSGI server cut the connection, so a client
+sees a failed transfer, never a silently short or altered image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from glance_clone.common import exception
+from glance_clone.common.hashing import Digests
+
+ErrorFactory = Callable[[str], Exception]
+
+
+class Outgoing:
+    """Chunks counted (and hashed, with ``digest``) on their way out.
+
+    ``error(reason)`` builds what is raised when fewer than ``expected_size``
+    bytes pass (None: any size) or the md5 is not ``expected_checksum``;
+    ``overflow(reason)`` (default: ``error``) when more pass. With a
+    checksum to verify, the last chunk is held back until the digest
+    matches, so a bad stream never looks complete.
+    ``on_chunk(total)`` is told the running count (progress reports).
+    """
+
+    def __init__(self, chunks: Iterable[bytes], expected_size: int | None,
+                 error: ErrorFactory, *, overflow: ErrorFactory | None = None,
+                 expected_checksum: str | None = None, digest: bool = False,
+                 on_chunk: Callable[[int], None] | None = None) -> None:
+        self.chunks = chunks
+        self.expected_size = expected_size
+        self.expected_checksum = expected_checksum or None
+        self._error = error
+        self._overflow = overflow or error
+        self._digests = Digests() if (digest or self.expected_checksum) else None
+        self._on_chunk = on_chunk
+        self.bytes_sent = 0
+        self.finished = False
+        self._closed = False
+        self._gen = self._generate()
+
+    @property
+    def closed(self) -> bool:
+        """Whether what it wraps was let go (closed, or read to its end)."""
+        return bool(getattr(self.chunks, "closed", self._closed))
+
+    @property
+    def checksum(self) -> str | None:
+        """The md5 of what passed, when hashing."""
+        return self._digests.md5 if self._digests is not None else None
+
+    def __iter__(self) -> Outgoing:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._gen)
+
+    def _generate(self) -> Generator[bytes, None, None]:
+        expected = self.expected_size
+        held = b""
+        hold = self.expected_checksum is not None
+        for chunk in self.chunks:
+            if not chunk:
+                continue
+            self.bytes_sent += len(chunk)
+            if expected is not None and self.bytes_sent > expected:
+                raise self._overflow("sent more than its %d bytes" % expected)
+            if self._digests is not None:
+                self._digests.update(chunk)
+            if self._on_chunk is not None:
+                self._on_chunk(self.bytes_sent)
+            if hold:
+                if held:
+                    yield held
+                held = chunk
+            else:
+                yield chunk
+        if expected is not None and self.bytes_sent != expected:
+            raise self._error("sent %d of its %d bytes" % (self.bytes_sent, expected))
+        if self.expected_checksum is not None and self.checksum != self.expected_checksum:
+            raise self._error("checksum %s, expected %s"
+                              % (self.checksum, self.expected_checksum))
+        self.finished = True
+        if held:
+            yield held
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(ValueError):
+            self._gen.close()
+        close: Any = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def download_body(chunks: Any, size: int, image_id: str) -> Outgoing:
+    """A download's body that refuses to end at the wrong length.
+
+    Raising makes the WSGI server cut the connection, so the client sees a
+    failed transfer instead of a silently short image. Before the first
+    byte is out, the error is still a status: 502, the store (often a
+    remote web server behind a location) sent something else than the image.
+    """
+    def short(reason: str) -> exception.GlanceError:
+        return exception.RemoteDataIncomplete("Image %s: the store %s" % (image_id, reason))
+
+    def long(reason: str) -> exception.GlanceError:
+        return exception.BadGateway("Image %s: the store %s" % (image_id, reason))
+    return Outgoing(chunks, size, short, overflow=long)

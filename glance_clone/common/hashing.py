@@ -1,0 +1,116 @@
+"""Hashing image data: the md5 ``checksum`` and the multihash, off the request thread.
+
+hashlib releases the GIL while it hashes a buffer of more than 2 KiB, so a
+digest computed on a native thread runs on another core while the request
+thread goes on reading the socket and writing the store. ``Digests`` keeps
+one chunk in flight per algorithm: chunk N is hashed while chunk N+1 is read,
+and every algorithm has its own thread, so md5 and sha512 run side by side.
+
+Under eventlet's monkey patching the native threads are eventlet's thread
+pool (``tpool``) and the request greenthread waits green, so the hub serves
+other requests meanwhile; elsewhere (tools, tests) a plain thread pool is used.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import eventlet.patcher
+import eventlet.tpool
+
+MD5 = "md5"
+# Chunks smaller than this are hashed in place: handing them to a thread
+# costs more than hashing them.
+BACKGROUND_MIN = 64 * 1024
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def new(algorithm: str) -> Any:
+    """A hashlib object for ``algorithm``; raises ValueError for an unknown one."""
+    if algorithm == MD5:
+        return hashlib.md5(usedforsecurity=False)
+    return hashlib.new(algorithm)
+
+
+def check_algorithm(algorithm: str) -> None:
+    """Raise ValueError unless hashlib offers ``algorithm``."""
+    new(algorithm)
+
+
+def _green() -> bool:
+    return bool(eventlet.patcher.is_monkey_patched("thread"))
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="hashing")
+        return _executor
+
+
+class _Job:
+    """One hash update running on a native thread; ``wait`` re-raises its error."""
+
+    def __init__(self, fn: Callable[[bytes], None], data: bytes) -> None:
+        if _green():
+            self._handle: Any = eventlet.spawn(eventlet.tpool.execute, fn, data)
+            self._wait = self._handle.wait
+        else:
+            self._handle = _pool().submit(fn, data)
+            self._wait = self._handle.result
+
+    def wait(self) -> None:
+        self._wait()
+
+
+class Digests:
+    """The md5 and, when ``multihash`` names an algorithm, that hash of one stream.
+
+    Feed it with ``update`` in stream order; the ``md5`` and ``multihash``
+    properties wait for every update to be hashed.
+    """
+
+    def __init__(self, multihash: str | None = None, background: bool = True) -> None:
+        self._hashers = [new(MD5)]
+        self.multihash_algorithm = multihash
+        if multihash:
+            self._hashers.append(new(multihash))
+        self._background = background
+        self._jobs: list[_Job] = []
+
+    def update(self, data: bytes) -> None:
+        self._settle()
+        if not self._background or len(data) < BACKGROUND_MIN:
+            for hasher in self._hashers:
+                hasher.update(data)
+            return
+        if not isinstance(data, bytes):
+            data = bytes(data)      # the caller may reuse its buffer
+        self._jobs = [_Job(hasher.update, data) for hasher in self._hashers]
+
+    def _settle(self) -> None:
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.wait()
+
+    @property
+    def md5(self) -> str:
+        """The md5 hex digest of everything fed so far."""
+        self._settle()
+        return str(self._hashers[0].hexdigest())
+
+    @property
+    def multihash(self) -> str | None:
+        """The multihash hex digest so far, None without a multihash algorithm."""
+        self._settle()
+        if len(self._hashers) < 2:
+            return None
+        return str(self._hashers[1].hexdigest())

@@ -1,0 +1,60 @@
+"""The outgoing-bytes check: wrong lengths and checksums never end cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from glance_clone.common.data_out import Outgoing
+
+
+class Wrong(Exception):
+    pass
+
+
+def test_a_short_or_long_stream_raises() -> None:
+    with pytest.raises(Wrong, match="sent 5 of its 10 bytes"):
+        list(Outgoing(iter([b"abc", b"de"]), 10, Wrong))
+    long = Outgoing(iter([b"abc", b"defgh"]), 4, Wrong)
+    assert next(long) == b"abc"
+    with pytest.raises(Wrong, match="sent more than its 4 bytes"):
+        next(long)
+    assert list(Outgoing(iter([b"abc", b"d"]), 4, Wrong)) == [b"abc", b"d"]
+
+
+def test_a_bad_checksum_holds_back_the_last_chunk() -> None:
+    out = Outgoing(iter([b"abc", b"def"]), 6, Wrong,
+                   expected_checksum=hashlib.md5(b"abcdeX").hexdigest())
+    assert next(out) == b"abc"
+    with pytest.raises(Wrong, match="checksum"):
+        next(out)
+    assert not out.finished
+
+
+def test_a_good_checksum_passes_everything() -> None:
+    out = Outgoing(iter([b"abc", b"def"]), 6, Wrong,
+                   expected_checksum=hashlib.md5(b"abcdef").hexdigest())
+    assert list(out) == [b"abc", b"def"] and out.finished
+
+
+def test_digest_and_progress() -> None:
+    counts: list[int] = []
+    out = Outgoing(iter([b"ab", b"", b"cd"]), None, Wrong, digest=True,
+                   on_chunk=counts.append)
+    assert b"".join(out) == b"abcd"
+    assert out.checksum == hashlib.md5(b"abcd").hexdigest()
+    assert counts == [2, 4] and out.bytes_sent == 4
+
+
+def test_close_closes_what_it_wraps() -> None:
+    closed = []
+
+    class Chunks:
+        def __iter__(self):
+            return iter([b"ab"])
+
+        def close(self):
+            closed.append(True)
+    Outgoing(Chunks(), 2, Wrong).close()
+    assert closed == [True]
