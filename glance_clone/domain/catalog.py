@@ -68,7 +68,7 @@ class ImageCatalog:
         image.record["properties"] = self.props.filter_readable(context, image.properties)
         return image
 
-    def _owned(self, context: RequestContext, image_id: str, action: str) -> Image:
+    def owned(self, context: RequestContext, image_id: str, action: str) -> Image:
         """An image the caller may change with ``action``; raises
         ImageNotFound, PolicyNotAuthorized, Forbidden (not the owner)."""
         check_writable(context)
@@ -126,7 +126,7 @@ class ImageCatalog:
         image, owner by a non-admin, protections), Conflict (missing or,
         with v2.0, existing property), LimitExceeded, ImageNotFound.
         """
-        image = self._owned(context, image_id, "modify_image")
+        image = self.owned(context, image_id, "modify_image")
         record = image.record
         values: dict[str, Any] = {}
         old = dict(image.properties)
@@ -172,7 +172,7 @@ class ImageCatalog:
     def delete(self, context: RequestContext, image_id: str) -> None:
         """Raises Forbidden (protected, not the owner), ImageNotFound,
         InvalidImageStatusTransition and the store's errors."""
-        image = self._owned(context, image_id, "delete_image")
+        image = self.owned(context, image_id, "delete_image")
         if image.protected:
             raise exception.ProtectedImageDelete(image_id=image_id)
         if not any(image_status.allowed(image.status, to) for to in
@@ -191,7 +191,7 @@ class ImageCatalog:
 
     def _switch(self, context: RequestContext, image_id: str, action: str,
                 source: str, target: str) -> None:
-        image = self._owned(context, image_id, action)
+        image = self.owned(context, image_id, action)
         if image.status == target:
             return
         if image.status != source:
@@ -202,7 +202,7 @@ class ImageCatalog:
     # -- tags ----------------------------------------------------------------------
     def add_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
         """Raises Invalid (too long), LimitExceeded, Forbidden, ImageNotFound."""
-        image = self._owned(context, image_id, "modify_image")
+        image = self.owned(context, image_id, "modify_image")
         if len(tag) > 255:
             raise exception.Invalid("Tag is longer than 255 characters")
         if tag not in image.tags:
@@ -210,7 +210,7 @@ class ImageCatalog:
         self.images.add_tag(context, image, tag)
 
     def remove_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
-        image = self._owned(context, image_id, "modify_image")
+        image = self.owned(context, image_id, "modify_image")
         try:
             self.images.remove_tag(context, image, tag)
         except exception.NotFound:
@@ -225,7 +225,7 @@ class ImageCatalog:
         Raises Conflict (not queued), Invalid (formats unset), and what the
         upload path raises (413 limits, 410 deleted meanwhile...).
         """
-        image = self._owned(context, image_id, "upload_image")
+        image = self.owned(context, image_id, "upload_image")
         if image.status != image_status.QUEUED:
             raise exception.Conflict("Image status transition from %s to saving is "
                                      "not allowed" % image.status)

@@ -49,9 +49,13 @@ class Uploader:
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None = None,
                declared_size: int | None = None,
-               failed_status: str = image_status.KILLED) -> dict:
+               failed_status: str = image_status.KILLED,
+               start: str = image_status.QUEUED,
+               working: str = image_status.SAVING) -> dict:
         """queued -> saving -> active; on any failure the image goes to
-        ``failed_status`` (v1: killed; v2: back to queued).
+        ``failed_status`` (v1: killed; v2: back to queued). An import goes
+        importing -> active (``start`` and ``working`` importing: the
+        importer moved it there already).
 
         ``declared_size`` (else the record's non-zero size) and the record's
         checksum must match the data. Raises Duplicate when the image is no
@@ -60,31 +64,33 @@ class Uploader:
         """
         image_id = image["id"]
         try:
-            self.writes.change(context, image_id, {"status": image_status.SAVING},
-                               from_state=image_status.QUEUED)
+            if start != working:
+                self.writes.change(context, image_id, {"status": working},
+                                   from_state=start)
         except exception.StatusConflict:
             raise exception.Duplicate("Attempt to upload duplicate image")
         if declared_size is None:
             declared_size = image.get("size") or None
         try:
             location, size, checksum, loc_meta = self._store(
-                context, image, chunks, size_hint, scheme, declared_size)
+                context, image, chunks, size_hint, scheme, declared_size, working)
         except exception.ImageDeletedDuringUpload:
             raise
         except exception.Duplicate as err:
             # The store already holds data under this id, which is not ours
             # to remove; the image must still not stay in saving forever.
-            self.kill(context, image_id, image_status.SAVING, failed_status)
+            self.kill(context, image_id, working, failed_status)
             raise exception.Duplicate("Attempt to upload duplicate image") from err
         except BaseException:
-            self.kill(context, image_id, image_status.SAVING, failed_status)
+            self.kill(context, image_id, working, failed_status)
             raise
-        return self._activate_upload(context, image_id, location, loc_meta,
+        return self._activate_upload(context, image_id, location, loc_meta, working,
                                      size=size, checksum=checksum)
 
     def _store(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None,
-               declared_size: int | None) -> tuple[str, int, str, dict]:
+               declared_size: int | None,
+               working: str = image_status.SAVING) -> tuple[str, int, str, dict]:
         """Write the data; the store leaves nothing behind when this raises."""
         image_id = image["id"]
         cap = self.conf.image_size_cap
@@ -99,7 +105,8 @@ class Uploader:
         # Size, checksum and limits are checked as the data streams: a
         # refused upload raises inside the store's write, which removes
         # what it wrote.
-        data = Incoming(self._while_saving(context, image_id, chunks), limits=limits,
+        data = Incoming(self._while_saving(context, image_id, chunks, working),
+                        limits=limits,
                         expected_size=declared_size, expected_checksum=image.get("checksum"))
         try:
             location, size, checksum, loc_meta = self.stores.add(
@@ -111,17 +118,19 @@ class Uploader:
         return location, size, checksum, loc_meta
 
     def _while_saving(self, context: RequestContext, image_id: str,
-                      chunks: Iterator[bytes]) -> Iterator[bytes]:
+                      chunks: Iterator[bytes],
+                      working: str = image_status.SAVING) -> Iterator[bytes]:
         """``chunks``, stopped with ImageDeletedDuringUpload once the image
-        is no longer saving (a delete took it while the data was coming)."""
+        is no longer ``working`` (a delete took it while the data was coming)."""
         next_look = self.clock() + self.status_interval
         for chunk in chunks:
             if self.clock() >= next_look:
-                self._check_saving(context, image_id)
+                self._check_saving(context, image_id, working)
                 next_look = self.clock() + self.status_interval
             yield chunk
 
-    def _check_saving(self, context: RequestContext, image_id: str) -> None:
+    def _check_saving(self, context: RequestContext, image_id: str,
+                      working: str = image_status.SAVING) -> None:
         try:
             image = self.registry.get_image(context, image_id)
         except exception.NotFound:
@@ -131,18 +140,18 @@ class Uploader:
             LOG.info("Could not check the status of image %s during its "
                      "upload: %s", image_id, err)
             return
-        if image is None or image.get("deleted") or image["status"] != image_status.SAVING:
+        if image is None or image.get("deleted") or image["status"] != working:
             LOG.info("Image %s was deleted during its upload; stopping the transfer",
                      image_id)
             raise exception.ImageDeletedDuringUpload(image_id=image_id)
 
     def _activate_upload(self, context: RequestContext, image_id: str, location: str,
-                         loc_meta: dict, **values: Any) -> dict:
-        """saving -> active with the new bytes; they are removed only when
+                         loc_meta: dict, working: str, **values: Any) -> dict:
+        """saving (``working``) -> active with the new bytes; they are removed only when
         the registry surely does not hold them."""
         try:
-            return self._activate(context, image_id, location, loc_meta,
-                                  image_status.SAVING, **values)
+            return self._activate(context, image_id, location, loc_meta, working,
+                                  **values)
         except exception.ImageDeletedDuringUpload:
             self._release(context, image_id, location)
             raise
@@ -152,7 +161,7 @@ class Uploader:
             raise
         except exception.GlanceError:
             # The registry refused the activation.
-            self._discard(context, image_id, location)
+            self._discard(context, image_id, location, working=working)
             raise
 
     def _activate(self, context: RequestContext, image_id: str, location: str,
@@ -197,9 +206,10 @@ class Uploader:
         return True
 
     def _discard(self, context: RequestContext, image_id: str, location: str,
-                 failed_status: str = image_status.KILLED) -> None:
+                 failed_status: str = image_status.KILLED,
+                 working: str = image_status.SAVING) -> None:
         """Kill the saving image, then remove the bytes it does not hold."""
-        if self.kill(context, image_id, image_status.SAVING, failed_status):
+        if self.kill(context, image_id, working, failed_status):
             self._release(context, image_id, location)
         else:
             LOG.error("Image %s: kept its data at its location, the registry "

@@ -65,6 +65,7 @@ def make_conf(tmp_path: Any, overrides: dict[str, Any] | None = None) -> cfg.Con
     conf.set_override("connection", "sqlite:///%s" % (tmp_path / "glance.sqlite"),
                       group="database")
     conf.set_override("filesystem_store_datadir", datadir, group="glance_store")
+    conf.set_override("node_staging_uri", "file://%s" % (tmp_path / "staging"))
     conf.set_override("allowed_hosts", ["127.0.0.1"], group="import_filtering_opts")
     conf.set_override("send_identity_headers", True)
     for key, value in (overrides or {}).items():

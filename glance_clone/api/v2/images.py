@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,10 +48,13 @@ def query_items(req: wsgi.Request) -> list[tuple[str, str]]:
 
 
 class ImagesController:
-    def __init__(self, conf: Any, catalog: ImageCatalog, schemas: Schemas) -> None:
+    def __init__(self, conf: Any, catalog: ImageCatalog, schemas: Schemas,
+                 delete: Callable[[Any, str], None] | None = None) -> None:
         self.conf = conf
         self.catalog = catalog
         self.schemas = schemas
+        # The importer's delete also removes staged data.
+        self._delete = delete or catalog.delete
 
     def index(self, req: wsgi.Request) -> webob.Response:
         params = query_items(req)
@@ -93,7 +97,7 @@ class ImagesController:
         return json_response(req, views.image_view(image))
 
     def delete(self, req: wsgi.Request, image_id: str) -> webob.Response:
-        self.catalog.delete(req.context, image_id)
+        self._delete(req.context, image_id)
         return no_content(req)
 
     def deactivate(self, req: wsgi.Request, image_id: str) -> webob.Response:

@@ -13,17 +13,20 @@ from oslo_config import cfg
 
 from glance_clone.api import property_protections
 from glance_clone.api.v1 import router as v1_router
+from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import Schemas
 from glance_clone.api.v2.task_import import ImportTask, TaskReaper
 from glance_clone.api.v2.tasks import TasksController
 from glance_clone.common import config, context, policy, wsgi
-from glance_clone.domain import quota
+from glance_clone.domain import image_import, quota, staging
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.image_import import Importer
 from glance_clone.domain.images import ImageService
 from glance_clone.domain.repository import ImageRepository
 from glance_clone.domain.sharing import Sharing
+from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.tasks import IMPORT, TaskRepository
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import source_filter
@@ -39,6 +42,8 @@ PAGING_OPTS = [
 def register_opts(conf: cfg.ConfigOpts) -> None:
     v1_router.register_opts(conf)
     config.register_once(conf, PAGING_OPTS)
+    staging.register_opts(conf)
+    image_import.register_opts(conf)
 
 
 class API(wsgi.Router):
@@ -58,6 +63,7 @@ class API(wsgi.Router):
         repository = ImageRepository(self.registry, deleter.writes)
         self.catalog = ImageCatalog(conf, repository, enforcer, rules, deleter.uploader,
                                     deleter)
+        self.importer = Importer(conf, self.catalog, StagingArea(conf))
         self.sharing = Sharing(conf, repository, self.catalog, enforcer)
         self.schemas = Schemas(conf.image_format.disk_formats,
                                conf.image_format.container_formats)
@@ -85,8 +91,12 @@ class API(wsgi.Router):
 
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
-        images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas),
+        images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas,
+                                                self.importer.delete),
                                deserializer=_ImagesDeserializer())
+        info = wsgi.Resource(InfoController(self.conf, self.importer))
+        imports = wsgi.Resource(ImportController(self.importer),
+                                deserializer=ImportDeserializer())
         members = wsgi.Resource(MembersController(self.sharing))
         schemas = wsgi.Resource(SchemasController(self.schemas))
         tasks = wsgi.Resource(TasksController(self.conf, self.task_repository,
@@ -101,6 +111,10 @@ class API(wsgi.Router):
                     {"POST": action})
         connect(mapper, "/images/{image_id}/file", images,
                 {"PUT": "upload", "GET": "download"})
+        connect(mapper, "/images/{image_id}/stage", imports, {"PUT": "stage"})
+        connect(mapper, "/images/{image_id}/import", imports, {"POST": "import_image"})
+        connect(mapper, "/info/import", info, {"GET": "import_methods"})
+        connect(mapper, "/info/stores", info, {"GET": "stores"})
         connect(mapper, "/images/{image_id}/tags/{tag}", images,
                 {"PUT": "add_tag", "DELETE": "remove_tag"})
         connect(mapper, "/images/{image_id}/members", members,

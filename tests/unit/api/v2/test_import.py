@@ -1,0 +1,134 @@
+"""Interoperable import: discovery, staging and glance-direct imports."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import eventlet
+
+from .conftest import V2
+
+DATA = b"staged-bytes" * 10_000
+
+
+def staged_files(v2: V2) -> list[str]:
+    directory = v2.stack.conf.node_staging_uri[len("file://"):]
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def stage(v2: V2, image_id: str, data: bytes = DATA, **kw):
+    return v2.call("PUT", "/images/%s/stage" % image_id, raw=data,
+                   content_type=kw.pop("content_type", "application/octet-stream"), **kw)
+
+
+def do_import(v2: V2, image_id: str, method: str = "glance-direct", **kw):
+    return v2.call("POST", "/images/%s/import" % image_id,
+                   {"method": {"name": method}}, **kw)
+
+
+def wait_status(v2: V2, image_id: str, wanted: str) -> dict:
+    for _ in range(500):
+        shown = v2.call("GET", "/images/" + image_id).json
+        if shown["status"] == wanted:
+            return shown
+        eventlet.sleep(0.01)
+    raise AssertionError("image %s stayed %s" % (image_id, shown["status"]))
+
+
+def new_image(v2: V2, **extra) -> dict:
+    return v2.create(name="i", disk_format="raw", container_format="bare", **extra)
+
+
+def test_info_import_and_stores(v2: V2) -> None:
+    res = v2.call("GET", "/info/import")
+    assert res.status_int == 200
+    assert res.json == {"import-methods": {"description": "Import methods available.",
+                                           "type": "array", "value": ["glance-direct"]}}
+    res = v2.call("GET", "/info/stores")
+    assert res.json == {"stores": [{"id": "file", "default": "true"},
+                                   {"id": "http", "read-only": "true"}]}
+    assert v2.call("GET", "/info/import", raw=b"{}",
+                   content_type="application/json").status_int == 400
+    assert v2.call("POST", "/info/stores").status_int == 405
+
+
+def test_stage_then_import(v2: V2, stack) -> None:
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "uploading" and shown["size"] == len(DATA)
+    assert staged_files(v2) == [image["id"]]
+    # Staged once only.
+    assert stage(v2, image["id"], b"again").status_int == 409
+    res = do_import(v2, image["id"])
+    assert res.status_int == 202 and res.body == b""
+    shown = wait_status(v2, image["id"], "active")
+    assert shown["checksum"] == hashlib.md5(DATA, usedforsecurity=False).hexdigest()
+    assert v2.call("GET", "/images/%s/file" % image["id"]).body == DATA
+    assert staged_files(v2) == [] and len(stack.stored_files()) == 1
+    # An active image is imported no more.
+    assert do_import(v2, image["id"]).status_int == 409
+
+
+def test_stage_refusals_leave_the_image_queued(v2_with) -> None:
+    v2 = v2_with({"image_size_cap": 100})
+    image = new_image(v2)
+    assert stage(v2, image["id"], content_type="text/plain").status_int == 415
+    assert stage(v2, image["id"], tenant="t2").status_int == 404
+    assert stage(v2, image["id"], b"x" * 101).status_int == 413
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and shown["size"] is None
+    assert staged_files(v2) == []
+    assert v2.upload(image["id"], b"x" * 10).status_int == 204
+    # Neither an active image...
+    assert stage(v2, image["id"], b"x").status_int == 409
+    # ...nor a staged one takes a normal upload.
+    other = new_image(v2)
+    assert stage(v2, other["id"], b"x").status_int == 204
+    assert v2.upload(other["id"], b"x").status_int == 409
+
+
+def test_stage_needs_glance_direct(v2_with) -> None:
+    v2 = v2_with({"enabled_import_methods": []})
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 404
+    assert v2.call("GET", "/info/import").json["import-methods"]["value"] == []
+
+
+def test_import_refusals(v2: V2) -> None:
+    image = new_image(v2)
+    path = "/images/%s/import" % image["id"]
+    for body in (None, {}, {"method": "glance-direct"}, {"method": {}}):
+        assert v2.call("POST", path, body).status_int == 400
+    res = do_import(v2, image["id"], "copy-image")
+    assert res.status_int == 400 and "Unknown import method" in res.text
+    # Not staged yet.
+    res = do_import(v2, image["id"])
+    assert res.status_int == 409 and "staged" in res.text
+    assert do_import(v2, "00000000-0000-0000-0000-000000000000").status_int == 404
+    bare = v2.create(name="no-formats")
+    assert stage(v2, bare["id"], b"x").status_int == 204
+    res = do_import(v2, bare["id"])
+    assert res.status_int == 409 and "container_format" in res.text
+    assert do_import(v2, bare["id"], tenant="t2").status_int == 404
+    assert v2.call("GET", "/images/" + bare["id"]).json["status"] == "uploading"
+
+
+def test_failed_import_requeues_and_leaves_nothing(v2_with) -> None:
+    v2 = v2_with({"user_storage_quota": "10B"})
+    image = new_image(v2)
+    assert stage(v2, image["id"], b"x" * 50).status_int == 204
+    assert do_import(v2, image["id"]).status_int == 202
+    shown = wait_status(v2, image["id"], "queued")
+    assert shown["size"] is None
+    assert staged_files(v2) == [] and v2.stack.stored_files() == []
+    # It can be staged again.
+    assert stage(v2, image["id"], b"x" * 5).status_int == 204
+
+
+def test_delete_removes_staged_data(v2: V2) -> None:
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    assert v2.call("DELETE", "/images/" + image["id"]).status_int == 204
+    assert staged_files(v2) == []
