@@ -11,12 +11,17 @@ an nginx from Debian's packages on loopback, then measures:
 - create / HEAD / list / delete operations per second at concurrency 1
   and 16, counting errors,
 - the same transfers and operations through the v2 API (a JSON create,
-  then ``PUT .../file``; show is ``GET /v2/images/<id>``).
+  then ``PUT .../file``; show is ``GET /v2/images/<id>``);
+- with ``--rbd`` (and ``CEPH_CONF``, ``CEPH_USER``, ``CEPH_POOL`` as
+  tools/backends/start-ceph.sh prints them), a 1 GiB upload and download
+  through the RBD store against ``rbd import`` / ``rbd export`` of the same
+  bytes on the same cluster (the store's ceiling), and peak RSS while
+  moving a big image through it.
 
 Each transfer runs ``--repeat`` times (3) on each side, glance and nginx
 taking turns, and prints the median MiB/s of each and their ratio: on a
 shared machine one sample of either can be off by a third. Usage:
-python tools/benchmark.py [--size-mib 1024] [--rss-mib 4096] [--repeat 3]
+python tools/benchmark.py [--size-mib 1024] [--rss-mib 4096] [--repeat 3] [--rbd]
 (needs nginx: apt-get install nginx-light).
 """
 
@@ -294,15 +299,28 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=400, help="operations per kind")
     parser.add_argument("--repeat", type=int, default=3,
                         help="transfers per side; the median is reported")
+    parser.add_argument("--rbd", action="store_true",
+                        help="also the RBD store against the rbd CLI (CEPH_* variables)")
+    parser.add_argument("--rbd-only", action="store_true", help="only the RBD figures")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="glance-bench-"))
+    api_options: dict[str, dict] = {"DEFAULT": {"workers": 1}}
+    rbd_cli = None
+    if args.rbd or args.rbd_only:
+        rbd_cli = RbdCli(os.environ)
+        api_options["glance_store"] = dict(harness.RbdStore(os.environ).options(),
+                                           stores=["file", "http", "rbd"])
     dep = harness.Deployment(base, api_flavor=None, registry_flavor=None,
-                             api_options={"DEFAULT": {"workers": 1}},
+                             api_options=api_options,
                              registry_options={"DEFAULT": {"workers": 1}})
     nginx = None
     try:
         dep.start()
+        if rbd_cli is not None:
+            rbd_figures(dep, rbd_cli, args)
+            if args.rbd_only:
+                return 0
         nginx = Nginx(base)
         api = dep.api.port
         size = args.size_mib * MIB
@@ -400,6 +418,109 @@ def main() -> int:
         dep.stop()
         shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+class RbdCli:
+    """``rbd import`` / ``rbd export`` on the store's cluster, as its user."""
+
+    def __init__(self, environ: dict[str, str] | os._Environ) -> None:
+        missing = [n for n in ("CEPH_CONF", "CEPH_USER", "CEPH_POOL") if not environ.get(n)]
+        if missing:
+            sys.exit("--rbd needs %s (eval \"$(bash tools/backends/start-ceph.sh)\")"
+                     % ", ".join(missing))
+        self.conf, self.user = environ["CEPH_CONF"], environ["CEPH_USER"]
+        self.pool = environ["CEPH_POOL"]
+
+    def run(self, *args: str, stdout: int | None = subprocess.DEVNULL) -> None:
+        subprocess.run(["rbd", "-c", self.conf, "--id", self.user, *args], check=True,
+                       stdout=stdout, stderr=subprocess.PIPE, timeout=600)
+
+    def import_(self, source: Path, name: str, object_size: str) -> float:
+        return timed(self.run, "import", "--no-progress", "--object-size", object_size,
+                     str(source), "%s/%s" % (self.pool, name))[0]
+
+    def export(self, name: str) -> float:
+        return timed(self.run, "export", "--no-progress", "%s/%s" % (self.pool, name),
+                     "-")[0]
+
+    def remove(self, name: str) -> None:
+        self.run("rm", "--no-progress", "%s/%s" % (self.pool, name))
+
+
+def rbd_figures(dep: harness.Deployment, cli: RbdCli, args: argparse.Namespace) -> None:
+    """glance through the RBD store against the rbd CLI, and RSS through it."""
+    api, size = dep.api.port, args.size_mib * MIB
+    pids = [dep.api.process.pid, dep.registry.process.pid]
+    fresh = rss_kib(pids)
+    # The CLI reads the same bytes as glance receives, from memory.
+    source = Path(tempfile.mkdtemp(prefix="glance-bench-", dir="/dev/shm")) / "image"
+    with open(source, "wb") as out:
+        for _ in range(args.size_mib):
+            out.write(BLOCK)
+    headers = dict(IMAGE_HEADERS, **{"x-image-meta-store": "rbd"})
+    ids: list[str] = []
+    names: list[str] = []
+    try:
+        print("RBD store (pool %s): median of %d, glance and the rbd CLI taking turns"
+              % (cli.pool, args.repeat))
+        print("%-34s %12s %12s %8s" % ("transfer", "glance MiB/s", "rbd MiB/s", "ratio"))
+
+        def glance_up() -> float:
+            seconds, (status, body) = timed(upload, "127.0.0.1", api, "POST", "/v1/images",
+                                            size, dict(headers, **{"x-image-meta-name": "rbd"}))
+            assert status == 201, body[:300]
+            ids.append(json.loads(body)["image"]["id"])
+            return seconds
+
+        def cli_up() -> float:
+            names.append("bench-%d" % len(names))
+            return cli.import_(source, names[-1], "8M")
+
+        report("upload %d MiB (vs rbd import)" % args.size_mib, size,
+               *paired(glance_up, cli_up, args.repeat))
+
+        def glance_down() -> float:
+            seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % ids[0])
+            assert got == size
+            return seconds
+
+        report("download %d MiB (vs rbd export)" % args.size_mib, size,
+               *paired(glance_down, lambda: cli.export(names[0]), args.repeat))
+        # Room for the big image: a one-OSD test cluster is 10 GiB.
+        for image_id in ids:
+            delete_image(api, image_id)
+        for name in names:
+            cli.remove(name)
+        ids.clear()
+        names.clear()
+
+        idle = rss_kib(pids)
+        sampler = PeakSampler(pids)
+        sampler.start()
+        seconds, (status, body) = timed(upload, "127.0.0.1", api, "POST", "/v1/images",
+                                        args.rss_mib * MIB,
+                                        dict(headers, **{"x-image-meta-name": "rss"}))
+        assert status == 201, body[:300]
+        ids.append(json.loads(body)["image"]["id"])
+        download("127.0.0.1", api, "/v1/images/%s" % ids[-1])
+        peak = sampler.stop()
+        print("RSS api+registry: %.1f MiB at start, %.1f MiB after the transfers above, "
+              "peak while moving %d MiB through RBD up and down %.1f MiB (+%.1f MiB over "
+              "the start)\n" % (fresh / 1024, idle / 1024, args.rss_mib, peak / 1024,
+                                (peak - fresh) / 1024))
+    finally:
+        shutil.rmtree(source.parent, ignore_errors=True)
+        for image_id in ids:
+            delete_image(api, image_id)
+        for name in names:
+            cli.remove(name)
+
+
+def delete_image(api_port: int, image_id: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=120)
+    conn.request("DELETE", "/v1/images/%s" % image_id)
+    conn.getresponse().read()
+    conn.close()
 
 
 def paired(glance: Callable[[], float], nginx: Callable[[], float],

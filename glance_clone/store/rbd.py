@@ -10,8 +10,7 @@ Options (section ``[glance_store]``, Glance's names):
 ``rbd_store_pool`` (default ``images``)
     Pool new images go to; a location names its own pool.
 ``rbd_store_chunk_size`` (MiB, default 8)
-    Object size of new RBD images, a power of two from 1 to 32. Data
-    moves one object at a time.
+    Object size of new RBD images, a power of two from 1 to 32.
 ``rados_connect_timeout`` (seconds, default 0)
     How long a connection waits for the monitors; 0 keeps librados' own
     limit (``client_mount_timeout``, 300 s).
@@ -27,13 +26,15 @@ copying the image. A location naming another cluster's fsid is NotFound
 here, since that data is not this cluster's to read or delete.
 
 An upload creates the RBD image (at the announced size, or growing in
-doubling steps when the size is unknown), writes it one object at a time
-with two writes in flight while the next object arrives, trims it to the
-bytes received, then creates the snapshot ``snap`` and protects it, so that
-it can be cloned. md5 and size are computed on the way. Any failure,
-including the client going away, removes the snapshot and the RBD image
-before the error goes on. A download streams the snapshot object by
-object and raises when a read fails, so it is cut off rather than short.
+doubling steps when the size is unknown), writes it in ``WRITE_SIZE``
+pieces with ``WRITES_IN_FLIGHT`` of them under way while the next one
+arrives, trims it to the bytes received, then creates the snapshot
+``snap`` and protects it, so that it can be cloned. md5 and size are
+computed on the way. Any failure, including the client going away,
+removes the snapshot and the RBD image before the error goes on. A
+download streams the snapshot in ``READ_SIZE`` pieces, ``READS_AHEAD``
+of them read while the last one is sent, and raises when a read fails,
+so it is cut off rather than short.
 A delete unprotects and removes the snapshot, then the image; an image
 with clones, or one another client has open, is InUseByStore (409) and is
 left as it was.
@@ -76,8 +77,16 @@ SNAPSHOT = "snap"
 # Seconds an OSD or monitor operation may wait when the ceph.conf sets no
 # limit: librados would wait forever for a stopped OSD.
 OP_TIMEOUT = 30
-# Object writes an upload keeps in flight while it reads the next object.
-WRITES_IN_FLIGHT = 2
+# Pieces (at most one object each) and how many are under way at once.
+# Measured on 2 cores with 8 MiB objects: whole-object reads and writes
+# left glance-api 100 to 230 MiB larger after moving 1 to 2 GiB (glibc
+# keeps librados' freed 8 MiB buffers in its per-thread arenas), these
+# sizes about 60 MiB whatever the image size, and 2 MiB reads ahead made
+# downloads faster, not slower.
+WRITE_SIZE = 4 * MiB
+WRITES_IN_FLIGHT = 3
+READ_SIZE = 2 * MiB
+READS_AHEAD = 3
 # An image of unknown size starts at this size and doubles, by at most
 # MAX_GROWTH at a time; the final resize trims it to the bytes received.
 FIRST_SIZE = 64 * MiB
@@ -210,6 +219,8 @@ class RbdDriver(Driver):
                 f"rbd_store_chunk_size {chunk_mib} is not a power of two (MiB)")
         self.object_size = chunk_mib * MiB
         self.order = self.object_size.bit_length() - 1
+        self.write_size = min(self.object_size, WRITE_SIZE)
+        self.read_size = min(self.object_size, READ_SIZE)
         self.connect_timeout = opts.rados_connect_timeout
         self.thin = opts.rbd_thin_provisioning
 
@@ -225,6 +236,9 @@ class RbdDriver(Driver):
             exception.RemoteServiceUnavailable
         try:
             cluster = self._rados.Rados(conffile=self.ceph_conf, rados_id=self.user)
+            # Each byte is written or read once, in order: librbd's cache
+            # would only copy it once more and hold up to 32 MiB per image.
+            cluster.conf_set("rbd_cache", "false")
         except self._rados.Error as err:
             LOG.error("RBD store cannot read its ceph.conf: %s", err)
             raise unavailable("RBD store cannot read its Ceph configuration; "
@@ -323,23 +337,14 @@ class RbdDriver(Driver):
         session, image, size = self._open_for_read(loc)
         start = min(max(offset, 0), size)
         end = size if length is None else min(size, start + max(length, 0))
-        position = start
-
-        def read(amount: int) -> bytes:
-            nonlocal position
-            amount = min(amount, end - position)
-            if amount <= 0:
-                return b""
-            data = blocking(image.read, position, amount)
-            position += len(data)
-            return data
+        reads = _ReadAhead(image, start, end, self.read_size)
 
         def close() -> None:
-            blocking(_close_read, image, session)
+            blocking(reads.close, session)
 
         name = f"{loc.pool}/{loc.image}@{loc.snapshot or ''}"
-        return remote_download(read, close, end - start, "RBD", name, LOG,
-                                chunk_size=self.object_size), end - start
+        return remote_download(reads.read, close, end - start, "RBD", name, LOG,
+                               chunk_size=self.read_size), end - start
 
     def _open_for_read(self, loc: Location) -> tuple[_Session, Any, int]:
         def open_image() -> tuple[_Session, Any, int]:
@@ -416,11 +421,59 @@ class RbdDriver(Driver):
             session.close()
 
 
+def _check(completion: Any) -> None:
+    """Raise OSError when the aio read or write of ``completion`` failed."""
+    result = completion.get_return_value()
+    if result < 0:
+        raise OSError(-result, os.strerror(-result))
+
+
 def _close_read(image: Any, session: _Session) -> None:
     try:
         image.close()
     finally:
         session.close()
+
+
+class _ReadAhead:
+    """Reads of ``[start, end)`` of an open image in pieces of ``size``
+    (aligned, so none straddles objects), ``READS_AHEAD`` in flight."""
+
+    def __init__(self, image: Any, start: int, end: int, size: int) -> None:
+        self.image = image
+        self.next = start
+        self.end = end
+        self.size = size
+        self.pending: collections.deque[tuple[Any, list[bytes]]] = collections.deque()
+
+    def _submit(self) -> None:
+        while len(self.pending) < READS_AHEAD and self.next < self.end:
+            length = min(self.end, (self.next // self.size + 1) * self.size) - self.next
+            box: list[bytes] = []
+            completion = self.image.aio_read(self.next, length,
+                                             lambda _c, data, box=box: box.append(data))
+            self.pending.append((completion, box))
+            self.next += length
+
+    def read(self, _amount: int) -> bytes:
+        """The next piece, b"" at the end; raises OSError when it failed."""
+        self._submit()
+        if not self.pending:
+            return b""
+        completion, box = self.pending.popleft()
+        blocking(completion.wait_for_complete_and_cb)
+        _check(completion)
+        self._submit()
+        return box[0] if box else b""
+
+    def close(self, session: _Session) -> None:
+        """Let the reads in flight end, then close the image and the
+        session (blocks)."""
+        try:
+            while self.pending:
+                self.pending.popleft()[0].wait_for_complete_and_cb()
+        finally:
+            _close_read(self.image, session)
 
 
 def _ignore(_completion: Any) -> None:
@@ -440,7 +493,7 @@ class _Upload:
         self.fsid = ""
         self.size = 0                 # the RBD image's current size
         self.pending: collections.deque[tuple[Any, bytes]] = collections.deque()
-        self._zeros = bytes(driver.object_size) if driver.thin else b""
+        self._zeros = bytes(driver.write_size) if driver.thin else b""
 
     def start(self, size: int) -> None:
         self.session = blocking(self.driver._connect, self.pool, True)
@@ -461,12 +514,13 @@ class _Upload:
         self.image = rbd.Image(self.session.ioctx, self.name)
 
     def write(self, reader: Incoming) -> None:
-        """Read the upload one object at a time (in this green thread) and
-        hand each to librbd, ``WRITES_IN_FLIGHT`` at most."""
-        object_size = self.driver.object_size
+        """Read the upload a piece at a time (in this green thread) and hand
+        each to librbd, ``WRITES_IN_FLIGHT`` at most. Pieces never straddle
+        objects, so an all-zero one is simply not written."""
+        size = self.driver.write_size
         offset = 0
         while True:
-            block = reader.read_block(object_size)
+            block = reader.read_block(size)
             if not block:
                 break
             end = offset + len(block)
@@ -494,20 +548,15 @@ class _Upload:
     def _wait_oldest(self) -> None:
         completion, _ = self.pending.popleft()
         blocking(completion.wait_for_complete_and_cb)
-        self._check(completion)
+        _check(completion)
 
-    @staticmethod
-    def _check(completion: Any) -> None:
-        result = completion.get_return_value()
-        if result < 0:
-            raise OSError(-result, os.strerror(-result))
 
     def finish(self, size: int) -> None:
         """Wait for the writes, trim to ``size``, snapshot and protect (blocks)."""
         while self.pending:
             completion, _ = self.pending.popleft()
             completion.wait_for_complete_and_cb()
-            self._check(completion)
+            _check(completion)
         if size != self.size:
             self.image.resize(size)
             self.size = size

@@ -200,7 +200,7 @@ def test_upload_writes_an_image_with_a_protected_snapshot(
         assert img.stat()["obj_size"] == MiB
     got, got_size, chunk_sizes = read_all(driver, url)
     assert got == data and got_size == len(data)
-    assert max(chunk_sizes) == MiB   # one object per read
+    assert max(chunk_sizes) == MiB   # pieces never straddle objects
     assert driver.get_size(url) == len(data)
     driver.delete(url)
     assert in_pool(ioctx, name) == []
@@ -243,6 +243,22 @@ def test_get_reads_a_range(driver: RbdDriver, names: Callable[[], str]) -> None:
         assert b"".join(it) == expected and size == len(expected)
     it, size = driver.get(url, offset=2 * MiB)
     assert b"".join(it) == data[2 * MiB:] and size == MiB
+
+
+def test_objects_larger_than_the_pieces_moved(rbd_env: dict[str, str], ioctx: Any,
+                                              names: Callable[[], str]) -> None:
+    driver = make_driver(rbd_env, rbd_store_chunk_size=8, rbd_thin_provisioning=True)
+    assert (driver.write_size, driver.read_size) == (rbd_store.WRITE_SIZE,
+                                                     rbd_store.READ_SIZE)
+    data = image(4 * MiB) + bytes(4 * MiB) + image(3 * MiB + 5)
+    name = names()
+    url, size, md5, _ = driver.add(name, chunks_of(data, 300_000), 0)
+    assert (size, md5) == (len(data), hashlib.md5(data).hexdigest())
+    got, _, chunk_sizes = read_all(driver, url)
+    assert got == data and max(chunk_sizes) == rbd_store.READ_SIZE
+    it, _ = driver.get(url, offset=2 * MiB - 1, length=5 * MiB)
+    assert b"".join(it) == data[2 * MiB - 1:7 * MiB - 1]
+    assert objects_of(ioctx, name) == 2
 
 
 def test_a_failed_upload_removes_the_image(driver: RbdDriver, ioctx: Any,
