@@ -5,8 +5,12 @@ staging area; ``import_image`` with ``glance-direct`` checks the request at
 once (a 4xx for what can be known then), moves the image to
 ``importing`` and, off the request path, streams the staged bytes into
 the default store through the upload path (size, checksum, quotas,
-``image_size_cap``) and activates the image. A failed stage or import puts
-the image back to ``queued`` and leaves no staged or stored bytes.
+``image_size_cap``) and activates the image. ``web-download`` does the same
+from a URL that must pass the source filter (at request time, and the HTTP
+store applies it again on every redirect hop), streaming straight from the
+URL into the store with no staged copy; a body whose length differs from
+its Content-Length fails. A failed stage or import puts the image back to
+``queued`` and leaves no staged or stored bytes.
 
 Both need the caller to own the image (policy ``modify_image``).
 """
@@ -25,11 +29,15 @@ from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.staging import StagingArea
+from glance_clone.store import source_filter
 
 LOG = logging.getLogger(__name__)
 
 GLANCE_DIRECT = "glance-direct"
-METHODS = (GLANCE_DIRECT,)
+WEB_DOWNLOAD = "web-download"
+METHODS = (GLANCE_DIRECT, WEB_DOWNLOAD)
+# The status each method needs at import time.
+NEEDED_STATUS = {GLANCE_DIRECT: image_status.UPLOADING, WEB_DOWNLOAD: image_status.QUEUED}
 
 OPTS = [
     cfg.ListOpt("enabled_import_methods", default=list(METHODS),
@@ -90,49 +98,70 @@ class Importer:
     def import_image(self, context: RequestContext, image_id: str, body: Any) -> None:
         """Check an import request and start it (the caller answers 202).
 
-        Raises Invalid (bad body, unknown method), NotFound, Forbidden and
+        Raises Invalid (bad body, unknown method, a web-download uri missing
+        or refused by the source filter), NotFound, Forbidden and
         Conflict (wrong status, formats unset, a race).
         """
         name = _method_name(body)
         if name not in self.methods():
             raise exception.Invalid("Unknown import method name '%s'; enabled: %s"
                                     % (name, ", ".join(self.methods())))
+        uri = self._check_uri(body["method"].get("uri")) if name == WEB_DOWNLOAD else None
         image = self.catalog.owned(context, image_id, "modify_image")
-        if image.status != image_status.UPLOADING:
-            raise exception.Conflict("Image %s is %s; it needs to be staged "
-                                     "(status uploading) before a glance-direct "
-                                     "import" % (image_id, image.status))
+        needed = NEEDED_STATUS[name]
+        if image.status != needed:
+            hint = " (staged first)" if name == GLANCE_DIRECT else ""
+            raise exception.Conflict("Image %s is %s; a %s import needs it %s%s"
+                                     % (image_id, image.status, name, needed, hint))
         for attribute in ("container_format", "disk_format"):
             if not image.record.get(attribute):
                 raise exception.Conflict("'%s' needs to be set before import"
                                          % attribute)
-        chunks = self.staging.read(image_id)
-        # Moves uploading -> importing now (a race loses with 409 here),
-        # then streams and activates in the background.
+        if name == GLANCE_DIRECT and not self.staging.holds(image_id):
+            raise exception.Conflict("Image %s has no staged data on this node"
+                                     % image_id)
+        # Moves to importing now (a race loses with 409 here), then streams
+        # and activates in the background.
         image_status.check(image.status, image_status.IMPORTING,
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
         try:
             self.catalog.images.writes.change(context, image_id,
                                               {"status": image_status.IMPORTING},
-                                              from_state=image_status.UPLOADING)
+                                              from_state=image.status)
         except exception.StatusConflict:
-            chunks.close()
             raise exception.Conflict("Image %s changed status meanwhile" % image_id) \
                 from None
-        self.spawn(self._run, context, image.record, chunks)
+        self.spawn(self._run, context, image.record, uri)
 
-    def _run(self, context: RequestContext, record: dict, chunks: Iterator[bytes]) -> None:
-        """Never raises; on failure the uploader put the image back to queued."""
+    def _check_uri(self, uri: Any) -> str:
+        """Raises Invalid for a web-download URI that is missing or refused."""
+        if not isinstance(uri, str) or not uri:
+            raise exception.Invalid("A web-download import needs 'method': {'uri': ...}")
+        if uri.partition(":")[0].lower() not in ("http", "https"):
+            raise exception.Invalid("The web-download uri must be an http or https URL")
+        source_filter.check_source(self.conf, uri)
+        return uri
+
+    def _run(self, context: RequestContext, record: dict, uri: str | None) -> None:
+        """Never raises; a failed import puts the image back to queued."""
         image_id = record["id"]
+        chunks: Any = None
         try:
-            self.catalog.uploader.upload(context, record, chunks, record.get("size") or 0,
+            if uri is None:
+                chunks, size = self.staging.read(image_id), record.get("size")
+            else:
+                chunks, size = self.catalog.uploader.stores.get(uri)
+            self.catalog.uploader.upload(context, record, iter(chunks), size or 0,
+                                         declared_size=size,
                                          failed_status=image_status.QUEUED,
                                          start=image_status.IMPORTING,
                                          working=image_status.IMPORTING)
         except Exception as err:
             LOG.warning("Import of image %s failed; it is queued again: %s",
                         image_id, err)
+            if chunks is None:
+                self._requeue(context, image_id, image_status.IMPORTING)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:

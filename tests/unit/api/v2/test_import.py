@@ -8,6 +8,8 @@ import os
 import eventlet
 
 from .conftest import V2
+from .test_tasks import DATA as SOURCE_DATA
+from .test_tasks import source  # noqa: F401 (the local HTTP server fixture)
 
 DATA = b"staged-bytes" * 10_000
 
@@ -22,9 +24,10 @@ def stage(v2: V2, image_id: str, data: bytes = DATA, **kw):
                    content_type=kw.pop("content_type", "application/octet-stream"), **kw)
 
 
-def do_import(v2: V2, image_id: str, method: str = "glance-direct", **kw):
-    return v2.call("POST", "/images/%s/import" % image_id,
-                   {"method": {"name": method}}, **kw)
+def do_import(v2: V2, image_id: str, method: str = "glance-direct", uri: str = "",
+              **kw):
+    body = {"name": method, "uri": uri} if uri else {"name": method}
+    return v2.call("POST", "/images/%s/import" % image_id, {"method": body}, **kw)
 
 
 def wait_status(v2: V2, image_id: str, wanted: str) -> dict:
@@ -44,7 +47,8 @@ def test_info_import_and_stores(v2: V2) -> None:
     res = v2.call("GET", "/info/import")
     assert res.status_int == 200
     assert res.json == {"import-methods": {"description": "Import methods available.",
-                                           "type": "array", "value": ["glance-direct"]}}
+                                           "type": "array",
+                                           "value": ["glance-direct", "web-download"]}}
     res = v2.call("GET", "/info/stores")
     assert res.json == {"stores": [{"id": "file", "default": "true"},
                                    {"id": "http", "read-only": "true"}]}
@@ -90,10 +94,12 @@ def test_stage_refusals_leave_the_image_queued(v2_with) -> None:
 
 
 def test_stage_needs_glance_direct(v2_with) -> None:
-    v2 = v2_with({"enabled_import_methods": []})
+    v2 = v2_with({"enabled_import_methods": ["web-download"]})
     image = new_image(v2)
     assert stage(v2, image["id"]).status_int == 404
-    assert v2.call("GET", "/info/import").json["import-methods"]["value"] == []
+    assert v2.call("GET", "/info/import").json["import-methods"]["value"] == [
+        "web-download"]
+    assert do_import(v2, image["id"]).status_int == 400
 
 
 def test_import_refusals(v2: V2) -> None:
@@ -132,3 +138,44 @@ def test_delete_removes_staged_data(v2: V2) -> None:
     assert stage(v2, image["id"]).status_int == 204
     assert v2.call("DELETE", "/images/" + image["id"]).status_int == 204
     assert staged_files(v2) == []
+
+
+def test_web_download(v2: V2, source: str) -> None:  # noqa: F811
+    image = new_image(v2)
+    res = do_import(v2, image["id"], "web-download", source + "/image")
+    assert res.status_int == 202, res.text
+    shown = wait_status(v2, image["id"], "active")
+    assert shown["size"] == len(SOURCE_DATA)
+    assert v2.call("GET", "/images/%s/file" % image["id"]).body == SOURCE_DATA
+    assert staged_files(v2) == [] and len(v2.stack.stored_files()) == 1
+    assert do_import(v2, image["id"], "web-download", source + "/image").status_int == 409
+
+
+def test_web_download_refusals(v2: V2, source: str) -> None:  # noqa: F811
+    image = new_image(v2)
+    for uri in ("", "file:///etc/passwd", "http://169.254.169.254/latest"):
+        res = do_import(v2, image["id"], "web-download", uri)
+        assert res.status_int == 400, (uri, res.text)
+    staged = new_image(v2)
+    assert stage(v2, staged["id"], b"x").status_int == 204
+    res = do_import(v2, staged["id"], "web-download", source + "/image")
+    assert res.status_int == 409
+    assert v2.call("GET", "/images/" + image["id"]).json["status"] == "queued"
+
+
+def test_failed_web_download_requeues(v2: V2, source: str) -> None:  # noqa: F811
+    for path in ("/missing", "/redirect"):
+        image = new_image(v2)
+        assert do_import(v2, image["id"], "web-download", source + path).status_int == 202
+        wait_status(v2, image["id"], "queued")
+    assert staged_files(v2) == [] and v2.stack.stored_files() == []
+
+
+def test_glance_direct_needs_the_staged_file(v2: V2) -> None:
+    image = new_image(v2)
+    assert stage(v2, image["id"], b"x").status_int == 204
+    directory = v2.stack.conf.node_staging_uri[len("file://"):]
+    os.unlink(os.path.join(directory, image["id"]))
+    res = do_import(v2, image["id"])
+    assert res.status_int == 409 and "no staged data" in res.text
+    assert v2.call("GET", "/images/" + image["id"]).json["status"] == "uploading"
