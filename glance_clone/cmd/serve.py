@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from oslo_config import cfg
 
-from glance_clone.common import config, exception, server
+from glance_clone.common import config, exception, log, server
 
 LOG = logging.getLogger(__name__)
 
@@ -31,14 +31,19 @@ def run_server(prog: str, default_port: int, argv: Sequence[str] | None,
                             default_port, prog)
         srv.start()
     except exception.StoreConfigError as err:
-        print("ERROR: %s" % err, file=sys.stderr)
-        LOG.error("%s", err)
-        return store_error_code
+        return _refuse(conf, err, store_error_code)
     except (OSError, cfg.Error, exception.GlanceError) as err:
-        print("ERROR: %s" % err, file=sys.stderr)
-        LOG.error("%s", err)
-        return EXIT_CONFIG_ERROR
+        return _refuse(conf, err, EXIT_CONFIG_ERROR)
     _exit_now(srv.run())
+
+
+def _refuse(conf: cfg.ConfigOpts, err: Exception, code: int) -> int:
+    """One line on stderr; the log file gets it too, unless the log is
+    stderr itself (the line would then be printed twice)."""
+    print("ERROR: %s" % err, file=sys.stderr)
+    if not log.logs_to_stderr(conf):
+        LOG.error("%s", err)
+    return code
 
 
 def _exit_now(code: int) -> NoReturn:

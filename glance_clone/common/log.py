@@ -75,7 +75,7 @@ def setup(conf: cfg.ConfigOpts, program: str) -> None:
         handlers.append(logging.FileHandler(path))
     elif conf.log_dir:
         handlers.append(logging.FileHandler(os.path.join(conf.log_dir, program + ".log")))
-    if conf.use_stderr or not handlers:
+    if logs_to_stderr(conf):
         handlers.append(logging.StreamHandler(sys.stderr))
     formatter = logging.Formatter(conf.log_format)
     for handler in handlers:
@@ -89,6 +89,11 @@ def setup(conf: cfg.ConfigOpts, program: str) -> None:
     else:
         root.setLevel(logging.WARNING)
     set_library_levels(conf.default_log_levels)
+
+
+def logs_to_stderr(conf: cfg.ConfigOpts) -> bool:
+    """Whether ``setup`` sends log records to stderr (no file, or use_stderr)."""
+    return bool(conf.use_stderr or not (conf.log_file or conf.log_dir))
 
 
 def set_library_levels(entries: list[str]) -> None:
