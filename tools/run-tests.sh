@@ -24,6 +24,15 @@ python3 -m venv .venv
 say() { echo "run-tests: $*" >&2; }
 root() { [ "$(id -u)" = 0 ]; }
 have() { local p; for p in "$@"; do command -v "$p" >/dev/null || return 1; done; }
+
+# The disk-format tests build real images with qemu-img.
+if ! have qemu-img; then
+    if root; then
+        apt-get update -qq && apt-get install -y -qq qemu-utils >/dev/null
+    else
+        say "ERROR: qemu-img is missing: apt-get install qemu-utils"; exit 1
+    fi
+fi
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 state=

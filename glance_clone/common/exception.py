@@ -108,6 +108,12 @@ class ImageDataMismatch(Invalid):
     message = "Uploaded image data did not match what was declared."
 
 
+class ImageFormatRefused(Invalid):
+    """Image data refused by disk-format inspection (v1: 400; v2: 415)."""
+
+    message = "Image data refused: %(reason)s"
+
+
 # --- 401 -----------------------------------------------------------------
 class NotAuthenticated(GlanceError):
     message = "You are not authenticated."

@@ -24,7 +24,7 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming, Limit
-from glance_clone.domain import image_status, quota
+from glance_clone.domain import image_status, inspection, quota
 from glance_clone.domain.registry_writes import RegistryWrites, holds
 
 LOG = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Uploader:
         self.writes = writes or RegistryWrites(registry)
         self.clock = clock
         self.status_interval = STATUS_INTERVAL
+        inspection.register_opts(conf)
 
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None = None,
@@ -71,9 +72,12 @@ class Uploader:
             raise exception.Duplicate("Attempt to upload duplicate image")
         if declared_size is None:
             declared_size = image.get("size") or None
+        inspector = inspection.for_image(self.conf, image.get("disk_format"),
+                                         image.get("container_format"))
         try:
             location, size, checksum, loc_meta = self._store(
-                context, image, chunks, size_hint, scheme, declared_size, working)
+                context, image, chunks, size_hint, scheme, declared_size, inspector,
+                working)
         except exception.ImageDeletedDuringUpload:
             raise
         except exception.Duplicate as err:
@@ -84,12 +88,15 @@ class Uploader:
         except BaseException:
             self.kill(context, image_id, working, failed_status)
             raise
+        values: dict[str, Any] = {"size": size, "checksum": checksum}
+        if inspector.virtual_size is not None:
+            values["virtual_size"] = inspector.virtual_size
         return self._activate_upload(context, image_id, location, loc_meta, working,
-                                     size=size, checksum=checksum)
+                                     **values)
 
     def _store(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
-               size_hint: int, scheme: str | None,
-               declared_size: int | None,
+               size_hint: int, scheme: str | None, declared_size: int | None,
+               inspector: inspection.Inspection,
                working: str = image_status.SAVING) -> tuple[str, int, str, dict]:
         """Write the data; the store leaves nothing behind when this raises."""
         image_id = image["id"]
@@ -102,12 +109,13 @@ class Uploader:
                     reason="%d bytes left, %d declared" % (remaining, size_hint))
             limits.append((remaining, lambda: exception.StorageQuotaFull(
                 reason="%d bytes left" % remaining)))
-        # Size, checksum and limits are checked as the data streams: a
-        # refused upload raises inside the store's write, which removes
-        # what it wrote.
+        # Size, checksum, limits and the disk format are checked as the data
+        # streams: a refused upload raises inside the store's write, which
+        # removes what it wrote.
         data = Incoming(self._while_saving(context, image_id, chunks, working),
                         limits=limits,
-                        expected_size=declared_size, expected_checksum=image.get("checksum"))
+                        expected_size=declared_size, expected_checksum=image.get("checksum"),
+                        inspector=inspector)
         try:
             location, size, checksum, loc_meta = self.stores.add(
                 image_id, data, size_hint, scheme)

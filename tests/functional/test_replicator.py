@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.functional import harness
+from tests.support import disk_images
 
 RUN_TIMEOUT = 120
 SMALL = b"small image " * 100                    # 1200 bytes
@@ -233,6 +234,28 @@ def test_dump_then_load(master: harness.Deployment, slave: harness.Deployment,
     pushed = replicator("load", address(slave), str(dump_dir))
     assert "1 updated" in pushed.stdout
     assert listed(slave)[small["id"]]["properties"]["distro"] == "arch"
+
+
+@pytest.mark.timeout(240)
+def test_the_receiving_side_inspects_what_it_loads(
+        master: harness.Deployment, slave: harness.Deployment, tmp_path: Path) -> None:
+    # A dump edited to carry a qcow2 whose reads fall through to a host file.
+    image = upload(master, SMALL, "innocent")
+    dump_dir = tmp_path / "dump"
+    assert replicator("dump", address(master), str(dump_dir)).returncode == 0
+    evil = disk_images.qcow2_with_backing_file(tmp_path)
+    (dump_dir / (image["id"] + ".img")).write_bytes(evil)
+    meta = json.loads((dump_dir / image["id"]).read_text())
+    meta.update(disk_format="qcow2", size=len(evil),
+                checksum=hashlib.md5(evil).hexdigest())
+    (dump_dir / image["id"]).write_text(json.dumps(meta))
+
+    loaded = replicator("load", address(slave), str(dump_dir))
+
+    assert "1 failed" in loaded.stdout, loaded.stdout + loaded.stderr
+    assert "backing_file" in loaded.stdout + loaded.stderr
+    assert (head(slave, image["id"]) or {}).get("x-image-meta-status") == "killed"
+    assert slave.stored_files() == []
 
 
 @pytest.mark.timeout(240)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.functional import clients, harness
 from tests.functional.test_glanceclient import glance_program
+from tests.support import disk_images
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -42,7 +42,9 @@ def glance_v2(tmp_path, backend) -> Iterator[harness.Deployment]:
 
 @pytest.fixture
 def disk(tmp_path) -> tuple[Path, bytes]:
-    data = os.urandom(700_000)
+    # A real qcow2: the scenarios declare it qcow2 (checked against the
+    # data) or raw (accepted whatever the data).
+    data = disk_images.qcow2(tmp_path, "5M")
     path = tmp_path / "disk.img"
     path.write_bytes(data)
     return path, data

@@ -132,7 +132,11 @@ class ImagesController:
         length = None if chunked or not has_body(req) else req.content_length
         size = size or length or 0
         chunks = body_chunks(req.environ["wsgi.input"], length)
-        self.catalog.upload(req.context, image_id, chunks, size)
+        try:
+            self.catalog.upload(req.context, image_id, chunks, size)
+        except exception.ImageFormatRefused as err:
+            # v2 answers a refused disk image with 415, as Glance does.
+            raise exception.UnsupportedMediaType(str(err)) from err
         return no_content(req)
 
     def download(self, req: wsgi.Request, image_id: str) -> webob.Response:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from tests.support import disk_images
+
 from .conftest import ADMIN, V2
 
 
@@ -79,3 +81,16 @@ def test_v1_and_v2_share_images(v2: V2, stack) -> None:
     assert got.headers["x-image-meta-is_public"] == "False"
     assert stack.request("/v1/images/" + made["id"], "DELETE", tenant="t1").status_int == 200
     assert v2.call("GET", "/images/" + made["id"]).status_int == 404
+
+
+def test_an_unsafe_disk_image_is_415_and_the_image_stays_queued(v2: V2, tmp_path) -> None:
+    image = v2.create(name="evil", disk_format="qcow2", container_format="bare")
+    res = v2.upload(image["id"], disk_images.qcow2_with_backing_file(tmp_path))
+    assert res.status_int == 415
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and shown["virtual_size"] is None
+    assert v2.stack.stored_files() == []
+    good = disk_images.qcow2(tmp_path, "3M")
+    assert v2.upload(image["id"], good).status_int == 204
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["virtual_size"] == 3 * disk_images.MIB

@@ -1,0 +1,169 @@
+"""Disk-format inspection: the formats each declaration accepts, the images
+that are always refused, and refusal before the whole image arrives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from oslo_config import cfg
+
+from glance_clone.common import exception
+from glance_clone.common.data_in import Incoming
+from glance_clone.domain.inspection import Inspection, for_image, register_opts
+from tests.support import disk_images
+
+MIB = disk_images.MIB
+
+
+def feed(data: bytes, declared: str, chunk: int = 65536, **options) -> Inspection:
+    inspection = Inspection(declared, **options)
+    b"".join(Incoming((data[i:i + chunk] for i in range(0, len(data), chunk)),
+                      inspector=inspection))
+    return inspection
+
+
+def refused(data: bytes, declared: str, **options) -> str:
+    with pytest.raises(exception.ImageFormatRefused) as err:
+        feed(data, declared, **options)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("fmt, qemu_name, declared", [
+    ("qcow2", "qcow2", "qcow2"), ("vhd", "vpc", "vhd"), ("vhdx", "vhdx", "vhdx"),
+    ("vdi", "vdi", "vdi"), ("vmdk", "vmdk", "vmdk")])
+def test_real_images_get_their_virtual_size(tmp_path: Path, fmt: str, qemu_name: str,
+                                            declared: str) -> None:
+    data = disk_images.qemu_img(tmp_path, qemu_name, "3M")
+    inspection = feed(data, declared, chunk=4096)
+    assert inspection.detected == fmt
+    # vhd rounds the size up to its own disk geometry.
+    assert 3 * MIB <= inspection.virtual_size < 3 * MIB + 65536
+
+
+def test_a_stream_optimized_vmdk_is_judged_with_its_footer(tmp_path: Path) -> None:
+    data = disk_images.qemu_img(tmp_path, "vmdk", "2M", "-o", "subformat=streamOptimized")
+    assert feed(data, "vmdk").virtual_size == 2 * MIB
+
+
+def test_raw_data_declared_raw_gets_the_byte_count() -> None:
+    inspection = feed(b"\x01" * 300_000, "raw")
+    assert (inspection.detected, inspection.virtual_size) == ("raw", 300_000)
+
+
+def test_a_qcow2_declared_raw_is_accepted_with_the_byte_count(tmp_path: Path) -> None:
+    data = disk_images.qcow2(tmp_path)
+    assert feed(data, "raw").virtual_size == len(data)
+
+
+@pytest.mark.parametrize("declared", ["ami", "ari", "aki"])
+def test_unrecognised_data_under_formats_no_inspector_knows(declared: str) -> None:
+    assert feed(b"kernel" * 1000, declared).virtual_size is None
+
+
+def test_an_iso_with_a_partition_table_is_an_iso() -> None:
+    data = bytearray(disk_images.iso())
+    data[:512] = disk_images.mbr()
+    inspection = feed(bytes(data), "iso")
+    assert (inspection.detected, inspection.virtual_size) == ("iso", len(data))
+
+
+@pytest.mark.parametrize("declared", ["qcow2", "vmdk", "iso"])
+def test_raw_bytes_under_an_inspectable_format_are_refused(declared: str) -> None:
+    assert "does not match stream data raw" in refused(b"\x01" * 200_000, declared)
+
+
+def test_a_recognisable_image_declared_ami_is_refused(tmp_path: Path) -> None:
+    assert "disk_format ami does not match stream data qcow2" in refused(
+        disk_images.qcow2(tmp_path), "ami")
+
+
+def test_a_mismatch_is_accepted_when_matching_is_not_required(tmp_path: Path) -> None:
+    inspection = feed(disk_images.qcow2(tmp_path), "vhd", require_match=False)
+    assert inspection.virtual_size is None
+
+
+# -- always refused -------------------------------------------------------------------
+MALICIOUS = {
+    "qcow2 with a backing file": (disk_images.qcow2_with_backing_file, "qcow2",
+                                  "backing_file"),
+    "qcow2 with a data file": (disk_images.qcow2_with_data_file, "qcow2", "data_file"),
+    "qcow2 with an unknown feature": (disk_images.qcow2_with_unknown_feature, "qcow2",
+                                      "unknown_features"),
+    "vmdk whose extent is another file": (disk_images.vmdk_flat, "vmdk", "descriptor"),
+    "vmdk with its descriptor elsewhere": (disk_images.vmdk_with_descriptor_elsewhere,
+                                           "vmdk", "descriptor"),
+}
+
+
+@pytest.mark.parametrize("name", MALICIOUS)
+@pytest.mark.parametrize("require_match", [True, False])
+def test_unsafe_images_are_refused_under_any_declaration(
+        tmp_path: Path, name: str, require_match: bool) -> None:
+    build, fmt, check = MALICIOUS[name]
+    data = build(tmp_path)
+    for declared in (fmt, "raw"):
+        reason = refused(data, declared, require_match=require_match)
+        assert "Image failed safety checks (%s: %s)" % (fmt, check) in reason
+
+
+@pytest.mark.parametrize("extent", [
+    'RW 2048 SPARSE "/var/lib/nova/instances/other/disk"',
+    'RW 2048 SPARSE "../../../etc/passwd"',
+    'RW 2048 FLAT "disk-flat.vmdk" 0 /etc/passwd'])
+def test_a_hand_made_vmdk_naming_host_files_is_refused(extent: str) -> None:
+    data = disk_images.vmdk_descriptor("monolithicSparse", extent)
+    assert "vmdk: descriptor" in refused(data, "vmdk")
+
+
+def test_a_vmdk_of_an_unsafe_create_type_is_refused() -> None:
+    data = disk_images.vmdk_descriptor("vmfs", 'RW 2048 VMFS "disk.vmdk"')
+    assert "vmdk: descriptor" in refused(data, "vmdk")
+
+
+def test_qed_is_never_accepted(tmp_path: Path) -> None:
+    assert "qed: banned" in refused(disk_images.qemu_img(tmp_path, "qed"), "raw")
+
+
+def test_a_broken_mbr_is_refused_unless_allowed() -> None:
+    data = disk_images.mbr(boot_flag=0x12) + b"\0" * 100_000
+    assert "gpt: mbr" in refused(data, "raw")
+    assert feed(data, "raw", gpt_nonfatal=frozenset(["mbr"])).virtual_size == len(data)
+
+
+def test_two_formats_in_one_image_are_refused(tmp_path: Path) -> None:
+    data = bytearray(disk_images.iso())
+    qcow = disk_images.qcow2(tmp_path)
+    data[:512] = qcow[:512]
+    assert "Multiple formats detected: iso,qcow2" in refused(bytes(data), "qcow2")
+
+
+def test_refusal_comes_before_the_rest_of_the_image(tmp_path: Path) -> None:
+    head = disk_images.qcow2_with_backing_file(tmp_path)
+    sent: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        yield head
+        while True:
+            sent.append(MIB)
+            yield b"\0" * MIB
+    with pytest.raises(exception.ImageFormatRefused):
+        b"".join(Incoming(endless(), inspector=Inspection("qcow2")))
+    # The ISO and VHDX inspectors want their first 512 KiB; then it stops.
+    assert len(sent) <= 2
+
+
+@pytest.mark.parametrize("container_format, disk_format", [
+    ("ovf", "qcow2"), ("bare", None), (None, None)])
+def test_without_a_bare_declaration_only_safety_is_checked(
+        tmp_path: Path, container_format: str | None, disk_format: str | None) -> None:
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf([])
+    inspection = for_image(conf, disk_format, container_format)
+    good = Incoming([b"\x01" * 100_000], inspector=inspection)
+    assert b"".join(good) and inspection.virtual_size is None
+    bad = disk_images.qcow2_with_backing_file(tmp_path)
+    with pytest.raises(exception.ImageFormatRefused):
+        b"".join(Incoming([bad], inspector=for_image(conf, disk_format, container_format)))
