@@ -108,6 +108,16 @@ class ImageDataMismatch(Invalid):
     message = "Uploaded image data did not match what was declared."
 
 
+class RangeNotSatisfiable(GlanceError):
+    """A download range past the end of the image (416)."""
+
+    message = "Requested range not satisfiable for an image of %(size)d bytes."
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size=size)
+        self.size = size
+
+
 class ImageFormatRefused(Invalid):
     """Image data refused by disk-format inspection (v1: 400; v2: 415)."""
 

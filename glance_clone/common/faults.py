@@ -19,6 +19,7 @@ FAULTS: dict[type[Exception], type[exc.HTTPException]] = {
     exception.NotFound: exc.HTTPNotFound,
     exception.MethodNotAllowed: exc.HTTPMethodNotAllowed,
     exception.Conflict: exc.HTTPConflict,
+    exception.RangeNotSatisfiable: exc.HTTPRequestRangeNotSatisfiable,
     exception.StoreAddDisabled: exc.HTTPGone,
     exception.ImageDeletedDuringUpload: exc.HTTPPreconditionFailed,
     exception.LimitExceeded: exc.HTTPRequestEntityTooLarge,
@@ -58,6 +59,8 @@ def to_http(err: BaseException) -> exc.HTTPException | None:
         allow = getattr(err, "allow", "")
         if allow:
             kwargs["headers"] = [("Allow", allow)]
+    if isinstance(err, exception.RangeNotSatisfiable):
+        kwargs["headers"] = [("Content-Range", "bytes */%d" % err.size)]
     accept_patch = getattr(err, "accept_patch", "")
     if accept_patch:
         kwargs["headers"] = [("Accept-Patch", accept_patch)]

@@ -30,12 +30,16 @@ def check_downloadable(policy: Any, context: RequestContext, record: dict,
         raise exception.NotFound("Image %s is not active" % record["id"])
 
 
-def open_data(stores: Any, record: dict) -> tuple[Iterator[bytes], int]:
-    """The data of an image with data: chunks and size; raises NotFound
-    (no location) and the store's errors."""
+def open_data(stores: Any, record: dict,
+              part: tuple[int, int] | None = None) -> tuple[Iterator[bytes], int]:
+    """The data of an image with data, all of it or the (offset, length)
+    ``part``: chunks and their size; raises NotFound (no location) and the
+    store's errors. A part is asked of the store (a seek, a Range request)."""
     location = record.get("location") or next(
         (loc["url"] for loc in Image(record).live_locations()), None)
     if not location:
         raise exception.NotFound("Image %s has no data" % record["id"])
+    if part is not None:
+        return stores.get_range(location, *part), part[1]
     chunks, size = stores.get(location)
     return chunks, size or record.get("size") or 0

@@ -19,6 +19,7 @@ from typing import Any
 import eventlet
 
 from glance_clone.common import exception
+from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import downloads, image_status, quota
 from glance_clone.domain.entity import Image
@@ -39,6 +40,17 @@ UPLOAD_CONTENT_TYPE = "application/octet-stream"
 NOT_WRITTEN = ("location", "store", "status", "id")
 # List parameters filtering on a property: property-<name>=<value>.
 PROPERTY_FILTER = "property-"
+
+
+@dataclasses.dataclass
+class Download:
+    """What a download sends: ``length`` bytes of ``chunks`` (None when the
+    image is empty), the whole image or the (offset, length) ``part``."""
+
+    image: dict
+    chunks: Any
+    length: int
+    part: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass
@@ -103,22 +115,25 @@ class ImageService:
                 "Image with identifier %s not found" % image_id)
         return image
 
-    def open_download(self, context: RequestContext,
-                      image_id: str) -> tuple[dict, Iterator[bytes] | None, int]:
-        """The image and its data as chunks (None for an empty image).
+    def open_download(self, context: RequestContext, image_id: str,
+                      wanted: ByteRange | None = None) -> Download:
+        """The image and its data (all of it, or the ``wanted`` range).
 
         Raises PolicyNotAuthorized, ImageNotFound, Forbidden (deactivated),
-        NotFound (not active, data missing) and the store's errors.
+        NotFound (not active, data missing), RangeNotSatisfiable and the
+        store's errors.
         """
         self.policy.enforce(context, "get_image", {})
         image = self._fetch(context, image_id)
         self.check_downloadable(context, image)
         image["properties"] = self.props.filter_readable(context, image["properties"])
+        part = wanted.resolve(image.get("size") or 0) if wanted is not None else None
         if not image.get("size"):
-            return image, None, 0
-        chunks, size = downloads.open_data(self.stores, image)
-        image["size"] = size
-        return image, chunks, size
+            return Download(image, None, 0)
+        chunks, length = downloads.open_data(self.stores, image, part)
+        if part is None:
+            image["size"] = length
+        return Download(image, chunks, length, part)
 
     def check_downloadable(self, context: RequestContext, image: dict) -> None:
         """v1's download rules: deactivated images are nobody's to read."""

@@ -123,6 +123,10 @@ class StoreSet:
         """(chunk iterator, size or None); raises as ``Driver.get``."""
         return self.driver_for_uri(url).get(url)
 
+    def get_range(self, url: str, offset: int, length: int) -> ReadStream:
+        """``length`` bytes from ``offset``; raises as ``Driver.get``."""
+        return self.driver_for_uri(url).get_range(url, offset, length)
+
     def get_size(self, url: str) -> int:
         """Stored size, 0 if unknown; raises as ``Driver.get_size``."""
         return self.driver_for_uri(url).get_size(url)

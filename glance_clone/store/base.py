@@ -92,6 +92,30 @@ class ChunkIterator(Iterator[bytes]):
             self.close()
 
 
+class _Slice:
+    """``length`` bytes of a stream, from ``offset``, as a ``read`` callable."""
+
+    def __init__(self, chunks: ReadStream, offset: int, length: int) -> None:
+        self._chunks = chunks
+        self._skip = offset
+        self._left = length
+        self._pending = b""
+
+    def read(self, size: int) -> bytes:
+        while not self._pending and self._left > 0:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                return b""
+            if self._skip >= len(chunk):
+                self._skip -= len(chunk)
+                continue
+            self._pending, self._skip = chunk[self._skip:], 0
+        data = self._pending[:min(size, self._left)]
+        self._pending = self._pending[len(data):]
+        self._left -= len(data)
+        return data
+
+
 def remote_download(read: Callable[[int], bytes], close: Callable[[], None],
                     size: int | None, store: str, name: str,
                     log: logging.Logger, chunk_size: int = CHUNK_SIZE) -> Outgoing:
@@ -149,6 +173,16 @@ class Driver:
         """Return (chunk iterator, size or None); raises NotFound,
         RemoteServiceUnavailable, BadStoreUri, StoreGetNotSupported."""
         raise exception.StoreGetNotSupported()
+
+    def get_range(self, url: str, offset: int, length: int) -> ReadStream:
+        """``length`` bytes from byte ``offset`` of the data at ``url``.
+
+        Raises as ``get``. This default reads from the start and drops what
+        comes before ``offset``; drivers whose backend can seek override it.
+        """
+        chunks, _size = self.get(url)
+        return ChunkIterator(_Slice(chunks, offset, length).read, chunks.close,
+                             CHUNK_SIZE)
 
     def get_size(self, url: str) -> int:
         """Return the stored size, 0 if unknown; raises NotFound, BadStoreUri."""

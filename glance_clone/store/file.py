@@ -259,6 +259,28 @@ class FileDriver(Driver):
 
     def get(self, url: str) -> tuple[ChunkIterator, int | None]:
         """Open the image file; raises BadStoreUri, NotFound, Forbidden."""
+        reader, size = self._open(url)
+        return ChunkIterator(reader.read, reader.close, CHUNK_SIZE, _read_error), size
+
+    def get_range(self, url: str, offset: int, length: int) -> ChunkIterator:
+        """``length`` bytes from ``offset``: a seek, nothing before it is read."""
+        reader, _size = self._open(url)
+        left = length
+
+        def read(size: int) -> bytes:
+            nonlocal left
+            data = reader.read(min(size, left)) if left > 0 else b""
+            left -= len(data)
+            return data
+        try:
+            reader.seek(offset)
+        except BaseException:
+            reader.close()
+            raise
+        return ChunkIterator(read, reader.close, CHUNK_SIZE, _read_error)
+
+    def _open(self, url: str) -> tuple[Any, int]:
+        """The image file open unbuffered, and its size."""
         path = self._path_from_url(url)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -277,8 +299,7 @@ class FileDriver(Driver):
         except BaseException:
             os.close(fd)
             raise
-        return (ChunkIterator(reader.read, reader.close, CHUNK_SIZE, _read_error),
-                info.st_size)
+        return reader, info.st_size
 
     def get_size(self, url: str) -> int:
         """Return the file size; raises BadStoreUri, NotFound."""

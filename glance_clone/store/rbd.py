@@ -346,6 +346,10 @@ class RbdDriver(Driver):
         return remote_download(reads.read, close, end - start, "RBD", name, LOG,
                                chunk_size=self.read_size), end - start
 
+    def get_range(self, url: str, offset: int, length: int) -> ReadStream:
+        """``length`` bytes from ``offset``: RBD reads at any offset."""
+        return self.get(url, offset, length)[0]
+
     def _open_for_read(self, loc: Location) -> tuple[_Session, Any, int]:
         def open_image() -> tuple[_Session, Any, int]:
             session = self._connect(loc.pool, writing=False)

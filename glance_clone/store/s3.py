@@ -426,10 +426,17 @@ class S3Driver(Driver):
         """Stream the object; raises BadStoreUri, NotFound,
         RemoteServiceUnavailable, StoreError. The iterator raises
         RemoteServiceUnavailable if the download is cut off."""
+        return self._download(url)
+
+    def get_range(self, url: str, offset: int, length: int) -> ReadStream:
+        """``length`` bytes from ``offset``, asked of S3 as a Range."""
+        return self._download(url, Range="bytes=%d-%d" % (offset, offset + length - 1))[0]
+
+    def _download(self, url: str, **request: str) -> tuple[ReadStream, int | None]:
         loc = self._location(url)
         try:
             response = self._client(loc.credentials).get_object(Bucket=loc.bucket,
-                                                                Key=loc.key)
+                                                                Key=loc.key, **request)
         except self._errors as err:
             LOG.debug("S3 GET of %s/%s failed", loc.bucket, loc.key)
             raise _read_error(err) from err

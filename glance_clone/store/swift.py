@@ -415,11 +415,20 @@ class SwiftDriver(Driver):
         """Stream the object; raises BadStoreUri, NotFound,
         RemoteServiceUnavailable, StoreError. The iterator raises
         RemoteServiceUnavailable if the download is cut off."""
+        return self._download(url, {})
+
+    def get_range(self, url: str, offset: int, length: int) -> ReadStream:
+        """``length`` bytes from ``offset``, asked of Swift as a Range."""
+        return self._download(url, {"Range": "bytes=%d-%d" % (offset, offset + length - 1)})[0]
+
+    def _download(self, url: str, request_headers: dict[str, str]
+                  ) -> tuple[ReadStream, int | None]:
         loc = self._location(url)
         conn = self._connect(loc.credentials, retries=self.retry_get_count)
         try:
             headers, body = conn.get_object(loc.container, loc.obj,
-                                            resp_chunk_size=CHUNK_SIZE)
+                                            resp_chunk_size=CHUNK_SIZE,
+                                            headers=request_headers)
         except Exception as err:
             conn.close()
             LOG.debug("Swift GET of %s/%s failed", loc.container, loc.obj)

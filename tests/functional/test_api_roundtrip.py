@@ -58,6 +58,20 @@ def test_upload_with_content_length_then_head_download_update_delete(glance):
     assert download.status_code == 200
     assert download.headers["x-image-meta-checksum"] == hashlib.md5(data).hexdigest()
     assert download.content == data
+    assert download.headers["Accept-Ranges"] == "bytes"
+    # Ranges come from the store (a seek, a Swift, S3 or RBD range read).
+    for spec, first, last in (("1048570-2097160", 1048570, 2097160),
+                              ("-5", len(data) - 5, len(data) - 1)):
+        part = requests.get(image_url, headers=dict(OWNER, Range="bytes=" + spec),
+                            timeout=60)
+        assert part.status_code == 206, part.text
+        assert part.headers["Content-Range"] == "bytes %d-%d/%d" % (first, last, len(data))
+        assert part.content == data[first:last + 1]
+        assert "x-image-meta-checksum" not in part.headers
+    past = requests.get(image_url, headers=dict(OWNER, Range="bytes=%d-" % len(data)),
+                        timeout=30)
+    assert past.status_code == 416
+    assert past.headers["Content-Range"] == "bytes */%d" % len(data)
 
     updated = requests.put(image_url, headers=dict(OWNER, **{
         "x-image-meta-name": "renamed", "x-image-meta-property-arch": "x86_64",

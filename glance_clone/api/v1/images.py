@@ -7,7 +7,7 @@ from typing import Any
 import webob
 
 from glance_clone.api.v1 import headers as meta_headers
-from glance_clone.common import exception, wsgi
+from glance_clone.common import byte_range, exception, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.common.data_out import download_body
 from glance_clone.domain.images import ImageData
@@ -52,6 +52,29 @@ def copy_from_header(req: wsgi.Request) -> str | None:
     return None if value is None else value.strip()
 
 
+def download_response(req: wsgi.Request, image: dict, chunks: Any, length: int,
+                      part: tuple[int, int] | None) -> webob.Response:
+    """An image download: the whole image (200) or one range of it (206).
+
+    A part carries no checksum header: the checksum is the whole image's.
+    """
+    response = webob.Response(request=req, content_type="application/octet-stream")
+    headers = meta_headers.image_meta_headers(image)
+    if part is None:
+        response.headers["Accept-Ranges"] = "bytes"
+    else:
+        response.status = 206
+        response.headers["Content-Range"] = byte_range.content_range(
+            part[0], part[1], image.get("size") or 0)
+        headers = [(k, v) for k, v in headers
+                   if k.lower() not in ("x-image-meta-checksum", "etag")]
+    response.headers.extend(headers)
+    if chunks is not None:
+        response.app_iter = download_body(chunks, length, image["id"])
+    response.content_length = length
+    return response
+
+
 class ImagesController:
     def __init__(self, conf: Any, service: Any) -> None:
         self.conf = conf
@@ -93,13 +116,10 @@ class ImagesController:
         return response
 
     def show(self, req: wsgi.Request, id: str) -> webob.Response:
-        image, chunks, size = self.service.open_download(req.context, id)
-        response = webob.Response(request=req, content_type="application/octet-stream")
-        response.headers.extend(meta_headers.image_meta_headers(image))
-        if chunks is not None:
-            response.app_iter = download_body(chunks, size, id)
-        response.content_length = size
-        return response
+        wanted = byte_range.parse(req.headers.get("Range"))
+        download = self.service.open_download(req.context, id, wanted)
+        return download_response(req, download.image, download.chunks,
+                                 download.length, download.part)
 
     # -- writes ------------------------------------------------------------------------
     def create(self, req: wsgi.Request) -> webob.Response:

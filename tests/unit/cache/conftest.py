@@ -62,7 +62,8 @@ def cache(cache_dir: pathlib.Path, driver_name: str) -> ImageCache:
 
 
 class StoreReads:
-    """Counts StoreSet.get calls; can hold the data back until released."""
+    """Counts StoreSet.get and get_range calls; can hold ``get``'s data back
+    until released."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
@@ -90,6 +91,15 @@ class StoreReads:
             return ChunkIterator(read, chunks.close), size
 
         monkeypatch.setattr(backend.StoreSet, "get", counting_get)
+        original_range = backend.StoreSet.get_range
+
+        def counting_range(store_set: backend.StoreSet, url: str, offset: int,
+                           length: int) -> Any:
+            with reads.lock:
+                reads.count += 1
+            return original_range(store_set, url, offset, length)
+
+        monkeypatch.setattr(backend.StoreSet, "get_range", counting_range)
 
     def hold(self) -> threading.Event:
         """From now on stores give their first chunk, then wait for the event."""

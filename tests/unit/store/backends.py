@@ -170,6 +170,11 @@ def check_read_back_and_delete(driver: Driver, url: str, data: bytes, listing: L
     got, got_size, sizes = read_all(driver, url)
     assert got == data and got_size == len(data)
     assert driver.get_size(url) == len(data)
+    # Ranges are asked of the store, not cut from a whole download.
+    for offset, length in ((3, 1000), (len(data) - 7, 7)):
+        part = driver.get_range(url, offset, length)
+        assert b"".join(part) == data[offset:offset + length]
+        part.close()
     driver.delete(url)
     assert listing(place) == []
     return sizes
