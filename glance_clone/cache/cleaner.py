@@ -1,6 +1,10 @@
-"""glance-cache-cleaner's logic: remove invalid and stalled files.
+"""glance-cache-cleaner's logic: re-verify cached files, remove invalid and
+stalled ones.
 
-Everything in ``invalid/`` goes. A file in ``incomplete/`` goes when its
+Every complete file is hashed again and compared with the checksum it was
+admitted with; one that no longer matches is moved to ``invalid/`` (hits
+only check the file's identity, not its bytes). Then everything in
+``invalid/`` goes. A file in ``incomplete/`` goes when its
 mtime is older than ``image_cache_stall_time`` *and* nobody holds its lock:
 a fill that is alive (however slow its client) keeps its file.
 """
@@ -21,6 +25,8 @@ LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class CleanResult:
+    verified: int = 0
+    corrupt: int = 0
     invalid_removed: int = 0
     stalled_removed: int = 0
     busy_skipped: int = 0
@@ -28,6 +34,7 @@ class CleanResult:
 
 def clean(cache: ImageCache, stall_time: int, now: float | None = None) -> CleanResult:
     result = CleanResult()
+    result.verified, result.corrupt = cache.verify_cached()
     for name, _st in cache.layout.files_in("invalid"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(cache.layout.subdir("invalid"), name))
@@ -50,6 +57,7 @@ def clean(cache: ImageCache, stall_time: int, now: float | None = None) -> Clean
             LOG.info("Removed stalled incomplete image %s", name)
         finally:
             os.close(fd)
-    LOG.info("Removed %d invalid and %d stalled incomplete cache files",
+    LOG.info("Verified %d cached files (%d corrupt); removed %d invalid and %d "
+             "stalled incomplete cache files", result.verified, result.corrupt,
              result.invalid_removed, result.stalled_removed)
     return result

@@ -1,10 +1,14 @@
 """The record each cached image keeps, behind one small driver interface.
 
 A driver stores, per complete image: size, MD5 checksum, the file's mtime
-when it was admitted, last access time and hit count. The file on disk is
-the truth for *whether* an image is cached; the record is what a hit is
-validated against (a file whose size or mtime no longer match its record
-was altered and is not served).
+and inode when it was admitted, last access time and hit count, and where
+the driver can (sqlite), the file's ctime once it is in place. The file on
+disk is the truth for *whether* an image is cached; the record is what a
+hit is validated against (a file whose size, mtime, inode or ctime no longer
+match its record was altered or replaced and is not served). The ctime is
+what makes that check complete: no one can set it back, and any write, even
+one followed by restoring the mtime, changes it. Without it (xattr: writing
+the hit count changes the ctime) hits are verified by hashing.
 
 ``load_driver`` picks ``image_cache_driver``: ``sqlite`` (default) or
 ``xattr``; an unknown name logs a warning and falls back to sqlite.
@@ -30,6 +34,8 @@ class CacheEntry:
     last_accessed: float
     last_modified: float
     hits: int
+    inode: int | None = None      # None: recorded before inodes were kept
+    ctime: float | None = None    # None: not tracked, hits are hashed
 
     def as_dict(self) -> dict[str, Any]:
         """The shape of GET /v1/cached_images entries."""
@@ -54,6 +60,9 @@ class CacheDriver(abc.ABC):
     def record_cached(self, image_id: str, fd: int, size: int, checksum: str,
                       mtime: float, now: float) -> None:
         """Record a verified file (still at its incomplete path, open as ``fd``)."""
+
+    def record_identity(self, image_id: str, fd: int) -> None:  # noqa: B027 - optional
+        """Note the ctime of the file, now at its complete path (sqlite only)."""
 
     @abc.abstractmethod
     def get_entry(self, image_id: str, fd: int | None = None) -> CacheEntry | None:

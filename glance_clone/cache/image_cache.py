@@ -1,11 +1,15 @@
 """``ImageCache``: the cache directory as the middleware and tools use it.
 
-A hit is only served from a file that matches its record: same size and
-mtime as when it was admitted (checked before the first byte), and the
-recorded MD5 (checked while streaming; the last chunk is held back until
-it matches, so an altered file never produces a complete download). A file
-failing either check is moved to ``invalid/`` and the request is treated
-as a miss.
+Every byte of a cached file was verified (size and MD5 against the image's
+checksum) when the file was admitted. A hit then checks the file's identity
+instead of hashing it again: the same inode, size, mtime and ctime as at
+admission, before the first byte and again before the last one (held back
+until then), so a file altered, truncated or replaced on disk never
+produces a complete download. Where the driver cannot keep the ctime
+(xattr), a hit hashes the file as it streams and holds the last chunk back
+until the MD5 matches. A file failing a check is moved to ``invalid/`` and
+the request is treated as a miss. glance-cache-cleaner hashes every cached
+file again (``verify_cached``), for disks that rot.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from glance_clone.cache.driver import CacheEntry, load_driver
 from glance_clone.cache.layout import CacheDirUnusable, CacheLayout
 from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.data_out import Outgoing
+from glance_clone.common.hashing import Digests
 
 LOG = logging.getLogger(__name__)
 
@@ -115,6 +120,8 @@ class ImageCache:
         try:
             self.driver.record_cached(image_id, fd, size, checksum, st.st_mtime, time.time())
             os.rename(incomplete, self.layout.complete(image_id))
+            # Renaming changed the ctime: hits compare with this one.
+            self.driver.record_identity(image_id, fd)
         except _RECORD_ERRORS as err:
             LOG.warning("Cannot admit image %s into the cache: %s", image_id, err)
             self.drop_incomplete(image_id, fd)
@@ -161,6 +168,26 @@ class ImageCache:
                                    last_accessed=0.0, last_modified=st.st_mtime, hits=0)
             found.append(entry)
         return sorted(found, key=lambda e: e.image_id)
+
+    def verify_cached(self) -> tuple[int, int]:
+        """Hash every complete file again; returns (checked, invalidated).
+
+        Finds what the identity check of a hit cannot: bytes rewritten in
+        place with the mtime set back, or rotting on disk.
+        """
+        checked = invalidated = 0
+        for image_id, _st in self.layout.complete_files():
+            cached = self.open_cached(image_id)
+            if cached is None:
+                continue
+            checked += 1
+            reason = cached.verify()
+            if reason:
+                invalidated += 1
+                cached.invalidate(reason)
+            else:
+                cached.close()
+        return checked, invalidated
 
     def cache_size(self) -> int:
         return self.layout.cache_size()
@@ -236,12 +263,19 @@ class ImageCache:
 
 
 def _mismatch(entry: CacheEntry | None, st: os.stat_result) -> str:
+    """Why the file ``st`` describes is not the one ``entry`` recorded, or ''."""
     if entry is None:
         return "no cache record"
     if entry.size != st.st_size:
         return "%d bytes on disk, %d recorded" % (st.st_size, entry.size)
     if entry.last_modified != st.st_mtime:
         return "modified on disk after it was cached"
+    if entry.inode is not None and entry.inode != st.st_ino:
+        return "replaced on disk after it was cached"
+    # Unlinking (the pruner, a delete) changes the ctime too; a file with
+    # no name left can no longer be opened to be altered.
+    if entry.ctime is not None and st.st_nlink and entry.ctime != st.st_ctime:
+        return "changed on disk after it was cached"
     return ""
 
 
@@ -276,6 +310,20 @@ class CachedFile:
     def reader(self) -> HitReader:
         return HitReader(self)
 
+    def verify(self) -> str:
+        """Hash the whole file; why it does not match its record, or ''."""
+        digests = Digests(background=False)
+        offset = 0
+        while data := os.pread(self.fd, CHUNK_SIZE, offset):
+            digests.update(data)
+            offset += len(data)
+        reason = _mismatch(self.entry, os.fstat(self.fd))
+        if not reason and offset != self.entry.size:
+            reason = "read %d bytes, %d recorded" % (offset, self.entry.size)
+        if not reason and self.entry.checksum and digests.md5 != self.entry.checksum:
+            reason = "checksum %s, %s recorded" % (digests.md5, self.entry.checksum)
+        return reason
+
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
@@ -283,40 +331,45 @@ class CachedFile:
 
 
 class HitReader:
-    """A cached file as a WSGI app_iter, verified while it streams."""
+    """A cached file as a WSGI app_iter.
+
+    Its identity is checked again before the last chunk goes out; without a
+    recorded ctime, the file is hashed as it streams instead.
+    """
 
     def __init__(self, cached: CachedFile) -> None:
         self.cached = cached
         entry = cached.entry
-        self._out = Outgoing(self._chunks(), entry.size, self._altered,
-                             expected_checksum=entry.checksum)
-        self._counted = False
+        checksum = entry.checksum if entry.ctime is None else None
+        self._out = Outgoing(self._chunks(entry.size), entry.size, self._altered,
+                             expected_checksum=checksum)
 
     def __iter__(self) -> HitReader:
         return self
 
     def __next__(self) -> bytes:
-        try:
-            chunk = next(self._out)
-        except StopIteration:
-            self._count()
-            raise
-        if self._out.finished:
-            # Before the last chunk goes out: once a client has all of it,
-            # the hit is on record.
-            self._count()
-        return chunk
+        return next(self._out)
 
-    def _count(self) -> None:
-        if not self._counted:
-            self._counted = True
-            self.cached.cache.record_hit(self.cached.image_id, self.cached.fd)
-
-    def _chunks(self) -> Iterator[bytes]:
-        fd, offset = self.cached.fd, 0
-        while data := os.pread(fd, CHUNK_SIZE, offset):
+    def _chunks(self, end: int) -> Iterator[bytes]:
+        cached = self.cached
+        fd, offset = cached.fd, 0
+        while offset < end:
+            data = os.pread(fd, min(CHUNK_SIZE, end - offset), offset)
+            if not data:
+                return              # truncated: Outgoing raises
             offset += len(data)
+            if offset >= end:
+                reason = _mismatch(cached.entry, os.fstat(fd))
+                if reason:
+                    raise self._altered(reason)
+                if not self._out.expected_checksum:
+                    # Before the last chunk goes out: once a client has all
+                    # of it, the hit is on record.
+                    cached.cache.record_hit(cached.image_id, fd)
             yield data
+        if self._out.expected_checksum:
+            # Hashed: the last chunk is held until the md5 matched, after this.
+            cached.cache.record_hit(cached.image_id, fd)
 
     def _altered(self, reason: str) -> Exception:
         cached = self.cached

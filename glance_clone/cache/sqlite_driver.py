@@ -5,6 +5,9 @@ The table is Glance's, so an existing ``cache.db`` keeps working::
     cached_images(image_id TEXT PRIMARY KEY, last_accessed REAL,
                   last_modified REAL, size INTEGER, hits INTEGER, checksum TEXT)
 
+plus ``inode`` and ``ctime`` columns, added to an existing table on first
+use (Glance ignores them).
+
 Each call opens its own short-lived connection: api workers, the pruner and
 the prefetcher use the file at the same time, and sqlite's busy timeout
 serialises their (tiny) transactions.
@@ -13,6 +16,7 @@ serialises their (tiny) transactions.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -28,10 +32,13 @@ CREATE TABLE IF NOT EXISTS cached_images (
     last_modified REAL DEFAULT 0.0,
     size INTEGER DEFAULT 0,
     hits INTEGER DEFAULT 0,
-    checksum TEXT
+    checksum TEXT,
+    inode INTEGER,
+    ctime REAL
 )
 """
-COLUMNS = "image_id, size, checksum, last_accessed, last_modified, hits"
+COLUMNS = "image_id, size, checksum, last_accessed, last_modified, hits, inode, ctime"
+ADDED_COLUMNS = (("inode", "INTEGER"), ("ctime", "REAL"))
 
 
 class SqliteDriver(CacheDriver):
@@ -50,6 +57,11 @@ class SqliteDriver(CacheDriver):
         try:
             with self._db() as db:
                 db.execute(SCHEMA)
+                columns = [row[1] for row in db.execute("PRAGMA table_info(cached_images)")]
+                for name, kind in ADDED_COLUMNS:
+                    if name not in columns:
+                        db.execute("ALTER TABLE cached_images ADD COLUMN %s %s"
+                                   % (name, kind))
         except sqlite3.Error as err:
             raise CacheDirUnusable("cannot use the cache database %s: %s"
                                    % (self.layout.db_path, err))
@@ -58,8 +70,15 @@ class SqliteDriver(CacheDriver):
                       mtime: float, now: float) -> None:
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO cached_images (image_id, last_accessed, "
-                       "last_modified, size, hits, checksum) VALUES (?, ?, ?, ?, 0, ?)",
-                       (image_id, now, mtime, size, checksum))
+                       "last_modified, size, hits, checksum, inode, ctime) "
+                       "VALUES (?, ?, ?, ?, 0, ?, ?, NULL)",
+                       (image_id, now, mtime, size, checksum, os.fstat(fd).st_ino))
+
+    def record_identity(self, image_id: str, fd: int) -> None:
+        st = os.fstat(fd)
+        with self._db() as db:
+            db.execute("UPDATE cached_images SET ctime = ? WHERE image_id = ? AND inode = ?",
+                       (st.st_ctime, image_id, st.st_ino))
 
     def get_entry(self, image_id: str, fd: int | None = None) -> CacheEntry | None:
         with self._db() as db:
@@ -91,7 +110,9 @@ class SqliteDriver(CacheDriver):
 
 
 def _entry(row: tuple[Any, ...]) -> CacheEntry:
-    image_id, size, checksum, last_accessed, last_modified, hits = row
+    image_id, size, checksum, last_accessed, last_modified, hits, inode, ctime = row
     return CacheEntry(image_id=image_id, size=int(size or 0), checksum=checksum or None,
                       last_accessed=float(last_accessed or 0.0),
-                      last_modified=float(last_modified or 0.0), hits=int(hits or 0))
+                      last_modified=float(last_modified or 0.0), hits=int(hits or 0),
+                      inode=int(inode) if inode is not None else None,
+                      ctime=float(ctime) if ctime is not None else None)

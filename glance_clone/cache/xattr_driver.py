@@ -1,8 +1,8 @@
 """Cache records as extended attributes of the cached files themselves.
 
-Attributes (all ``user.``): ``hits``, ``last_accessed``, ``mtime`` (file
-mtime at admission), ``size``, ``checksum`` and, on rejected files,
-``error``. The record lives and dies with its file, so there is nothing to
+Attributes (all ``user.``): ``hits``, ``last_accessed``, ``mtime`` and
+``inode`` (the file's identity at admission), ``size``, ``checksum`` and, on
+rejected files, ``error``. The record lives and dies with its file, so there is nothing to
 clean up. Hit counts from several processes at once may lose an increment
 (read-modify-write on an attribute); they are statistics, not data.
 
@@ -77,6 +77,7 @@ class XattrDriver(CacheDriver):
         _set(fd, "size", size)
         _set(fd, "checksum", checksum)
         _set(fd, "mtime", repr(mtime))
+        _set(fd, "inode", os.fstat(fd).st_ino)
         _set(fd, "last_accessed", repr(now))
         _set(fd, "hits", 0)
 
@@ -84,12 +85,14 @@ class XattrDriver(CacheDriver):
         target: _FdOrPath = fd if fd is not None else self.layout.complete(image_id)
         size = _get(target, "size")
         mtime = _get(target, "mtime")
+        inode = _get(target, "inode")
         if size is None or mtime is None:
             return None
         return CacheEntry(image_id=image_id, size=_int(size),
                           checksum=_get(target, "checksum") or None,
                           last_accessed=_float(_get(target, "last_accessed")),
-                          last_modified=_float(mtime), hits=_int(_get(target, "hits")))
+                          last_modified=_float(mtime), hits=_int(_get(target, "hits")),
+                          inode=_int(inode) if inode is not None else None)
 
     def record_hit(self, image_id: str, fd: int, now: float) -> None:
         with contextlib.suppress(OSError):

@@ -17,8 +17,11 @@ Only ``GET /v1/images/<id>`` and ``GET /v2/images/<id>/file`` without a
   exactly as for an uncached image. A v1 hit carries the image's
   ``x-image-meta-*`` headers (read-protected properties left out), a v2 hit
   its ``Content-MD5``, as the APIs do.
-  The file is checked against its record (size, mtime, and MD5 while it
-  streams) and a file altered on disk is moved to ``invalid/`` and not used.
+  The file was verified (size, MD5) when it was admitted; a hit checks its
+  identity against the record (inode, size, mtime, ctime, before the first
+  and the last byte) instead of hashing it again, and a file altered on
+  disk is moved to ``invalid/`` and not used. glance-cache-cleaner hashes
+  every cached file again.
 - Miss: the API answers; a 200 with data is written into the cache while it
   streams and admitted only when size and checksum match.
 - Concurrent misses for the same image share one store read, however many

@@ -15,6 +15,8 @@ from glance_clone.api.middleware.cache import CacheFilter, open_cache
 from glance_clone.cache import fill as fill_mod
 from glance_clone.cache import layout
 from glance_clone.cache.fill import CacheFillError
+from glance_clone.common import exception, hashing
+from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.context import admin_context
 from tests.unit.cache.conftest import CacheStack, body_of, build_cache_stack, run_threads, wait_for
 
@@ -162,15 +164,66 @@ def test_altered_size_is_detected_before_serving(cstack: CacheStack) -> None:
     assert cstack.cached_files() == [image_id]      # cached again, correctly
 
 
+def alter_in_place(path: pathlib.Path, offset: int = 1000) -> None:
+    """Rewrite bytes, then set the mtime back, as a careful attacker would."""
+    st = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"X" * 10)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_hit_is_not_hashed_again(cstack: CacheStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    hashed: list[int] = []
+    real_update = hashing.Digests.update
+    monkeypatch.setattr(hashing.Digests, "update",
+                        lambda self, data: (hashed.append(len(data)), real_update(self, data)))
+    assert body_of(cstack.get(image_id)) == DATA
+    assert hashed == [] and cstack.reads.count == 1
+
+
 def test_altered_content_with_same_size_and_mtime_is_not_served(cstack: CacheStack) -> None:
     image_id = cstack.upload(DATA)
     body_of(cstack.get(image_id))
+    alter_in_place(cstack.cache_dir / image_id)
+    # The ctime gives it away before the first byte: the store serves it.
+    assert body_of(cstack.get(image_id)) == DATA
+    assert cstack.reads.count == 2
+    assert cstack.files_in("invalid") == [image_id]
+    assert body_of(cstack.get(image_id)) == DATA
+
+
+@pytest.mark.parametrize("change", ["alter", "truncate"])
+def test_a_file_changed_while_it_is_served_never_completes(cstack: CacheStack,
+                                                           change: str) -> None:
+    data = os.urandom(3 * CHUNK_SIZE)
+    image_id = cstack.upload(data)
+    body_of(cstack.get(image_id))
+    response = cstack.get(image_id)
+    assert response.status_int == 200
+    chunks = iter(response.app_iter)
+    received = bytearray(next(chunks))
     path = cstack.cache_dir / image_id
-    st = path.stat()
-    with open(path, "r+b") as handle:
-        handle.seek(1000)
-        handle.write(b"X" * 10)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if change == "alter":
+        alter_in_place(path, offset=len(data) - 20)
+    else:
+        os.truncate(path, len(data) - 20)
+    with pytest.raises((CacheFillError, exception.StoreError)):
+        for chunk in chunks:
+            received += chunk
+    response.app_iter.close()
+    assert len(received) < len(data)
+    assert cstack.files_in("invalid") == [image_id]
+
+
+def test_without_a_ctime_a_hit_is_hashed(tmp_path: pathlib.Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cstack = build_cache_stack(tmp_path, monkeypatch, driver="xattr")
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    alter_in_place(cstack.cache_dir / image_id)
     response = cstack.get(image_id)
     assert response.status_int == 200
     received = bytearray()
@@ -180,7 +233,6 @@ def test_altered_content_with_same_size_and_mtime_is_not_served(cstack: CacheSta
     response.app_iter.close()
     assert len(received) < len(DATA)
     assert cstack.files_in("invalid") == [image_id]
-    assert body_of(cstack.get(image_id)) == DATA
 
 
 def test_store_data_not_matching_the_checksum_is_not_cached(cstack: CacheStack) -> None:
