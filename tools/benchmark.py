@@ -10,6 +10,12 @@ an nginx from Debian's packages on loopback, then measures:
   against their idle RSS,
 - create / HEAD / list / delete operations per second at concurrency 1
   and 16, counting errors,
+- this machine's single-core md5 rate (the ceiling of a checksummed
+  upload), and nginx taking the same upload from ``curl -T``: the client
+  sends with sendfile(2), so it is not what limits nginx,
+- a Range read of the last MiB of the RSS image against a whole 1 MiB
+  image, and, through an api with the image cache, a miss (filled while
+  served) and hits against uncached downloads,
 - the same transfers and operations through the v2 API (a JSON create,
   then ``PUT .../file``; show is ``GET /v2/images/<id>``);
 - with ``--rbd`` (and ``CEPH_CONF``, ``CEPH_USER``, ``CEPH_POOL`` as
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import http.client
 import json
 import os
@@ -51,6 +58,9 @@ from tests.functional import harness  # noqa: E402
 MIB = 1024 * 1024
 BLOCK = os.urandom(MIB)
 READ = MIB
+# Uploads are sent from this file with sendfile(2): the client must cost
+# far less than the server it measures, or nginx looks as slow as Python.
+SOURCE: Path | None = None
 
 NGINX_CONF = """
 {user}
@@ -81,37 +91,72 @@ http {{
 
 
 # -- clients ------------------------------------------------------------------
+def make_source(base: Path, size: int) -> None:
+    """Write the upload source file (random, so no layer can compress it)."""
+    global SOURCE
+    SOURCE = base / "source.bin"
+    with open(SOURCE, "wb") as out:
+        for _ in range(size // MIB):
+            out.write(BLOCK)
+        out.write(BLOCK[:size % MIB])
+
+
 def upload(host: str, port: int, method: str, path: str, size: int,
            headers: dict[str, str]) -> tuple[int, bytes]:
+    assert SOURCE is not None
     conn = http.client.HTTPConnection(host, port, timeout=600)
     conn.putrequest(method, path)
     for name, value in dict(headers, **{"Content-Length": str(size)}).items():
         conn.putheader(name, value)
     conn.endheaders()
-    sent = 0
-    while sent < size:
-        piece = BLOCK if size - sent >= MIB else BLOCK[:size - sent]
-        conn.send(piece)
-        sent += len(piece)
+    # Bodies larger than the source file send it again from the start.
+    length = SOURCE.stat().st_size
+    remaining = size
+    with open(SOURCE, "rb") as source:
+        while remaining:
+            remaining -= conn.sock.sendfile(source, 0, min(remaining, length))
     response = conn.getresponse()
     body = response.read()
     conn.close()
     return response.status, body
 
 
-def download(host: str, port: int, path: str) -> int:
+def download(host: str, port: int, path: str,
+             headers: dict[str, str] | None = None, status: int = 200) -> int:
     conn = http.client.HTTPConnection(host, port, timeout=600)
-    conn.request("GET", path)
+    conn.request("GET", path, headers=headers or {})
     response = conn.getresponse()
-    assert response.status == 200, (response.status, response.read()[:200])
+    assert response.status == status, (response.status, response.read()[:200])
+    # One buffer for the whole body: no allocation per chunk.
+    buf = memoryview(bytearray(READ))
     total = 0
-    while True:
-        chunk = response.read(READ)
-        if not chunk:
-            break
-        total += len(chunk)
+    while count := response.readinto(buf):
+        total += count
     conn.close()
     return total
+
+
+def curl_upload(port: int, size: int) -> float | None:
+    """Seconds for ``curl -T`` to PUT the source file to nginx; None without curl."""
+    curl = shutil.which("curl")
+    if curl is None or SOURCE is None or size != SOURCE.stat().st_size:
+        return None
+    seconds, done = timed(subprocess.run, [
+        curl, "-sS", "-o", "/dev/null", "-T", str(SOURCE),
+        "http://127.0.0.1:%d/curl" % port])
+    return seconds if done.returncode == 0 else None
+
+
+def md5_rate(seconds: float = 1.0) -> float:
+    """This machine's single-core md5 rate in MiB/s: the ceiling of an
+    upload that hashes every byte once on one core."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    done = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        md5.update(BLOCK)
+        done += 1
+    return done / (time.perf_counter() - start)
 
 
 def timed(fn, *args) -> tuple[float, object]:
@@ -311,6 +356,7 @@ def main() -> int:
         rbd_cli = RbdCli(os.environ)
         api_options["glance_store"] = dict(harness.RbdStore(os.environ).options(),
                                            stores=["file", "http", "rbd"])
+    make_source(base, args.size_mib * MIB)
     dep = harness.Deployment(base, api_flavor=None, registry_flavor=None,
                              api_options=api_options,
                              registry_options={"DEFAULT": {"workers": 1}})
@@ -325,6 +371,7 @@ def main() -> int:
         api = dep.api.port
         size = args.size_mib * MIB
         print("glance_clone benchmark: loopback, SQLite, file store, workers = 1")
+        print("single-core md5: %.0f MiB/s" % md5_rate())
         print("transfers: median of %d, glance and nginx taking turns" % args.repeat)
         print("%-34s %12s %12s %8s" % ("transfer", "glance MiB/s", "nginx MiB/s", "ratio"))
 
@@ -343,6 +390,9 @@ def main() -> int:
 
         report("upload %d MiB (md5 on glance)" % args.size_mib, size,
                *paired(glance_up, nginx_up, args.repeat))
+        curl_s = curl_upload(nginx.port, size)
+        if curl_s is not None:
+            print("%-34s %12s %12.0f" % ("nginx upload by curl -T", "", size / MIB / curl_s))
 
         def glance_down() -> float:
             seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % ids[0])
@@ -402,6 +452,21 @@ def main() -> int:
         print("\nRSS api+registry: idle %.1f MiB, peak while moving %d MiB up and down "
               "%.1f MiB (+%.1f MiB)" % (idle / 1024, args.rss_mib, peak / 1024,
                                       (peak - idle) / 1024))
+
+        # A resumed download: the last MiB of the big image against a whole
+        # 1 MiB image; both are one store open and 1 MiB sent.
+        _, small_id = glance_upload(api, MIB, "small")
+        last_mib, whole_mib = [], []
+        for _ in range(max(3, args.repeat)):
+            last_mib.append(timed(download, "127.0.0.1", api, "/v1/images/%s" % rss_id,
+                                  {"Range": "bytes=-%d" % MIB}, 206)[0])
+            whole_mib.append(timed(download, "127.0.0.1", api,
+                                   "/v1/images/%s" % small_id)[0])
+        last_s, whole_s = statistics.median(last_mib), statistics.median(whole_mib)
+        print("Range: last MiB of %d MiB %.1f ms, whole 1 MiB image %.1f ms (%.1fx)"
+              % (args.rss_mib, last_s * 1000, whole_s * 1000, last_s / whole_s))
+
+        cache_figures(base, api, ids[0], size, args.repeat)
 
         print("\n%-10s %12s %8s %12s %8s" % ("operation", "ops/s c=1", "errors",
                                              "ops/s c=16", "errors"))
@@ -521,6 +586,47 @@ def delete_image(api_port: int, image_id: str) -> None:
     conn.request("DELETE", "/v1/images/%s" % image_id)
     conn.getresponse().read()
     conn.close()
+
+
+def cache_figures(base: Path, plain_api: int, plain_id: str, size: int,
+                  repeat: int) -> None:
+    """Cache hits and misses of an api with the image cache, against
+    uncached downloads from the plain one, taking turns."""
+    cache_dir = base / "cache"
+    cache_dir.mkdir()
+    cached = harness.Deployment(base / "cached", api_flavor="cachemanagement",
+                                api_options={"DEFAULT": {"workers": 1,
+                                                         "image_cache_dir": str(cache_dir)}},
+                                registry_options={"DEFAULT": {"workers": 1}})
+    try:
+        cached.start()
+        api = cached.api.port
+        _, image_id = glance_upload(api, size, "cached")
+
+        def uncached() -> float:
+            seconds, got = timed(download, "127.0.0.1", plain_api, "/v1/images/%s" % plain_id)
+            assert got == size
+            return seconds
+
+        def miss() -> float:
+            conn = http.client.HTTPConnection("127.0.0.1", api, timeout=60)
+            conn.request("DELETE", "/v1/cached_images/%s" % image_id)
+            conn.getresponse().read()
+            conn.close()
+            seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % image_id)
+            assert got == size
+            return seconds
+
+        def hit() -> float:
+            seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % image_id)
+            assert got == size
+            return seconds
+
+        print("\n%-34s %12s %12s %8s" % ("image cache", "cache MiB/s", "uncached", "ratio"))
+        report("miss: fill while serving", size, *paired(miss, uncached, repeat))
+        report("hit", size, *paired(hit, uncached, repeat))
+    finally:
+        cached.stop()
 
 
 def paired(glance: Callable[[], float], nginx: Callable[[], float],

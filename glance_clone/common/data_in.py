@@ -54,7 +54,7 @@ class Incoming:
     def __init__(self, chunks: Iterable[bytes], *, limits: Iterable[Limit] = (),
                  expected_size: int | None = None, expected_checksum: str | None = None,
                  multihash: str | None = None, inspector: Inspector | None = None,
-                 background: bool = True) -> None:
+                 background: bool | None = None) -> None:
         self._chunks: Iterator[bytes] = iter(chunks)
         self._close = getattr(chunks, "close", None)
         self._limits = sorted(limits, key=lambda limit: limit[0])
