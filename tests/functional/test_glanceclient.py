@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional import harness
+from tests.support import disk_images
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -65,7 +66,8 @@ def table_value(output: str, key: str) -> str:
 
 
 def test_image_lifecycle_with_the_real_client(glance_cli, tmp_path):
-    data = os.urandom(300_000)
+    # A real qcow2: uploads are inspected, and random bytes are not one.
+    data = disk_images.qcow2(tmp_path)
     source = tmp_path / "disk.img"
     source.write_bytes(data)
 
