@@ -64,7 +64,12 @@ def to_http(err: BaseException) -> exc.HTTPException | None:
     accept_patch = getattr(err, "accept_patch", "")
     if accept_patch:
         kwargs["headers"] = [("Accept-Patch", accept_patch)]
-    return response_cls(**kwargs)  # type: ignore[arg-type]
+    response = response_cls(**kwargs)  # type: ignore[arg-type]
+    if response_cls is exc.HTTPUnsupportedMediaType:
+        # webob's 415 page shows only the request's media type; ours says
+        # why (a refused disk image names the failed check).
+        response.body_template_obj = exc.WSGIHTTPException.body_template_obj
+    return response
 
 
 def exception_for_status(status: int, message: str) -> exception.GlanceError:

@@ -35,7 +35,8 @@ def test_upload_refusals_keep_the_image_queued(v2_with) -> None:
     bare = v2.create(name="no-formats")
     assert v2.upload(bare["id"], b"data").status_int == 400
     image = v2.create(name="a", disk_format="raw", container_format="bare")
-    assert v2.upload(image["id"], b"data", content_type="text/plain").status_int == 415
+    res = v2.upload(image["id"], b"data", content_type="text/plain")
+    assert res.status_int == 415 and "application/octet-stream" in res.text
     assert v2.upload(image["id"], b"x" * 11).status_int == 413
     assert v2.upload(image["id"], b"data", tenant="t2").status_int == 404
     public = v2.create(name="p", visibility="public", disk_format="raw",
@@ -87,6 +88,7 @@ def test_an_unsafe_disk_image_is_415_and_the_image_stays_queued(v2: V2, tmp_path
     image = v2.create(name="evil", disk_format="qcow2", container_format="bare")
     res = v2.upload(image["id"], disk_images.qcow2_with_backing_file(tmp_path))
     assert res.status_int == 415
+    assert "safety checks (qcow2: backing_file)" in res.text
     shown = v2.call("GET", "/images/" + image["id"]).json
     assert shown["status"] == "queued" and shown["virtual_size"] is None
     assert v2.stack.stored_files() == []
