@@ -327,8 +327,7 @@ class ImageService:
     def _write_update(self, context: RequestContext, image_id: str, values: dict,
                       purge: bool) -> dict:
         try:
-            image: dict = self.registry.update_image(context, image_id, values,
-                                                     purge_props=purge)
+            image: dict = self.writes.update(context, image_id, values, purge_props=purge)
         except exception.StatusConflict:
             raise
         except exception.NotFound:

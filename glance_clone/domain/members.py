@@ -13,13 +13,17 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status
+from glance_clone.domain.registry_writes import RegistryWrites
 
 
 class MemberService:
-    def __init__(self, conf: Any, registry: Any, policy: Any) -> None:
+    def __init__(self, conf: Any, registry: Any, policy: Any,
+                 writes: RegistryWrites | None = None) -> None:
         self.conf = conf
         self.registry = registry
         self.policy = policy
+        # Member writes whose answer is lost are settled by reading back.
+        self.writes = writes or RegistryWrites(registry)
 
     # -- checks ------------------------------------------------------------
     @staticmethod
@@ -71,7 +75,7 @@ class MemberService:
                                     "object with a 'memberships' list")
         self._check_quota(len(body["memberships"]))
         try:
-            self.registry.replace_members(context, image_id, body["memberships"])
+            self.writes.replace_members(context, image_id, body["memberships"])
         except exception.Forbidden:
             raise self._not_shareable(image_id)
 
@@ -93,7 +97,7 @@ class MemberService:
         members = self.registry.get_image_members(context, image_id)
         self._check_quota(len(members) + 1)
         try:
-            self.registry.add_member(context, image_id, member, can_share)
+            self.writes.add_member(context, image_id, member, can_share)
         except exception.Forbidden:
             raise self._not_shareable(image_id)
 
@@ -103,7 +107,7 @@ class MemberService:
         self.policy.enforce(context, "delete_member", {})
         self._live_image(context, image_id)
         try:
-            self.registry.delete_member(context, image_id, member)
+            self.writes.remove_member(context, image_id, member)
         except exception.Forbidden:
             raise self._not_shareable(image_id)
 

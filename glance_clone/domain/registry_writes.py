@@ -17,11 +17,14 @@ registry holds:
   registry had answered 409 (StatusConflict), or 404 (ImageNotFound) when
   the image is gone.
 
-Sending again is safe because every write here is a compare-and-swap on
-the status, a create of an id chosen before the first attempt, or a
-conditional soft delete: none can apply twice or undo another writer's
-change. An idempotency key remembered by the registry would answer the
-same question, but needs a table, its expiry and more protocol; the status
+Sending again is safe because every status write here is a
+compare-and-swap on the status, a create of an id chosen before the first
+attempt, or a conditional soft delete: none can apply twice or undo
+another writer's change. Metadata, tag and member writes set values
+(last writer wins, as with any two updates): sending one again gives the
+record it would have had had the first attempt arrived a little later.
+An idempotency key remembered by the registry would answer the same
+question, but needs a table, its expiry and more protocol; the status
 machine already says everything the caller needs.
 
 The registry's answers are final: a 4xx, and a 503, which it sends only
@@ -175,6 +178,116 @@ class RegistryWrites:
                                                         from_state=from_state, to_state=to),
                      verdict)
 
+    # -- metadata, tags and members: values set, last writer wins -------------
+    def update(self, context: RequestContext, image_id: str, values: dict,
+               purge_props: bool = False, from_state: str | None = None) -> dict:
+        """Write ``values`` (no status change); with ``from_state``, only
+        while the image has that status.
+
+        Raises StatusConflict, ImageNotFound, the registry's other
+        refusals and RegistryUnavailable.
+        """
+
+        def verdict(image: dict | None) -> str:
+            if image is None or image.get("deleted"):
+                return GONE
+            if shows(image, values, purge_props):
+                return APPLIED
+            if from_state is not None and image["status"] != from_state:
+                return CONFLICT
+            return NOT_YET
+
+        return self._settle(
+            context, image_id,
+            lambda: self.registry.update_image(context, image_id, values,
+                                               purge_props=purge_props,
+                                               from_state=from_state),
+            verdict)
+
+    def add_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
+        self._settle(context, image_id,
+                     lambda: self.registry.add_tag(context, image_id, tag),
+                     _unless_gone(lambda image: tag in (image.get("tags") or [])))
+
+    def remove_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
+        """Raises NotFound when the image has no such tag (answered so)."""
+        self._settle(context, image_id,
+                     lambda: self.registry.delete_tag(context, image_id, tag),
+                     _unless_gone(lambda image: tag not in (image.get("tags") or [])))
+
+    def add_member(self, context: RequestContext, image_id: str, member: str,
+                   can_share: bool | None = None) -> None:
+        """Add ``member`` or change its can_share."""
+
+        def shown(rows: list[dict]) -> bool:
+            row = _row(rows, member)
+            return row is not None and can_share in (None, row["can_share"])
+
+        self._settle_members(context, image_id,
+                             lambda: self.registry.add_member(context, image_id, member,
+                                                              can_share),
+                             _unless_gone(shown))
+
+    def remove_member(self, context: RequestContext, image_id: str, member: str) -> None:
+        """Raises NotFound when ``member`` is not a member (answered so)."""
+        self._settle_members(context, image_id,
+                             lambda: self.registry.delete_member(context, image_id, member),
+                             _unless_gone(lambda rows: _row(rows, member) is None))
+
+    def replace_members(self, context: RequestContext, image_id: str,
+                        memberships: list[dict]) -> None:
+        """Make ``memberships`` (member_id, can_share) the member list."""
+
+        # The list is not validated here: a malformed one never shows, is
+        # sent again and refused by the registry.
+        wanted = {m.get("member_id"): m for m in memberships if isinstance(m, dict)}
+
+        def shown(rows: list[dict]) -> bool:
+            held = {row["member_id"]: row for row in rows}
+            return set(held) == set(wanted) and all(
+                held[member]["can_share"] == m["can_share"]
+                for member, m in wanted.items() if "can_share" in m)
+
+        self._settle_members(context, image_id,
+                             lambda: self.registry.replace_members(context, image_id,
+                                                                   memberships),
+                             _unless_gone(shown))
+
+    def set_member_status(self, context: RequestContext, image_id: str, member: str,
+                          status: str) -> dict:
+        """The member's consent; raises MemberNotFound (also when the image
+        went meanwhile)."""
+
+        def verdict(rows: list[dict] | None) -> str:
+            row = _row(rows or [], member)
+            if row is None:
+                return GONE
+            return APPLIED if row["status"] == status else NOT_YET
+
+        found = self.settle(
+            "member %s of image %s" % (member, image_id),
+            lambda: self.registry.set_member_status(context, image_id, member, status),
+            lambda: self._members_once(context, image_id), verdict,
+            lambda: exception.MemberNotFound(
+                "Member %s not found for image %s" % (member, image_id)))
+        if isinstance(found, list):  # settled by reading the member list back
+            found = _row(found, member)
+        return found
+
+    def _settle_members(self, context: RequestContext, image_id: str,
+                        send: Callable[[], Any], verdict: Callable[[Any], str]) -> None:
+        self.settle("members of image %s" % image_id, send,
+                    lambda: self._members_once(context, image_id), verdict,
+                    lambda: exception.ImageNotFound(
+                        "Image with identifier %s not found" % image_id))
+
+    def _members_once(self, context: RequestContext, image_id: str) -> list[dict] | None:
+        try:
+            rows: list[dict] = self.registry.get_image_members(context, image_id)
+        except exception.NotFound:
+            return None
+        return rows
+
     # -- the rule --------------------------------------------------------------
     def _settle(self, context: RequestContext, image_id: str,
                 send: Callable[[], Any], verdict: Callable[[dict | None], str]) -> Any:
@@ -230,6 +343,39 @@ class RegistryWrites:
 
     def _patience(self) -> _Patience:
         return _Patience(self.clock() + self.settle_time, self.clock, self.sleep)
+
+
+def shows(image: dict, values: dict, purge_props: bool = False) -> bool:
+    """Whether the record holds every value of an update (``purge_props``:
+    exactly its properties). A representation the registry changed reads
+    as "not yet": the update is then sent again, which is harmless."""
+    for name, value in values.items():
+        held = image.get(name)
+        if name == "properties":
+            held = held or {}
+            missing = any(held.get(key) != item for key, item in value.items())
+            if missing or (purge_props and set(held) != set(value)):
+                return False
+        elif name == "tags":
+            if set(held or []) != set(value):
+                return False
+        elif held != value:
+            return False
+    return True
+
+
+def _unless_gone(shown: Callable[[Any], bool]) -> Callable[[Any], str]:
+    """A verdict for a write with no status to swap: there or not yet."""
+
+    def verdict(record: Any) -> str:
+        if record is None or (isinstance(record, dict) and record.get("deleted")):
+            return GONE
+        return APPLIED if shown(record) else NOT_YET
+    return verdict
+
+
+def _row(rows: list[dict], member: str) -> dict | None:
+    return next((row for row in rows if row["member_id"] == member), None)
 
 
 class _Patience:

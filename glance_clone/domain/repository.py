@@ -6,8 +6,8 @@ caller may not see is "not found"), and moves images between statuses
 only along ``image_status.TRANSITIONS``, each move a compare-and-swap on
 the status it leaves.
 
-Creates and status moves go through ``RegistryWrites``, so a registry
-answer lost on the way is settled by reading the image back.
+Every write goes through ``RegistryWrites``, so a registry answer lost on
+the way is settled by reading the image (or its members) back.
 
 ``Registry`` is the contract of the registry client as the domain uses
 it: the real ``RegistryClient`` and the test fakes both satisfy it.
@@ -122,9 +122,8 @@ class ImageRepository:
     def _update(self, context: RequestContext, image_id: str, values: dict,
                 purge_props: bool, from_state: str) -> dict:
         try:
-            return self.registry.update_image(context, image_id, values,
-                                              purge_props=purge_props,
-                                              from_state=from_state)
+            return self.writes.update(context, image_id, values,
+                                      purge_props=purge_props, from_state=from_state)
         except exception.StatusConflict:
             raise
         except exception.NotFound:
@@ -143,24 +142,24 @@ class ImageRepository:
 
     # -- tags and members: rows beside the image -----------------------------
     def add_tag(self, context: RequestContext, image: Image, tag: str) -> None:
-        self.registry.add_tag(context, image.id, tag)
+        self.writes.add_tag(context, image.id, tag)
 
     def remove_tag(self, context: RequestContext, image: Image, tag: str) -> None:
         """Raises NotFound when the image has no such tag."""
-        self.registry.delete_tag(context, image.id, tag)
+        self.writes.remove_tag(context, image.id, tag)
 
     def members(self, context: RequestContext, image: Image) -> list[dict]:
         return self.registry.get_image_members(context, image.id)
 
     def add_member(self, context: RequestContext, image: Image, member: str) -> None:
-        self.registry.add_member(context, image.id, member)
+        self.writes.add_member(context, image.id, member)
 
     def remove_member(self, context: RequestContext, image: Image, member: str) -> None:
-        self.registry.delete_member(context, image.id, member)
+        self.writes.remove_member(context, image.id, member)
 
     def set_member_status(self, context: RequestContext, image: Image, member: str,
                           status: str) -> dict:
-        return self.registry.set_member_status(context, image.id, member, status)
+        return self.writes.set_member_status(context, image.id, member, status)
 
 
 def with_member(members: Iterable[dict], member: str) -> dict | None:

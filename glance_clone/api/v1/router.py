@@ -89,7 +89,7 @@ class API(wsgi.Router):
         images = wsgi.Resource(ImagesController(self.conf, self.service),
                                deserializer=wsgi.StreamingDeserializer())
         members = wsgi.Resource(MembersController(
-            MemberService(self.conf, self.registry, self.policy)))
+            MemberService(self.conf, self.registry, self.policy, self.service.writes)))
         connect = wsgi.connect_methods
         connect(mapper, "/", images, {"GET": "index"}, allow="GET, POST")
         connect(mapper, "/images", images, {"GET": "index", "POST": "create"})

@@ -6,7 +6,7 @@ import pytest
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain.registry_writes import RegistryWrites
+from glance_clone.domain.registry_writes import RegistryWrites, shows
 
 pytestmark = pytest.mark.timeout(30)
 CONTEXT = RequestContext(tenant="t1")
@@ -27,12 +27,12 @@ class FakeRegistry:
             raise exception.NotFound()
         return dict(self.image)
 
-    def update_image(self, context, image_id, values, from_state=None):
+    def update_image(self, context, image_id, values, from_state=None, purge_props=False):
         self.writes += 1
         self.before()
         if self.image is None:
             raise exception.NotFound()
-        if self.image["status"] != from_state:
+        if from_state is not None and self.image["status"] != from_state:
             raise exception.StatusConflict()
         self.image.update(values)
         if self.lose:
@@ -63,7 +63,11 @@ def test_a_committed_write_whose_answer_was_lost_is_taken_as_done():
     assert image["status"] == "active" and registry.writes == 1
 
 
-def test_another_writer_first_is_a_conflict_not_a_success():
+@pytest.mark.parametrize("write", [
+    lambda writes: writes.change(CONTEXT, "i1", {"status": "active"}, "saving"),
+    lambda writes: writes.update(CONTEXT, "i1", {"name": "n"}, from_state="saving"),
+], ids=["status move", "metadata update"])
+def test_another_writer_first_is_a_conflict_not_a_success(write):
     registry = FakeRegistry("saving")
 
     def lost_after_the_reaper_won(*args, **kwargs):
@@ -71,7 +75,7 @@ def test_another_writer_first_is_a_conflict_not_a_success():
         raise exception.RegistryReplyLost()
     registry.update_image = lost_after_the_reaper_won
     with pytest.raises(exception.StatusConflict):
-        writes_for(registry).change(CONTEXT, "i1", {"status": "active"}, "saving")
+        write(writes_for(registry))
 
 
 def test_a_write_that_did_not_happen_is_sent_again():
@@ -116,3 +120,18 @@ def test_the_registry_refusing_is_final():
     with pytest.raises(exception.StatusConflict):
         writes_for(registry).change(CONTEXT, "i1", {"status": "active"}, "saving")
     assert registry.writes == 1
+
+
+def test_a_metadata_update_committed_but_answer_lost_is_taken_as_done():
+    registry = FakeRegistry("active")
+    image = writes_for(registry).update(CONTEXT, "i1", {"name": "n"})
+    assert image["name"] == "n" and registry.writes == 1
+
+
+def test_what_a_record_shows_of_an_update():
+    record = {"name": "n", "properties": {"a": "1", "b": "2"}, "tags": ["x", "y"]}
+    assert shows(record, {"name": "n", "properties": {"a": "1"}})
+    assert not shows(record, {"properties": {"a": "1"}}, purge_props=True)
+    assert shows(record, {"properties": {"a": "1", "b": "2"}}, purge_props=True)
+    assert shows(record, {"tags": ["y", "x"]})
+    assert not shows(record, {"name": "m"})

@@ -5,17 +5,16 @@ reset connection, a timeout): the api must find out what the registry
 holds before it undoes anything, and never remove bytes a record may
 point at. ``LossyTransport`` sits between the api's registry client and
 the in-process registry and drops chosen answers after the registry has
-handled the request, or refuses chosen requests before it sees them.
+handled the request, or refuses chosen requests before it sees them
+(tests/support/lossy_transport.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
 import pytest
 
-from glance_clone.registry.client.v1 import transport as transport_mod
+from tests.support import lossy_transport
+from tests.support.lossy_transport import LossyTransport, Match
 
 from .helpers import (
     FORMATS,
@@ -35,55 +34,9 @@ from .helpers import (
 
 pytestmark = pytest.mark.timeout(60)
 
-Match = Callable[[str, str, dict, dict], bool]
-
-
-class LossyTransport:
-    """Forwards registry calls; ``lose(match)`` drops the answer of the next
-    matching call after the registry handled it (and with ``then_down``
-    refuses every call after it until ``down`` is cleared),
-    ``refuse(match, n)`` fails the next ``n`` matching calls before they
-    are sent."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.rules: list[list] = []
-        self.calls: list[tuple[str, str]] = []
-        self.down = False
-
-    def lose(self, match: Match, times: int = 1, then_down: bool = False) -> None:
-        self.rules.append([match, times, "lose and go down" if then_down else "lose"])
-
-    def refuse(self, match: Match, times: int = 1) -> None:
-        self.rules.append([match, times, "refuse"])
-
-    def _rule(self, method, target, headers, body):
-        document = json.loads(body) if body else {}
-        for rule in self.rules:
-            if rule[1] > 0 and rule[0](method, target, headers, document):
-                rule[1] -= 1
-                return rule[2]
-        return None
-
-    def send(self, method, target, headers, body=None):
-        self.calls.append((method, target))
-        action = None if self.down else self._rule(method, target, headers, body)
-        if action == "refuse" or self.down:
-            raise transport_mod.NotSent("connection refused")
-        reply = self.inner.send(method, target, headers, body)
-        if action is not None and action.startswith("lose"):
-            self.down = action == "lose and go down"
-            raise transport_mod.TransportError("connection reset by peer")
-        return reply
-
-    def close(self) -> None:
-        pass
-
 
 def lossy(stack, settle_time: float = 5.0) -> LossyTransport:
-    client = stack.v1.registry
-    transport = LossyTransport(client.transport)
-    client.transport = transport
+    transport = lossy_transport.install(stack.v1.registry)
     stack.v1.service.writes.settle_time = settle_time
     return transport
 
