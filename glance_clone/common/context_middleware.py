@@ -77,7 +77,7 @@ class _ContextFilter(wsgi.Middleware, abc.ABC):
         try:
             self.process_request(req)
         except exception.GlanceError as err:
-            return (faults.to_http(err) or webob.exc.HTTPInternalServerError())(
+            return (faults.to_http(err) or faults.http_error(webob.exc.HTTPInternalServerError))(
                 environ, start_response)
         request_id = req.context.request_id
 

@@ -3,9 +3,18 @@
 ``to_http`` is applied by ``wsgi.Resource``; the registry client applies the
 inverse (``exception_for_status``) so that an error raised in the registry
 surfaces in glance-api as the same exception class family.
+
+Error bodies are webob's pages, in the form each API's clients know
+(``ErrorPage``): v2 answers as today's Glance does, negotiating HTML, JSON
+(``{"message", "code", "title"}``) or plain text from ``Accept``; v1
+answers as Glance 11 did, HTML when ``Accept`` names ``html`` or ``*/*``
+and plain text otherwise, never JSON.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import webob.exc as exc
 
@@ -48,6 +57,35 @@ STATUS_EXCEPTIONS: dict[int, type[exception.GlanceError]] = {
 }
 
 
+# Set on the WSGI environ by the version negotiation filter: "v1" or "v2".
+API_VERSION = "glance.api_version"
+
+
+class ErrorPage(exc.WSGIHTTPException):
+    """Mixed into webob's error classes: the body's media type as the
+    request's API negotiates it (see the module docstring)."""
+
+    def generate_response(self, environ: dict, start_response: Callable) -> Any:
+        if environ.get(API_VERSION) == "v1":
+            accept = environ.get("HTTP_ACCEPT", "")
+            legacy = "text/html" if "html" in accept or "*/*" in accept else "text/plain"
+            environ = dict(environ, HTTP_ACCEPT=legacy)
+        return super().generate_response(environ, start_response)
+
+
+_PAGES: dict[type[exc.HTTPException], type[exc.HTTPException]] = {}
+
+
+def http_error(response_cls: type[exc.HTTPException], **kwargs: Any) -> exc.HTTPException:
+    """An instance of webob's ``response_cls`` rendered as ``ErrorPage``
+    says; every error answer of glance-api is made here."""
+    page = _PAGES.get(response_cls)
+    if page is None:
+        page = _PAGES[response_cls] = type(response_cls.__name__,
+                                           (ErrorPage, response_cls), {})
+    return page(**kwargs)  # type: ignore[no-any-return]
+
+
 def to_http(err: BaseException) -> exc.HTTPException | None:
     """The webob response for ``err``, or None when it is not one of ours."""
     cls = next((c for c in type(err).__mro__ if c in FAULTS), None)
@@ -64,7 +102,7 @@ def to_http(err: BaseException) -> exc.HTTPException | None:
     accept_patch = getattr(err, "accept_patch", "")
     if accept_patch:
         kwargs["headers"] = [("Accept-Patch", accept_patch)]
-    response = response_cls(**kwargs)  # type: ignore[arg-type]
+    response = http_error(response_cls, **kwargs)
     if response_cls is exc.HTTPUnsupportedMediaType:
         # webob's 415 page shows only the request's media type; ours says
         # why (a refused disk image names the failed check).

@@ -86,7 +86,7 @@ class Middleware:
         try:
             response = self.process_request(req)
         except exception.GlanceError as err:
-            response = faults.to_http(err) or webob.exc.HTTPInternalServerError()
+            response = faults.to_http(err) or faults.http_error(webob.exc.HTTPInternalServerError)
         except webob.exc.HTTPException as err:
             response = err
         if response is not None:
@@ -104,7 +104,8 @@ def reject_method(allow: str, explanation: str | None = None) -> Callable:
         kwargs: dict[str, Any] = {"headers": [("Allow", allow)] if allow else []}
         if explanation:
             kwargs["explanation"] = explanation
-        return webob.exc.HTTPMethodNotAllowed(**kwargs)(environ, start_response)
+        return faults.http_error(webob.exc.HTTPMethodNotAllowed, **kwargs)(
+            environ, start_response)
     return app
 
 
@@ -128,8 +129,8 @@ class Router:
         if match:
             return match["controller"](environ, start_response)
         if environ["REQUEST_METHOD"] not in KNOWN_METHODS:
-            return webob.exc.HTTPNotImplemented()(environ, start_response)
-        return webob.exc.HTTPNotFound()(environ, start_response)
+            return faults.http_error(webob.exc.HTTPNotImplemented)(environ, start_response)
+        return faults.http_error(webob.exc.HTTPNotFound)(environ, start_response)
 
 
 def connect_methods(mapper: routes.Mapper, path: str, resource: Any,
@@ -333,11 +334,11 @@ class Resource:
             response = faults.to_http(err)
             if response is None:
                 LOG.exception("Unmapped error in %s", action)
-                return webob.exc.HTTPInternalServerError()
+                return faults.http_error(webob.exc.HTTPInternalServerError)
             LOG.debug("%s -> %s: %s", action, response.status, err)
             return response
         except webob.exc.HTTPException as err:
             return err
         except Exception:
             LOG.exception("Unexpected error in %s", action)
-            return webob.exc.HTTPInternalServerError()
+            return faults.http_error(webob.exc.HTTPInternalServerError)

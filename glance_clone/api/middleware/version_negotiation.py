@@ -4,7 +4,8 @@ The version comes from an ``Accept: application/vnd.openstack.images-<v>``
 header, else from the first path segment, which is then removed. v1, v1.0
 and v1.1 select v1; v2 and v2.0 to v2.5 select v2 (each when enabled);
 anything else answers 300 with the versions document. ``/versions``
-answers 200 with the same document.
+answers 200 with the same document. The chosen version is noted on the
+request: error pages take the form of that API (``faults.ErrorPage``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import webob
 from oslo_config import cfg
 
 from glance_clone.api import versions
-from glance_clone.common import config, wsgi
+from glance_clone.common import config, faults, wsgi
 
 ACCEPT_PREFIX = "application/vnd.openstack.images-"
 
@@ -47,8 +48,10 @@ class VersionNegotiationFilter(wsgi.Middleware):
             rest = req.path_info[len("/" + requested):] if requested else ""
         if requested in versions.V1_NAMES and self.conf.enable_v1_api:
             req.path_info = "/v1" + rest
+            req.environ[faults.API_VERSION] = "v1"
             return None
         if requested in versions.V2_NAMES and self.conf.enable_v2_api:
             req.path_info = "/v2" + rest
+            req.environ[faults.API_VERSION] = "v2"
             return None
         return versions.versions_response(self.conf, req, 300)
