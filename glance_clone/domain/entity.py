@@ -58,6 +58,12 @@ class Image:
         return [loc for loc in self.record.get("location_data") or []
                 if loc.get("status", "active") == "active"]
 
+    def store_ids(self) -> list[str]:
+        """Ids of the named stores holding the data (location metadata)."""
+        return list(dict.fromkeys(
+            loc["metadata"]["store"] for loc in self.live_locations()
+            if isinstance(loc.get("metadata"), dict) and loc["metadata"].get("store")))
+
     def has_data(self) -> bool:
         return bool(self.live_locations()) or bool(self.record.get("location"))
 

@@ -7,6 +7,9 @@ Options (section ``[glance_store]``):
 ``default_store`` (default ``file``)
     Scheme new uploads go to; must belong to an enabled driver.
 
+Or, as Glance's multiple backends, ``enabled_backends`` and
+``[glance_store] default_backend`` with a section per store (``named``).
+
 ``StoreSet(conf)`` builds the enabled drivers at startup and raises
 ConfigError on a bad configuration, which glance-api turns into exit code 3.
 After that every call picks the driver from the URL's scheme.
@@ -14,6 +17,7 @@ After that every call picks the driver from the URL's scheme.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -21,7 +25,7 @@ from urllib.parse import urlsplit
 from oslo_config import cfg
 
 from glance_clone.common import exception
-from glance_clone.store import source_filter
+from glance_clone.store import named, source_filter
 from glance_clone.store.base import AddResult, Driver, ReadStream
 from glance_clone.store.file import FileDriver
 from glance_clone.store.http import HttpDriver
@@ -43,6 +47,9 @@ DRIVERS: dict[str, type[Driver]] = {
     "rbd": RbdDriver,
 }
 
+#: Driver types that only read data from elsewhere: never a target.
+READ_ONLY_TYPES = ("http",)
+
 OPTS = [
     cfg.ListOpt("stores", default=["file", "http"],
                 help="Store drivers to enable: " + ", ".join(DRIVERS) + "."),
@@ -57,36 +64,109 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     for driver_cls in DRIVERS.values():
         driver_cls.register_opts(conf)
     source_filter.register_opts(conf)
+    named.register_opts(conf)
+
+
+@dataclasses.dataclass
+class Store:
+    """One enabled store: ``id`` (its name in ``stores`` or
+    ``enabled_backends``), driver ``type`` and ``driver``."""
+
+    id: str
+    type: str
+    driver: Driver
+    description: str | None = None
+    weight: int = 0
+
+    @property
+    def read_only(self) -> bool:
+        return self.type in READ_ONLY_TYPES
 
 
 class StoreSet:
-    """The enabled drivers; raises ConfigError when built from bad options."""
+    """The enabled stores; raises ConfigError when built from bad options.
+
+    With ``enabled_backends`` (see ``named``) the stores are named and
+    several may share a driver type: new data goes to ``default_backend``,
+    a location is served by the store of its scheme that holds it, and the
+    location metadata written by ``add`` names the store (``"store"``).
+    """
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
+        specs = named.configured(conf, DRIVERS)
+        self.multi = bool(specs)
+        self.stores: dict[str, Store] = {}
+        # Every scheme's stores, the default one first.
+        self._by_scheme: dict[str, list[Store]] = {}
+        if self.multi:
+            for spec in specs:
+                section = conf[spec.id]
+                self._enable(Store(spec.id, spec.type, DRIVERS[spec.type](spec.conf),
+                                   section.store_description, section.weight))
+            self.default_id = conf[GROUP].default_backend
+            self.default_scheme = DRIVERS[self.stores[self.default_id].type].schemes[0]
+            for stores in self._by_scheme.values():
+                stores.sort(key=lambda store: store.id != self.default_id)
+            if "http" not in self._by_scheme:
+                # web-download, copy-from and locations read http(s) URLs:
+                # without an http store listed, a reader that is no store.
+                reader = Store("", "http", HttpDriver(conf))
+                for scheme in HttpDriver.schemes:
+                    self._by_scheme[scheme] = [reader]
+        else:
+            self._enable_listed(conf)
+        LOG.info("Enabled stores: %s; default store: %s", ", ".join(self.stores),
+                 self.default_id)
+
+    def _enable_listed(self, conf: cfg.ConfigOpts) -> None:
         names = [n.strip().lower() for n in conf[GROUP].stores if n.strip()]
         if not names:
             raise exception.ConfigError("[glance_store] stores enables no store")
-        self._by_scheme: dict[str, Driver] = {}
         for name in dict.fromkeys(names):
             driver_cls = DRIVERS.get(name)
             if driver_cls is None:
                 raise exception.ConfigError(
                     f"Unknown store '{name}' in [glance_store] stores; "
                     f"known: {', '.join(DRIVERS)}")
-            driver = driver_cls(conf)
             for scheme in driver_cls.schemes:
                 if scheme in self._by_scheme:
                     raise exception.ConfigError(
                         f"Scheme '{scheme}' is served by two enabled stores")
-                self._by_scheme[scheme] = driver
+            self._enable(Store(name, name, driver_cls(conf)))
         self.default_scheme = conf[GROUP].default_store.strip().lower()
         if self.default_scheme not in self._by_scheme:
             raise exception.ConfigError(
                 f"default_store '{self.default_scheme}' is not a scheme of an "
                 f"enabled store ({', '.join(self.known_schemes())})")
-        LOG.info("Enabled stores: %s; default store: %s",
-                 ", ".join(dict.fromkeys(names)), self.default_scheme)
+        self.default_id = self._by_scheme[self.default_scheme][0].id
+
+    def _enable(self, store: Store) -> None:
+        self.stores[store.id] = store
+        for scheme in type(store.driver).schemes:
+            self._by_scheme.setdefault(scheme, []).append(store)
+
+    @property
+    def default(self) -> Store:
+        return self.stores[self.default_id]
+
+    def writable(self) -> list[str]:
+        """Ids of the stores that take new data, the default first."""
+        return [self.default_id] + [s.id for s in self.stores.values()
+                                    if not s.read_only and s.id != self.default_id]
+
+    def store_for_uri(self, url: str) -> Store:
+        """The store serving ``url``; raises BadStoreUri, UnknownScheme."""
+        try:
+            scheme = urlsplit(url).scheme if "://" in url else ""
+        except ValueError:
+            scheme = ""
+        if not scheme:
+            raise exception.BadStoreUri("Invalid location: the URL has no scheme.")
+        candidates = self._by_scheme.get(scheme.lower())
+        if not candidates:
+            raise exception.UnknownScheme(scheme=scheme)
+        return next((s for s in candidates if s.driver.owns(url)), candidates[0])
 
     def known_schemes(self) -> list[str]:
         """URI schemes of the enabled drivers."""
@@ -94,30 +174,34 @@ class StoreSet:
 
     def driver_for_scheme(self, scheme: str) -> Driver:
         """Driver serving ``scheme``; raises UnknownScheme."""
-        driver = self._by_scheme.get(scheme.lower())
-        if driver is None:
+        candidates = self._by_scheme.get(scheme.lower())
+        if not candidates:
             raise exception.UnknownScheme(scheme=scheme)
-        return driver
+        return candidates[0].driver
 
     def driver_for_uri(self, uri: str) -> Driver:
-        """Driver serving ``uri``'s scheme; raises BadStoreUri, UnknownScheme."""
-        try:
-            scheme = urlsplit(uri).scheme if "://" in uri else ""
-        except ValueError:
-            scheme = ""
-        if not scheme:
-            raise exception.BadStoreUri("Invalid location: the URL has no scheme.")
-        return self.driver_for_scheme(scheme)
+        """Driver serving ``uri``; raises BadStoreUri, UnknownScheme."""
+        return self.store_for_uri(uri).driver
 
     def add(self, image_id: str, chunks: Iterable[bytes], size: int,
             scheme: str | None = None) -> AddResult:
-        """Write image data to ``scheme``'s store (default_store when None).
+        """Write image data to the store named ``scheme`` (a store id, or a
+        scheme: its first store), the default store when None.
 
-        Returns (url, size, md5 hex, location metadata); raises as
+        Returns (url, size, md5 hex, location metadata); with named stores
+        the metadata's ``store`` is the store's id. Raises as
         ``Driver.add`` plus UnknownScheme.
         """
-        driver = self.driver_for_scheme(scheme or self.default_scheme)
-        return driver.add(image_id, chunks, size)
+        store = self.stores.get(scheme) if scheme else self.default
+        if store is None:
+            candidates = self._by_scheme.get(scheme.lower()) if scheme else None
+            if not candidates or not candidates[0].id:
+                raise exception.UnknownScheme(scheme=scheme)
+            store = candidates[0]
+        url, written, checksum, metadata = store.driver.add(image_id, chunks, size)
+        if self.multi:
+            metadata = dict(metadata or {}, store=store.id)
+        return url, written, checksum, metadata
 
     def get(self, url: str) -> tuple[ReadStream, int | None]:
         """(chunk iterator, size or None); raises as ``Driver.get``."""

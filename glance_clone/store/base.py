@@ -157,6 +157,12 @@ class Driver:
     def register_opts(cls, conf: cfg.ConfigOpts) -> None:
         """Register the driver's configuration options (none by default)."""
 
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` (of one of ``schemes``) is data of this store,
+        when several stores share a scheme. By default yes: the URL names
+        its own server and container."""
+        return True
+
     def add(self, image_id: str, chunks: Iterable[bytes], size: int) -> AddResult:
         """Store ``chunks`` as image ``image_id``; ``size`` 0 means unknown.
 

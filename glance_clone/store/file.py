@@ -177,6 +177,13 @@ class FileDriver(Driver):
         return path
 
     # --- contract ----------------------------------------------------------
+    def owns(self, url: str) -> bool:
+        try:
+            self._path_from_url(url)
+        except exception.BadStoreUri:
+            return False
+        return True
+
     def add(self, image_id: str, chunks: Iterable[bytes], size: int) -> AddResult:
         """Write ``chunks`` to ``<datadir>/<image_id>``.
 

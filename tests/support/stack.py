@@ -19,7 +19,7 @@ from glance_clone.db import api as db_api
 from glance_clone.db import migration, session
 from glance_clone.registry import api as registry_api
 from glance_clone.registry.client.v1.client import RegistryClient
-from glance_clone.store import backend
+from glance_clone.store import backend, named
 from tests.support.wsgi_transport import transport_for
 
 
@@ -68,9 +68,14 @@ def make_conf(tmp_path: Any, overrides: dict[str, Any] | None = None) -> cfg.Con
     conf.set_override("node_staging_uri", "file://%s" % (tmp_path / "staging"))
     conf.set_override("allowed_hosts", ["127.0.0.1"], group="import_filtering_opts")
     conf.set_override("send_identity_headers", True)
-    for key, value in (overrides or {}).items():
+    # Named stores first: their sections exist once they are declared.
+    for key, value in sorted((overrides or {}).items(),
+                             key=lambda item: item[0] != "enabled_backends"):
         group, _, name = key.rpartition(".")
         conf.set_override(name, value, group=group or None)
+        if key == "enabled_backends":
+            for store_id, store_type in value.items():
+                named.register_section(conf, store_id, backend.DRIVERS[store_type])
     return conf
 
 

@@ -15,28 +15,25 @@ from glance_clone.common.chunking import body_chunks
 from glance_clone.domain.image_import import Importer
 from glance_clone.store import backend
 
-# Stores that only read data from elsewhere: never an import target.
-READ_ONLY_STORES = ("http",)
 
-
-def store_list(conf: Any) -> list[dict[str, str]]:
-    """The enabled stores of [glance_store] stores, the default one marked."""
-    default_scheme = conf.glance_store.default_store.strip().lower()
-    stores = []
-    for name in dict.fromkeys(n.strip().lower() for n in conf.glance_store.stores
-                              if n.strip()):
-        store: dict[str, str] = {"id": name}
-        if default_scheme in backend.DRIVERS[name].schemes:
-            store["default"] = "true"
-        if name in READ_ONLY_STORES:
-            store["read-only"] = "true"
-        stores.append(store)
-    return stores
+def store_list(stores: backend.StoreSet) -> list[dict[str, str]]:
+    """The enabled stores, the default one and the read-only ones marked."""
+    listed = []
+    for store in stores.stores.values():
+        shown: dict[str, str] = {"id": store.id}
+        if store.description:
+            shown["description"] = store.description
+        if store.id == stores.default_id:
+            shown["default"] = "true"
+        if store.read_only:
+            shown["read-only"] = "true"
+        listed.append(shown)
+    return listed
 
 
 class InfoController:
-    def __init__(self, conf: Any, importer: Importer) -> None:
-        self.conf = conf
+    def __init__(self, stores: backend.StoreSet, importer: Importer) -> None:
+        self.store_set = stores
         self.importer = importer
 
     def import_methods(self, req: wsgi.Request) -> webob.Response:
@@ -47,7 +44,7 @@ class InfoController:
 
     def stores(self, req: wsgi.Request) -> webob.Response:
         _refuse_body(req)
-        return json_response(req, {"stores": store_list(self.conf)})
+        return json_response(req, {"stores": store_list(self.store_set)})
 
 
 class ImportController:

@@ -94,7 +94,7 @@ class API(wsgi.Router):
         images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas,
                                                 self.importer.delete),
                                deserializer=_ImagesDeserializer())
-        info = wsgi.Resource(InfoController(self.conf, self.importer))
+        info = wsgi.Resource(InfoController(self.stores, self.importer))
         imports = wsgi.Resource(ImportController(self.importer),
                                 deserializer=ImportDeserializer())
         members = wsgi.Resource(MembersController(self.sharing))

@@ -77,6 +77,9 @@ def image_properties(disk_formats: list[str], container_formats: list[str]) -> d
         "min_disk": {"type": "integer", "minimum": 0,
                      "description": "Amount of disk space (in GB) required to boot "
                                     "image."},
+        "stores": _read_only({"type": "string",
+                              "description": "Store ids the image data is in, "
+                                             "comma separated (named stores only)"}),
         "self": _read_only({"type": "string", "description": "An image self url"}),
         "file": _read_only({"type": "string", "description": "An image file url"}),
         "schema": _read_only({"type": "string",

@@ -40,6 +40,9 @@ def image_view(image: Image) -> dict[str, Any]:
     view["min_ram"] = record.get("min_ram") or 0
     view["min_disk"] = record.get("min_disk") or 0
     view["tags"] = image.tags
+    stores = image.store_ids()
+    if stores:
+        view["stores"] = ",".join(stores)
     view["created_at"] = timestamp(record.get("created_at"))
     view["updated_at"] = timestamp(record.get("updated_at"))
     view["self"] = "/v2/images/%s" % image.id
