@@ -122,21 +122,51 @@ def remote_download(read: Callable[[int], bytes], close: Callable[[], None],
     """A remote object's body (``read`` until ``b""``, ``chunk_size`` at a
     time) as a checked download.
 
-    The stream raises RemoteServiceUnavailable, naming ``store`` ("Swift")
-    and logging ``name`` (``container/object``) to ``log``, when it ends
-    before ``size`` bytes (unless None) or ``read`` fails.
+    The stream raises RemoteDataIncomplete, naming ``store`` ("Swift") and
+    logging ``name`` (``container/object``) to ``log``, when it ends before
+    ``size`` bytes (unless None) or ``read`` fails, and BadGateway when it
+    goes on past ``size``. The store answered and then broke its answer:
+    a bad gateway (502 while no byte is out yet; after that the client's
+    connection is cut), not an unavailable service (503 says "try again
+    later", which a store that dropped one connection does not mean).
+    ``read`` may raise our own errors, which pass as they are.
     """
     def read_error(err: Exception) -> exception.GlanceError:
         if isinstance(err, exception.GlanceError):
             return err
-        log.error("%s download interrupted: %s", store, err)
-        return exception.RemoteServiceUnavailable(f"{store} store download was interrupted.")
+        log.error("%s download of %s interrupted: %s", store, name, err)
+        return exception.RemoteDataIncomplete(f"{store} store download was interrupted.")
 
-    def wrong_size(reason: str) -> exception.GlanceError:
+    def short(reason: str) -> exception.GlanceError:
         log.error("%s download of %s: %s", store, name, reason)
-        return exception.RemoteServiceUnavailable(f"{store} store download ended early.")
+        return exception.RemoteDataIncomplete(f"{store} store download ended early.")
 
-    return Outgoing(ChunkIterator(read, close, chunk_size, read_error), size, wrong_size)
+    def long(reason: str) -> exception.GlanceError:
+        log.error("%s download of %s: %s", store, name, reason)
+        return exception.BadGateway(f"{store} store sent more than the object's size.")
+
+    return Outgoing(ChunkIterator(_filling(read), close, chunk_size, read_error), size,
+                    short, overflow=long)
+
+
+def _filling(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``read`` that returns the whole amount asked for unless the body
+    ends. A socket hands over what has arrived; a connection dropped
+    mid-body shows as a short read, and only the next read tells. Filling
+    each piece finds that out within the piece, so a body that breaks
+    within the first piece fails before the answer's status is sent."""
+
+    def fill(amount: int) -> bytes:
+        piece = read(amount)
+        if len(piece) in (0, amount):
+            return piece
+        pieces = [piece]
+        missing = amount - len(piece)
+        while missing > 0 and (more := read(missing)):
+            pieces.append(more)
+            missing -= len(more)
+        return b"".join(pieces)
+    return fill
 
 
 class Driver:

@@ -331,7 +331,7 @@ class RbdDriver(Driver):
 
         Returns (iterator, bytes it will yield). Raises BadStoreUri,
         NotFound, RemoteServiceUnavailable; the iterator raises
-        RemoteServiceUnavailable when a read fails.
+        RemoteDataIncomplete (502) when a read fails.
         """
         loc = self._location(url)
         session, image, size = self._open_for_read(loc)

@@ -414,7 +414,7 @@ class SwiftDriver(Driver):
     def get(self, url: str) -> tuple[ReadStream, int | None]:
         """Stream the object; raises BadStoreUri, NotFound,
         RemoteServiceUnavailable, StoreError. The iterator raises
-        RemoteServiceUnavailable if the download is cut off."""
+        RemoteDataIncomplete (502) if the download is cut off."""
         return self._download(url, {})
 
     def get_range(self, url: str, offset: int, length: int) -> ReadStream:

@@ -30,16 +30,15 @@ import importlib.util
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from glance_clone.common import exception
 from glance_clone.store.base import CHUNK_SIZE, Driver
+from tests.support.cutting_relay import CuttingRelay, relay_to
 
 MiB = 1024 * 1024
 # listing(container or bucket) -> names in it
@@ -222,7 +221,7 @@ def check_interrupted_download(driver: Driver, cutter: CuttingRelay, url: str,
     it, size = driver.get(url)
     assert size == len(data)
     received = 0
-    with pytest.raises(exception.RemoteServiceUnavailable):
+    with pytest.raises(exception.RemoteDataIncomplete):
         for chunk in it:
             received += len(chunk)
     assert cutter.cuts == 1 and received < len(data)
@@ -377,76 +376,6 @@ def swift_segments() -> Iterator[Listing]:
 
 
 # --- a relay that can cut a download ------------------------------------------------
-class CuttingRelay:
-    """A TCP relay to a backend that can drop one connection mid-response.
-
-    After ``cut_after(n)``, the first connection whose responses exceed ``n``
-    bytes is closed abruptly, as a backend restarting mid-download would;
-    connections after that are relayed whole.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._limit: int | None = None
-        self._cut_at = 0
-        self._lock = threading.Lock()
-        self.cuts = 0
-        self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def cut_after(self, limit: int) -> None:
-        self._limit = limit
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True),
-                             daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, responses: bool) -> None:
-        sent = 0
-        try:
-            while data := src.recv(65536):
-                sent += len(data)
-                if responses and self._should_cut(sent):
-                    dst.sendall(data[: max(0, len(data) - (sent - self._cut_at))])
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _should_cut(self, sent: int) -> bool:
-        with self._lock:
-            if self._limit is None or sent <= self._limit:
-                return False
-            self._cut_at, self._limit = self._limit, None
-            self.cuts += 1
-            return True
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        self._listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
 def relay() -> Iterator[Callable[[str], tuple[CuttingRelay, str]]]:
     """``relay(url)``: a CuttingRelay to ``url``'s host and port, and ``url``
@@ -454,10 +383,9 @@ def relay() -> Iterator[Callable[[str], tuple[CuttingRelay, str]]]:
     relays: list[CuttingRelay] = []
 
     def make(url: str) -> tuple[CuttingRelay, str]:
-        parts = urlsplit(url)
-        relay = CuttingRelay((parts.hostname or "127.0.0.1", parts.port or 80))
+        relay, relayed = relay_to(url)
         relays.append(relay)
-        return relay, urlunsplit(parts._replace(netloc=f"127.0.0.1:{relay.port}"))
+        return relay, relayed
 
     yield make
     for relay in relays:
