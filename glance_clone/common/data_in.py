@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NoReturn, Protocol
 
 from glance_clone.common import exception
-from glance_clone.common.hashing import Digests
+from glance_clone.common.hashing import Digests, Multihash
 
 
 class Inspector(Protocol):
@@ -47,20 +47,23 @@ class Incoming:
     """Chunks on their way into a store, counted, hashed, inspected and checked.
 
     ``limits``: (bytes, error factory) pairs; passing one raises its error.
-    ``expected_size`` / ``expected_checksum``: what the caller declared;
-    a difference raises ImageDataMismatch at the end of the stream.
+    ``expected_size`` / ``expected_checksum`` / ``expected_multihash``:
+    what the caller declared or the image records; a difference raises
+    ImageDataMismatch at the end of the stream. ``multihash`` names the
+    algorithm of the multihash to compute beside the md5.
     """
 
     def __init__(self, chunks: Iterable[bytes], *, limits: Iterable[Limit] = (),
                  expected_size: int | None = None, expected_checksum: str | None = None,
-                 multihash: str | None = None, inspector: Inspector | None = None,
-                 background: bool | None = None) -> None:
+                 expected_multihash: Multihash | None = None, multihash: str | None = None,
+                 inspector: Inspector | None = None, background: bool | None = None) -> None:
         self._chunks: Iterator[bytes] = iter(chunks)
         self._close = getattr(chunks, "close", None)
         self._limits = sorted(limits, key=lambda limit: limit[0])
         self._next_limit = self._limits[0][0] if self._limits else None
         self.expected_size = expected_size
         self.expected_checksum = expected_checksum or None
+        self.expected_multihash = expected_multihash
         self.digests = Digests(multihash, background)
         self.inspector = inspector
         self.bytes_read = 0
@@ -149,6 +152,12 @@ class Incoming:
                 "Supplied checksum (%s) and checksum generated from uploaded "
                 "image (%s) did not match. Setting image status to 'killed'."
                 % (self.expected_checksum, self.checksum))
+        if self.expected_multihash is not None:
+            reason = self.digests.mismatch(None, self.expected_multihash)
+            if reason:
+                raise exception.ImageDataMismatch(
+                    "Image data does not match the image's recorded multihash (%s)"
+                    % reason)
         if self.inspector is not None:
             self.inspector.finish()
 

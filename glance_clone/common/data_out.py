@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from glance_clone.common import exception
-from glance_clone.common.hashing import Digests
+from glance_clone.common.hashing import Digests, Multihash
 
 ErrorFactory = Callable[[str], Exception]
 
@@ -23,23 +23,32 @@ class Outgoing:
     """Chunks counted (and hashed, with ``digest``) on their way out.
 
     ``error(reason)`` builds what is raised when fewer than ``expected_size``
-    bytes pass (None: any size) or the md5 is not ``expected_checksum``;
+    bytes pass (None: any size), the md5 is not ``expected_checksum`` or
+    the multihash not ``expected_multihash``;
     ``overflow(reason)`` (default: ``error``) when more pass. With a
-    checksum to verify, the last chunk is held back until the digest
-    matches, so a bad stream never looks complete.
+    hash to verify, the last chunk is held back until the digests match,
+    so a bad stream never looks complete. With ``digest``, the md5 (and
+    the ``multihash`` algorithm's digest) of what passed is computed.
     ``on_chunk(total)`` is told the running count (progress reports).
     """
 
     def __init__(self, chunks: Iterable[bytes], expected_size: int | None,
                  error: ErrorFactory, *, overflow: ErrorFactory | None = None,
-                 expected_checksum: str | None = None, digest: bool = False,
+                 expected_checksum: str | None = None,
+                 expected_multihash: Multihash | None = None,
+                 digest: bool = False, multihash: str | None = None,
                  on_chunk: Callable[[int], None] | None = None) -> None:
         self.chunks = chunks
         self.expected_size = expected_size
         self.expected_checksum = expected_checksum or None
+        self.expected_multihash = expected_multihash
         self._error = error
         self._overflow = overflow or error
-        self._digests = Digests() if (digest or self.expected_checksum) else None
+        if expected_multihash is not None:
+            multihash = expected_multihash[0]
+        self.verifying = bool(self.expected_checksum or expected_multihash)
+        self._digests = (Digests(multihash) if (digest or self.verifying or multihash)
+                         else None)
         self._on_chunk = on_chunk
         self.bytes_sent = 0
         self.finished = False
@@ -56,6 +65,11 @@ class Outgoing:
         """The md5 of what passed, when hashing."""
         return self._digests.md5 if self._digests is not None else None
 
+    @property
+    def multihash(self) -> str | None:
+        """The multihash of what passed, when computing one."""
+        return self._digests.multihash if self._digests is not None else None
+
     def __iter__(self) -> Outgoing:
         return self
 
@@ -65,7 +79,7 @@ class Outgoing:
     def _generate(self) -> Generator[bytes, None, None]:
         expected = self.expected_size
         held = b""
-        hold = self.expected_checksum is not None
+        hold = self.verifying
         for chunk in self.chunks:
             if not chunk:
                 continue
@@ -84,9 +98,12 @@ class Outgoing:
                 yield chunk
         if expected is not None and self.bytes_sent != expected:
             raise self._error("sent %d of its %d bytes" % (self.bytes_sent, expected))
-        if self.expected_checksum is not None and self.checksum != self.expected_checksum:
-            raise self._error("checksum %s, expected %s"
-                              % (self.checksum, self.expected_checksum))
+        if self.verifying:
+            assert self._digests is not None
+            reason = self._digests.mismatch(self.expected_checksum,
+                                            self.expected_multihash)
+            if reason:
+                raise self._error(reason)
         self.finished = True
         if held:
             yield held

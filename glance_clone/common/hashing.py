@@ -23,7 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import eventlet.patcher
@@ -46,8 +46,25 @@ def new(algorithm: str) -> Any:
 
 
 def check_algorithm(algorithm: str) -> None:
-    """Raise ValueError unless hashlib offers ``algorithm``."""
-    new(algorithm)
+    """Raise ValueError unless hashlib offers ``algorithm`` with a fixed-size
+    hex digest (the shake hashes need a length: not usable)."""
+    try:
+        new(algorithm).hexdigest()
+    except TypeError:
+        raise ValueError("%s has no fixed digest size" % algorithm) from None
+
+
+# (algorithm, hex digest): an image's ``os_hash_algo`` and ``os_hash_value``.
+Multihash = tuple[str, str]
+
+
+def recorded_multihash(image: Mapping[str, Any]) -> Multihash | None:
+    """The multihash an image record holds, None when it has none (an
+    image from before multihash, or without data)."""
+    algorithm, value = image.get("os_hash_algo"), image.get("os_hash_value")
+    if not algorithm or not value:
+        return None
+    return str(algorithm), str(value)
 
 
 def _green() -> bool:
@@ -122,3 +139,17 @@ class Digests:
         if len(self._hashers) < 2:
             return None
         return str(self._hashers[1].hexdigest())
+
+    def mismatch(self, checksum: str | None, multihash: Multihash | None) -> str:
+        """Why the data hashed so far is not the one whose md5 is
+        ``checksum`` and whose multihash is ``multihash``, or ''.
+
+        A multihash of another algorithm than ours is not compared.
+        """
+        if checksum and self.md5 != checksum:
+            return "checksum %s, expected %s" % (self.md5, checksum)
+        if multihash is not None and multihash[0] == self.multihash_algorithm:
+            value = self.multihash
+            if value != multihash[1]:
+                return "%s %s, expected %s" % (multihash[0], value, multihash[1])
+        return ""

@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from glance_clone.common import exception
+from oslo_config import cfg
+
+from glance_clone.common import config, exception, hashing
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming, Limit
 from glance_clone.domain import image_status, inspection, quota
@@ -31,6 +33,31 @@ LOG = logging.getLogger(__name__)
 
 # Seconds between two looks at the status of the image being uploaded.
 STATUS_INTERVAL = 2.0
+
+OPTS = [
+    cfg.StrOpt("hashing_algorithm", default="sha512",
+               help="hashlib algorithm of the multihash (os_hash_algo, "
+                    "os_hash_value) computed beside the md5 checksum of every "
+                    "image's data as it comes in."),
+]
+
+
+def register_opts(conf: Any) -> None:
+    config.register_once(conf, OPTS)
+
+
+def check_opts(conf: Any) -> None:
+    """Raises ConfigError for a ``hashing_algorithm`` hashlib cannot use."""
+    try:
+        hashing.check_algorithm(conf.hashing_algorithm)
+    except ValueError:
+        raise exception.ConfigError(
+            "hashing_algorithm = %s is not a hash this Python offers; use one of "
+            "hashlib's, e.g. sha512 (the default)" % conf.hashing_algorithm) from None
+
+
+# What an image's data is known by once stored.
+DATA_FIELDS = ("size", "checksum", "os_hash_algo", "os_hash_value")
 
 
 class Uploader:
@@ -45,6 +72,8 @@ class Uploader:
         self.writes = writes or RegistryWrites(registry)
         self.clock = clock
         self.status_interval = STATUS_INTERVAL
+        register_opts(conf)
+        check_opts(conf)
         inspection.register_opts(conf)
 
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
@@ -75,7 +104,7 @@ class Uploader:
         inspector = inspection.for_image(self.conf, image.get("disk_format"),
                                          image.get("container_format"))
         try:
-            location, size, checksum, loc_meta = self._store(
+            location, loc_meta, values = self._store(
                 context, image, chunks, size_hint, scheme, declared_size, inspector,
                 working)
         except exception.ImageDeletedDuringUpload:
@@ -88,7 +117,6 @@ class Uploader:
         except BaseException:
             self.kill(context, image_id, working, failed_status)
             raise
-        values: dict[str, Any] = {"size": size, "checksum": checksum}
         if inspector.virtual_size is not None:
             values["virtual_size"] = inspector.virtual_size
         return self._activate_upload(context, image_id, location, loc_meta, working,
@@ -97,8 +125,11 @@ class Uploader:
     def _store(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None, declared_size: int | None,
                inspector: inspection.Inspection,
-               working: str = image_status.SAVING) -> tuple[str, int, str, dict]:
-        """Write the data; the store leaves nothing behind when this raises."""
+               working: str = image_status.SAVING) -> tuple[str, dict, dict[str, Any]]:
+        """Write the data: (location, its metadata, the image's DATA_FIELDS).
+
+        The store leaves nothing behind when this raises.
+        """
         image_id = image["id"]
         cap = self.conf.image_size_cap
         limits: list[Limit] = [(cap, lambda: exception.ImageSizeLimitExceeded(limit=cap))]
@@ -109,13 +140,15 @@ class Uploader:
                     reason="%d bytes left, %d declared" % (remaining, size_hint))
             limits.append((remaining, lambda: exception.StorageQuotaFull(
                 reason="%d bytes left" % remaining)))
-        # Size, checksum, limits and the disk format are checked as the data
+        # Size, hashes, limits and the disk format are checked as the data
         # streams: a refused upload raises inside the store's write, which
         # removes what it wrote.
+        algorithm = self.conf.hashing_algorithm
         data = Incoming(self._while_saving(context, image_id, chunks, working),
                         limits=limits,
                         expected_size=declared_size, expected_checksum=image.get("checksum"),
-                        inspector=inspector)
+                        expected_multihash=hashing.recorded_multihash(image),
+                        multihash=algorithm, inspector=inspector)
         try:
             location, size, checksum, loc_meta = self.stores.add(
                 image_id, data, size_hint, scheme)
@@ -123,7 +156,9 @@ class Uploader:
             # The store's own words may name paths; the caller gets Glance's.
             LOG.error("Upload of image %s failed in the store: %s", image_id, err)
             raise exception.StoreError("Failed to upload image %s" % image_id) from err
-        return location, size, checksum, loc_meta
+        return location, loc_meta, {"size": size, "checksum": checksum,
+                                    "os_hash_algo": algorithm,
+                                    "os_hash_value": data.multihash}
 
     def _while_saving(self, context: RequestContext, image_id: str,
                       chunks: Iterator[bytes],
@@ -203,7 +238,7 @@ class Uploader:
         ``from_state``; True when it surely no longer has that status."""
         values: dict[str, Any] = {"status": to_state}
         if to_state == image_status.QUEUED:
-            values.update(size=None, virtual_size=None, checksum=None)
+            values.update(dict.fromkeys(DATA_FIELDS), virtual_size=None)
         try:
             self.writes.change(context, image_id, values, from_state=from_state)
         except (exception.StatusConflict, exception.NotFound):

@@ -12,7 +12,7 @@ from glance_clone.api import property_protections
 from glance_clone.api.v1.images import ImagesController
 from glance_clone.api.v1.members import MembersController
 from glance_clone.common import config, exception, policy, wsgi
-from glance_clone.domain import inspection, quota
+from glance_clone.domain import inspection, quota, upload
 from glance_clone.domain.images import ImageService
 from glance_clone.domain.members import MemberService
 from glance_clone.registry.client.v1 import client as registry_client
@@ -50,6 +50,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, IMAGE_OPTS)
     config.register_once(conf, FORMAT_OPTS, group="image_format")
     inspection.register_opts(conf)
+    upload.register_opts(conf)
     policy.register_opts(conf)
     property_protections.register_opts(conf)
     backend.register_opts(conf)

@@ -135,6 +135,20 @@ def test_md5_and_multihash_off_the_thread_or_not(background: bool) -> None:
     assert incoming.multihash == hashlib.sha512(data).hexdigest()
 
 
+def test_a_recorded_multihash_must_match() -> None:
+    data = image(5000)
+    recorded = ("sha512", hashlib.sha512(data).hexdigest())
+    assert b"".join(Incoming(chunks_of(data, 1000), multihash="sha512",
+                             expected_multihash=recorded)) == data
+    altered = data[:-1] + b"!"
+    with pytest.raises(exception.ImageDataMismatch, match="recorded multihash"):
+        list(Incoming(chunks_of(altered, 1000), multihash="sha512",
+                      expected_multihash=recorded))
+    # One recorded with another algorithm than ours cannot be compared.
+    assert b"".join(Incoming(chunks_of(altered, 1000), multihash="sha256",
+                             expected_multihash=recorded)) == altered
+
+
 def test_wrap_keeps_an_incoming_as_it_is() -> None:
     data = Incoming([b"a"])
     assert Incoming.wrap(data) is data

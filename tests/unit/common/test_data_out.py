@@ -38,6 +38,18 @@ def test_a_good_checksum_passes_everything() -> None:
     assert list(out) == [b"abc", b"def"] and out.finished
 
 
+def test_a_bad_multihash_holds_back_the_last_chunk() -> None:
+    good = ("sha512", hashlib.sha512(b"abcdef").hexdigest())
+    out = Outgoing(iter([b"abc", b"def"]), 6, Wrong, expected_multihash=good,
+                   expected_checksum=hashlib.md5(b"abcdef").hexdigest())
+    assert list(out) == [b"abc", b"def"] and out.finished
+    out = Outgoing(iter([b"abc", b"deX"]), 6, Wrong, expected_multihash=good)
+    assert next(out) == b"abc"
+    with pytest.raises(Wrong, match="sha512 .*, expected " + good[1]):
+        next(out)
+    assert not out.finished
+
+
 def test_digest_and_progress() -> None:
     counts: list[int] = []
     out = Outgoing(iter([b"ab", b"", b"cd"]), None, Wrong, digest=True,
@@ -45,6 +57,9 @@ def test_digest_and_progress() -> None:
     assert b"".join(out) == b"abcd"
     assert out.checksum == hashlib.md5(b"abcd").hexdigest()
     assert counts == [2, 4] and out.bytes_sent == 4
+    out = Outgoing(iter([b"ab", b"cd"]), None, Wrong, multihash="sha256")
+    assert b"".join(out) == b"abcd"
+    assert out.multihash == hashlib.sha256(b"abcd").hexdigest()
 
 
 def test_close_closes_what_it_wraps() -> None:

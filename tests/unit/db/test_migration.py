@@ -171,6 +171,9 @@ def test_glance_database_at_42_is_adopted(url, engine):
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "44"
     assert _column(engine, "visibility") == {"pub": "public", "priv": "shared"}
+    # Images from before multihash keep none: their data was never hashed so.
+    assert _column(engine, "os_hash_algo") == {"pub": None, "priv": None}
+    assert _column(engine, "os_hash_value") == {"pub": None, "priv": None}
 
 
 def test_older_glance_database_is_refused(url, engine):
