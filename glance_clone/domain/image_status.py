@@ -3,7 +3,9 @@
 Every status change of an image, whichever API asks for it, is checked
 against ``TRANSITIONS`` (``check``) and written as a compare-and-swap on
 the status it leaves (the registry's ``from_state``), so two writers can
-never both move the same image.
+never both move the same image. ``RegistryWrites`` runs the check on every
+create, status swap and soft delete it sends, for v1 and v2 alike; callers
+that need the formats rule too call ``check`` with them first.
 """
 
 from __future__ import annotations
@@ -34,11 +36,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     IMPORTING: frozenset((ACTIVE, DELETED, QUEUED)),
     ACTIVE: frozenset((PENDING_DELETE, DELETED, DEACTIVATED)),
     KILLED: frozenset((DELETED,)),
-    # active: a delete whose data could not be removed is undone.
-    PENDING_DELETE: frozenset((DELETED, ACTIVE)),
+    # active, deactivated: a delete whose data could not be removed is
+    # undone (the image gets back the status it had).
+    PENDING_DELETE: frozenset((DELETED, ACTIVE, DEACTIVATED)),
     DEACTIVATED: frozenset((ACTIVE, PENDING_DELETE, DELETED)),
     DELETED: frozenset(),
 }
+# A new record: queued, or active straight away when there is no data to
+# wait for (a v1 create declaring size 0).
+INITIAL = frozenset((QUEUED, ACTIVE))
 # Leaving these for a status with data needs both formats.
 NEEDS_FORMATS_FROM = frozenset((QUEUED, UPLOADING))
 WITH_DATA = frozenset((SAVING, ACTIVE, IMPORTING))
@@ -61,3 +67,11 @@ def check(from_status: str, to_status: str,
             if not value:
                 raise exception.Invalid("Property %s must be set prior to saving data."
                                         % name)
+
+
+def check_initial(status: str) -> None:
+    """Raises InvalidImageStatusTransition for a record created in a
+    status it cannot start in."""
+    if status not in INITIAL:
+        raise exception.InvalidImageStatusTransition(cur_status="(new)",
+                                                     new_status=status)

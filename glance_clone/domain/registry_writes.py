@@ -34,6 +34,10 @@ that RegistryUnavailable is raised and the outcome may still be unknown:
 callers must then leave bytes where they are. The scrubber's reaper kills
 uploads left in ``saving`` and finishes deletes left in ``pending_delete``.
 
+Every status these writes set is checked against the one table of
+``image_status`` before anything is sent: v1 and v2 creates, uploads,
+(de)activations and deletes all pass here.
+
 This module knows nothing of HTTP requests: v1 and v2 both use it.
 """
 
@@ -113,10 +117,12 @@ class RegistryWrites:
     def create(self, context: RequestContext, values: dict) -> dict:
         """Add a record; ``values["id"]`` must be set (``new_image_id``).
 
-        Raises the registry's refusals (Duplicate on the first attempt,
-        Invalid, Forbidden) and RegistryUnavailable.
+        Raises InvalidImageStatusTransition (not a status to start in), the
+        registry's refusals (Duplicate on the first attempt, Invalid,
+        Forbidden) and RegistryUnavailable.
         """
         image_id = values["id"]
+        image_status.check_initial(values.get("status", image_status.QUEUED))
 
         def verdict(image: dict | None) -> str:
             return NOT_YET if image is None else APPLIED
@@ -130,9 +136,12 @@ class RegistryWrites:
 
         ``applied(record)`` tells whether a record read back shows this
         change; by default, its status is ``values["status"]``. Raises
+        InvalidImageStatusTransition (a move the table does not allow),
         StatusConflict (the status is neither), ImageNotFound (gone), the
         registry's other refusals and RegistryUnavailable.
         """
+        if values.get("status", from_state) != from_state:
+            image_status.check(from_state, values["status"])
         if applied is None:
             target = values["status"]
 
@@ -160,10 +169,15 @@ class RegistryWrites:
         status becomes ``to_state`` (deleted, or pending_delete to leave
         the data to the scrubber).
 
-        Raises StatusConflict, NotFound (not there, or not the caller's to
-        delete), the registry's other refusals and RegistryUnavailable.
-        Once an attempt went unanswered, a record gone counts as done.
+        Raises InvalidImageStatusTransition, StatusConflict, NotFound (not
+        there, or not the caller's to delete), the registry's other refusals
+        and RegistryUnavailable. Once an attempt went unanswered, a record
+        gone counts as done.
         """
+        if to_state != from_state:
+            # The same status is no move: an interrupted delete left the
+            # record in its final status, only the soft delete is missing.
+            image_status.check(from_state, to_state)
 
         def verdict(image: dict | None) -> str:
             if image is None or image.get("deleted"):

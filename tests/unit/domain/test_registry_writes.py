@@ -135,3 +135,17 @@ def test_what_a_record_shows_of_an_update():
     assert shows(record, {"properties": {"a": "1", "b": "2"}}, purge_props=True)
     assert shows(record, {"tags": ["y", "x"]})
     assert not shows(record, {"name": "m"})
+
+
+@pytest.mark.parametrize("write", [
+    lambda writes: writes.change(CONTEXT, "i1", {"status": "active"}, "killed"),
+    lambda writes: writes.change(CONTEXT, "i1", {"status": "queued"}, "active"),
+    lambda writes: writes.destroy(CONTEXT, "i1", "queued", to_state="pending_delete"),
+    lambda writes: writes.create(CONTEXT, {"id": "i2", "status": "saving"}),
+], ids=["killed to active", "active to queued", "queued to pending_delete",
+        "created saving"])
+def test_a_status_the_table_does_not_allow_is_never_sent(write):
+    registry = FakeRegistry("killed")
+    with pytest.raises(exception.InvalidImageStatusTransition):
+        write(writes_for(registry))
+    assert registry.writes == 0 and registry.image["status"] == "killed"

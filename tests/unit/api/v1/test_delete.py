@@ -151,6 +151,18 @@ def test_failed_data_removal_restores_the_image(stack, monkeypatch, error, statu
     assert image_files(stack) == []
 
 
+def test_failed_data_removal_keeps_a_deactivated_image_deactivated(stack, monkeypatch):
+    image = create_image(stack, body=b"data")
+    registry_update(stack, image["id"], {"status": "deactivated"})
+
+    def refuse(self, url):
+        raise exception.InUseByStore()
+    monkeypatch.setattr(FileDriver, "delete", refuse)
+    assert delete(stack, image["id"], **ADMIN).status_int == 409
+    assert status_of(stack, image["id"]) == "deactivated"
+    assert image_files(stack) == [image["id"]]
+
+
 def test_data_already_gone_does_not_block_delete(stack):
     image = create_image(stack, body=b"data")
     import os
