@@ -231,6 +231,11 @@ class ImageTagLimitExceeded(LimitExceeded):
                "tags. Attempted: %(attempted)s, Maximum: %(maximum)s")
 
 
+class ImageLocationLimitExceeded(LimitExceeded):
+    message = ("The limit has been exceeded on the number of allowed image "
+               "locations. Attempted: %(attempted)s, Maximum: %(maximum)s")
+
+
 class ImageMemberLimitExceeded(LimitExceeded):
     message = ("The limit has been exceeded on the number of allowed image "
                "members for this image. Attempted: %(attempted)s, Maximum: %(maximum)s")

@@ -13,12 +13,19 @@ apply::
     manage_image_cache  role:admin
     publicize_image     role:admin
     communitize_image   role:admin
+    get_image_location  role:admin
+    delete_image_location  role:admin
 
 NOTE: Glance 11.0.2's in-code defaults lacked ``publicize_image``, so without
 a policy file anybody could make an image public; its shipped policy.json
 said ``role:admin``. We always default it to admin, and so
 ``communitize_image`` (newer Glance lets any project member make its
-images community images, readable by every project).
+images community images, readable by every project). The v2 location rules
+that only v2 uses (seeing locations and direct_url, removing a location)
+are admin-only: a location names where the bytes are, past every check of
+the API. ``set_image_location`` keeps Glance 11's default (everyone): v1's
+``x-image-meta-location`` uses it, and v2 location changes also need
+``show_multiple_locations``.
 
 Admin-ness is a role: ``role:admin`` does not look at ``context.is_admin``,
 exactly as in Glance, so a context with ``is_admin`` but no ``admin`` role
@@ -28,7 +35,8 @@ Rule names used by the v1 API: get_images, get_image, add_image,
 modify_image, delete_image, download_image, upload_image, copy_from,
 publicize_image, set_image_location, get_members, modify_member,
 delete_member, manage_image_cache, context_is_admin. The v2 API adds
-communitize_image, add_member, get_member, deactivate and reactivate, and
+communitize_image, add_member, get_member, deactivate, reactivate,
+get_image_location and delete_image_location, and
 for tasks tasks_api_access (admin-only by default), add_task, get_task and
 get_tasks.
 """
@@ -61,6 +69,8 @@ DEFAULT_RULES: dict[str, str] = {
     "manage_image_cache": "role:admin",
     "publicize_image": "role:admin",
     "communitize_image": "role:admin",
+    "get_image_location": "role:admin",
+    "delete_image_location": "role:admin",
     # The whole Tasks API, before the task rules: admin-only, as in newer
     # Glance.
     "tasks_api_access": "role:admin",

@@ -18,6 +18,7 @@ from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import downloads, image_status, quota
 from glance_clone.domain.entity import Image
+from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
 
 # Attributes a PATCH may set, besides additional properties.
@@ -37,17 +38,21 @@ class Change:
     value: Any = None
     # v2.0 media type: "add" of an existing property is a conflict.
     add_conflicts: bool = False
+    # /locations/<n> (an int) or /locations/- ("-") of an add or remove.
+    position: Any = None
 
 
 class ImageCatalog:
     def __init__(self, conf: Any, repository: ImageRepository, policy: Any,
-                 property_rules: Any, uploader: Any, deleter: Any) -> None:
+                 property_rules: Any, uploader: Any, deleter: Any,
+                 locations: Locations) -> None:
         self.conf = conf
         self.images = repository
         self.policy = policy
         self.props = property_rules
         self.uploader = uploader
         self.deleter = deleter
+        self.locations = locations
 
     # -- reads ---------------------------------------------------------------
     def get(self, context: RequestContext, image_id: str) -> Image:
@@ -66,6 +71,7 @@ class ImageCatalog:
 
     def _readable(self, context: RequestContext, image: Image) -> Image:
         image.record["properties"] = self.props.filter_readable(context, image.properties)
+        self.locations.reveal(context, image)
         return image
 
     def owned(self, context: RequestContext, image_id: str, action: str) -> Image:
@@ -131,9 +137,12 @@ class ImageCatalog:
         values: dict[str, Any] = {}
         old = dict(image.properties)
         properties = dict(old)
+        location_changes = []
         for change in changes:
             if change.name in MUTABLE:
                 values[change.name] = self._base_change(context, image, change, values)
+            elif change.name == "locations":
+                location_changes.append(change)
             else:
                 _property_change(properties, change)
         if not changes:
@@ -145,10 +154,21 @@ class ImageCatalog:
             values["tags"] = _unique(values["tags"])
             _check_tag_count(self.conf, len(values["tags"]))
         values["properties"] = checked
+        removed: list[str] = []
+        if location_changes:
+            location_values, removed = self.locations.apply(context, image,
+                                                            location_changes)
+            values.update(location_values)
         for name in list(values):
             if name not in ("properties", "tags") and values[name] == record.get(name):
                 del values[name]
-        image = self.images.save(context, image, values, purge_props=True)
+        if image.status == image_status.QUEUED and Image(values).live_locations():
+            # The first location brings the image's data.
+            image = self.images.move(context, image, image_status.ACTIVE,
+                                     purge_props=True, **values)
+        else:
+            image = self.images.save(context, image, values, purge_props=True)
+        self.locations.remove_data(removed)
         return self._readable(context, image)
 
     def _base_change(self, context: RequestContext, image: Image, change: Change,

@@ -21,6 +21,10 @@ NOT_POLICY_TARGET = ("properties", "location", "location_data", "tags")
 @dataclasses.dataclass
 class Image:
     record: dict[str, Any]
+    # What the caller may see of the locations (None: hidden), decided by
+    # domain.locations for each read.
+    shown_locations: list[dict[str, Any]] | None = None
+    shown_direct_url: str | None = None
 
     @property
     def id(self) -> str:

@@ -131,7 +131,8 @@ class RegistryWrites:
                             lambda: self.registry.add_image(context, values), verdict)
 
     def change(self, context: RequestContext, image_id: str, values: dict,
-               from_state: str, applied: Callable[[dict], bool] | None = None) -> dict:
+               from_state: str, applied: Callable[[dict], bool] | None = None,
+               purge_props: bool = False) -> dict:
         """Update the record while its status is ``from_state``.
 
         ``applied(record)`` tells whether a record read back shows this
@@ -160,6 +161,7 @@ class RegistryWrites:
         return self._settle(
             context, image_id,
             lambda: self.registry.update_image(context, image_id, values,
+                                               purge_props=purge_props,
                                                from_state=from_state),
             verdict)
 

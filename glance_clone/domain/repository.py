@@ -100,7 +100,7 @@ class ImageRepository:
                                   from_state=image.status))
 
     def move(self, context: RequestContext, image: Image, to_status: str,
-             **values: Any) -> Image:
+             purge_props: bool = False, **values: Any) -> Image:
         """Change the status along the transition table, from the status
         the image was read with, writing ``values`` in the same step.
 
@@ -113,7 +113,8 @@ class ImageRepository:
         values["status"] = to_status
         try:
             return Image(self.writes.change(context, image.id, values,
-                                            from_state=image.status))
+                                            from_state=image.status,
+                                            purge_props=purge_props))
         except exception.StatusConflict:
             raise
         except exception.NotFound:

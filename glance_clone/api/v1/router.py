@@ -28,8 +28,10 @@ IMAGE_OPTS = [
                help="Most properties an image may have; negative = no limit."),
     cfg.IntOpt("image_member_quota", default=128,
                help="Most members an image may have; negative = no limit."),
-    cfg.IntOpt("image_tag_quota", default=128, help="v2 only; accepted and unused."),
-    cfg.IntOpt("image_location_quota", default=10, help="v2 only; accepted and unused."),
+    cfg.IntOpt("image_tag_quota", default=128,
+               help="v2 only: most tags an image may have; negative = no limit."),
+    cfg.IntOpt("image_location_quota", default=10,
+               help="v2 only: most locations an image may have; negative = no limit."),
     cfg.BoolOpt("delayed_delete", default=False,
                 help="Deleted images go to pending_delete for glance-scrubber."),
 ]

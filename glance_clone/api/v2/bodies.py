@@ -3,8 +3,10 @@ against the image schema before anything reaches the domain.
 
 Refused with 403: attributes only the service sets (read-only in the
 schema), the links (``self``, ``file``, ``schema``), ``direct_url``,
-``locations``/``location``, ``deleted``/``deleted_at`` and any name in
-the ``os_glance`` namespace. Refused with 400: anything the schema
+``location``, ``deleted``/``deleted_at``, any name in the ``os_glance``
+namespace, and ``locations`` at create (a PATCH may change them:
+``/locations/<n>`` or ``/locations/-`` to add or remove one, ``/locations``
+to replace them all; the domain decides who may). Refused with 400: anything the schema
 refuses, property names over 255 characters, malformed patches.
 Refused with 415: a PATCH media type other than the two v2 ones.
 """
@@ -25,6 +27,7 @@ PATCH_TYPES = (PATCH_V20, PATCH_V21)
 RESERVED = frozenset(("location", "locations", "deleted", "deleted_at", "direct_url",
                       "self", "file", "schema", "stores"))
 RESERVED_PREFIX = "os_glance"
+LOCATIONS = "locations"
 NAME_LENGTH = 255
 OPERATIONS = ("add", "remove", "replace")
 
@@ -60,22 +63,32 @@ def create_values(schemas: Schemas, body: Any) -> dict[str, Any]:
     return values
 
 
-def _pointer(path: Any) -> str:
-    """The one attribute a JSON pointer names; raises Invalid."""
+def _pointer(path: Any, op: str) -> tuple[str, Any]:
+    """The attribute a JSON pointer names, and for an add or remove of a
+    location its position (an index or "-"); raises Invalid."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise exception.Invalid("Pointer `%s` does not start with \"/\"." % path)
-    segments = path[1:].split("/")
-    if len(segments) != 1:
-        raise exception.Invalid("Pointer `%s` contains more than one segment: only "
-                                "top-level attributes can be changed." % path)
-    segment = segments[0]
+    segments = [_segment(path, segment) for segment in path[1:].split("/")]
+    depth = 2 if segments[0] == LOCATIONS and op != "replace" else 1
+    if len(segments) != depth:
+        raise exception.Invalid("Pointer `%s` must have %d segment(s) for this "
+                                "operation." % (path, depth))
+    if depth == 1:
+        return segments[0], None
+    position = segments[1]
+    if position != "-" and not position.isdigit():
+        raise exception.Invalid("Invalid position `%s` in pointer `%s`."
+                                % (position, path))
+    return LOCATIONS, position if position == "-" else int(position)
+
+
+def _segment(path: str, segment: str) -> str:
     if not segment.strip():
         raise exception.Invalid("Pointer `%s` contains an empty segment." % path)
-    text = segment.replace("~1", "/").replace("~0", "~")
     if "~" in segment.replace("~0", "").replace("~1", ""):
         raise exception.Invalid("Pointer `%s` contains \"~\" not part of a "
                                 "recognized escape sequence." % path)
-    return text.strip()
+    return segment.replace("~1", "/").replace("~0", "~").strip()
 
 
 def _operation(raw: Any, media_type: str) -> tuple[str, Any]:
@@ -104,18 +117,21 @@ def patch_changes(schemas: Schemas, media_type: str, body: Any) -> list[Change]:
     changes = []
     for raw in body:
         op, path = _operation(raw, media_type)
-        name = _pointer(path)
+        name, position = _pointer(path, op)
         if name == "id":
             raise _forbidden(name)
-        _check_name(schemas, name)
+        if name != LOCATIONS:
+            _check_name(schemas, name)
         value = None
         if op != "remove":
             if "value" not in raw:
                 raise exception.Invalid("Operation \"%s\" requires a member named "
                                         "\"value\"." % op)
             value = raw["value"]
-            schemas.validate_image({name: value})
-        changes.append(Change(op, name, value, add_conflicts=media_type == PATCH_V20))
+            # One location is checked as a list of one.
+            schemas.validate_image({name: [value] if position is not None else value})
+        changes.append(Change(op, name, value, add_conflicts=media_type == PATCH_V20,
+                              position=position))
     return changes
 
 

@@ -20,10 +20,11 @@ from glance_clone.api.v2.schemas import Schemas
 from glance_clone.api.v2.task_import import ImportTask, TaskReaper
 from glance_clone.api.v2.tasks import TasksController
 from glance_clone.common import config, context, policy, wsgi
-from glance_clone.domain import image_import, quota, staging
+from glance_clone.domain import image_import, locations, quota, staging
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.image_import import Importer
 from glance_clone.domain.images import ImageService
+from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
 from glance_clone.domain.sharing import Sharing
 from glance_clone.domain.staging import StagingArea
@@ -44,6 +45,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, PAGING_OPTS)
     staging.register_opts(conf)
     image_import.register_opts(conf)
+    locations.register_opts(conf)
 
 
 class API(wsgi.Router):
@@ -61,8 +63,10 @@ class API(wsgi.Router):
         deleter = ImageService(conf, self.registry, self.stores, enforcer, rules,
                                functools.partial(source_filter.check_source, conf))
         repository = ImageRepository(self.registry, deleter.writes)
+        image_locations = Locations(conf, enforcer, self.stores,
+                                    deleter.check_external_source, self.registry)
         self.catalog = ImageCatalog(conf, repository, enforcer, rules, deleter.uploader,
-                                    deleter)
+                                    deleter, image_locations)
         self.importer = Importer(conf, self.catalog, StagingArea(conf))
         self.sharing = Sharing(conf, repository, self.catalog, enforcer)
         self.schemas = Schemas(conf.image_format.disk_formats,

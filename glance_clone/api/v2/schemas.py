@@ -22,6 +22,19 @@ VISIBILITIES = ["community", "public", "private", "shared"]
 MEMBER_STATUSES = ["pending", "accepted", "rejected"]
 
 
+# Checksum and hash of the data behind a location being added: checked
+# against the image's, and taken by a queued image.
+VALIDATION_DATA = {
+    "type": "object", "writeOnly": True, "additionalProperties": False,
+    "properties": {
+        "checksum": {"type": "string", "minLength": 32, "maxLength": 32},
+        "os_hash_algo": {"type": "string", "maxLength": 64},
+        "os_hash_value": {"type": "string", "maxLength": 128},
+    },
+    "required": ["os_hash_algo", "os_hash_value"],
+}
+
+
 def _nullable_string(max_length: int, description: str, **extra: Any) -> dict:
     return dict({"type": ["null", "string"], "maxLength": max_length,
                  "description": description}, **extra)
@@ -87,7 +100,8 @@ def image_properties(disk_formats: list[str], container_formats: list[str]) -> d
         "locations": {"type": "array",
                       "items": {"type": "object",
                                 "properties": {"url": {"type": "string", "maxLength": 255},
-                                               "metadata": {"type": "object"}},
+                                               "metadata": {"type": "object"},
+                                               "validation_data": VALIDATION_DATA},
                                 "required": ["url", "metadata"]},
                       "description": "A set of URLs to access the image file kept "
                                      "in external store"},

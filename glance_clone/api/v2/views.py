@@ -43,6 +43,10 @@ def image_view(image: Image) -> dict[str, Any]:
     stores = image.store_ids()
     if stores:
         view["stores"] = ",".join(stores)
+    if image.shown_locations is not None:
+        view["locations"] = image.shown_locations
+    if image.shown_direct_url is not None:
+        view["direct_url"] = image.shown_direct_url
     view["created_at"] = timestamp(record.get("created_at"))
     view["updated_at"] = timestamp(record.get("updated_at"))
     view["self"] = "/v2/images/%s" % image.id
