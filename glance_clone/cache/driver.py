@@ -1,6 +1,7 @@
 """The record each cached image keeps, behind one small driver interface.
 
-A driver stores, per complete image: size, MD5 checksum, the file's mtime
+A driver stores, per complete image: size, MD5 checksum and multihash
+(when the image has one), the file's mtime
 and inode when it was admitted, last access time and hit count, and where
 the driver can (sqlite), the file's ctime once it is in place. The file on
 disk is the truth for *whether* an image is cached; the record is what a
@@ -22,6 +23,7 @@ import logging
 from typing import Any
 
 from glance_clone.cache.layout import CacheLayout
+from glance_clone.common.hashing import Multihash
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class CacheEntry:
     hits: int
     inode: int | None = None      # None: recorded before inodes were kept
     ctime: float | None = None    # None: not tracked, hits are hashed
+    multihash: Multihash | None = None   # None: the image had none when cached
 
     def as_dict(self) -> dict[str, Any]:
         """The shape of GET /v1/cached_images entries."""
@@ -58,7 +61,7 @@ class CacheDriver(abc.ABC):
 
     @abc.abstractmethod
     def record_cached(self, image_id: str, fd: int, size: int, checksum: str,
-                      mtime: float, now: float) -> None:
+                      mtime: float, now: float, multihash: Multihash | None = None) -> None:
         """Record a verified file (still at its incomplete path, open as ``fd``)."""
 
     def record_identity(self, image_id: str, fd: int) -> None:  # noqa: B027 - optional

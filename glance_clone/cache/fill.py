@@ -22,7 +22,8 @@ found through the process-wide ``FillRegistry`` of the directory:
   file, reading at its own pace and waiting for the file to grow. A slow
   or departed client never holds anyone back, here or in other processes.
 - The last byte of the image is only handed out once the whole file has
-  been verified: size, and MD5 against the image's checksum. A writer
+  been verified: size, MD5 against the image's checksum and, for an image
+  that has one, its multihash (both hashed side by side). A writer
   hashes what it writes; a tailer hashes what it sees appear, in order
   (one reader at a time polls the file's size). On a mismatch every
   reader's stream is cut one byte short, so no client mistakes bad data
@@ -59,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from glance_clone.cache import layout
 from glance_clone.common import exception
 from glance_clone.common.chunking import CHUNK_SIZE
-from glance_clone.common.hashing import Digests
+from glance_clone.common.hashing import Digests, Multihash
 
 if TYPE_CHECKING:
     from glance_clone.cache.image_cache import ImageCache
@@ -117,6 +118,7 @@ class Fill:
         self._upstream_close: Callable[[], None] | None = None
         self.expected_size = 0
         self.expected_checksum: str | None = None
+        self.expected_multihash: Multihash | None = None
         self._digests = Digests()
         self.written = 0          # bytes readers may use (a tailer's: verified)
         self.readers = 0
@@ -171,8 +173,12 @@ class Fill:
         return Role.NONE
 
     def start(self, chunks: Any, size: int, checksum: str | None,
-              fallback: Fallback | None = None) -> FillReader | None:
+              fallback: Fallback | None = None,
+              multihash: Multihash | None = None) -> FillReader | None:
         """Fill the file from ``chunks`` (after ``acquire`` said WRITER).
+
+        ``size``, ``checksum`` and ``multihash`` are the image's: the file
+        is admitted only if its bytes match them.
 
         A pump thread copies ``chunks`` into the file; the claimant gets a
         reader like any other. None, and the claim released, when the disk
@@ -187,25 +193,31 @@ class Fill:
             self.upstream = iter(chunks)
             self._upstream_close = getattr(chunks, "close", None)
             self.pumping = True
-            self._begin_streaming(size, checksum)
+            self._begin_streaming(size, checksum, multihash)
         threading.Thread(target=self._pump, name="cache-fill-" + self.image_id,
                          daemon=True).start()
         return FillReader(self, fallback)
 
     def tail(self, size: int, checksum: str | None,
-             fallback: Fallback | None = None) -> FillReader:
+             fallback: Fallback | None = None,
+             multihash: Multihash | None = None) -> FillReader:
         """Follow the other process's file (after ``acquire`` said TAILER).
 
-        ``size`` and ``checksum`` are the image's, from the registry.
+        ``size``, ``checksum`` and ``multihash`` are the image's, from the
+        registry.
         """
         with self.cond:
-            self._begin_streaming(size, checksum)
+            self._begin_streaming(size, checksum, multihash)
         return FillReader(self, fallback)
 
-    def _begin_streaming(self, size: int, checksum: str | None) -> None:
+    def _begin_streaming(self, size: int, checksum: str | None,
+                         multihash: Multihash | None) -> None:
         """Under ``cond``: PENDING -> STREAMING, with the claimant as first reader."""
         self.expected_size = size
         self.expected_checksum = checksum or None
+        self.expected_multihash = multihash
+        if multihash is not None:
+            self._digests = Digests(multihash[0])
         self.state = State.STREAMING
         self.readers += 1
         self.cond.notify_all()
@@ -381,13 +393,11 @@ class Fill:
     # -- the outcome ------------------------------------------------------------------
     def _end_verified(self) -> None:
         """Every byte is in: DONE if they are the image's, else FAILED."""
-        reason = ""
-        digest = self._digests.md5
         if self.written != self.expected_size:
             reason = "got %d bytes, expected %d" % (self.written, self.expected_size)
-        elif self.expected_checksum and digest != self.expected_checksum:
-            reason = "checksum %s does not match the image's %s" % (
-                digest, self.expected_checksum)
+        else:
+            reason = self._digests.mismatch(self.expected_checksum,
+                                            self.expected_multihash)
         self._end(State.FAILED if reason else State.DONE, reason)
 
     def _end(self, outcome: State, reason: str = "") -> None:
@@ -430,7 +440,8 @@ class Fill:
             LOG.info("Image %s was deleted while being cached; not keeping it",
                      self.image_id)
             self.cache.drop_incomplete(self.image_id, self.fd)
-        elif self.cache.admit(self.image_id, self.fd, self.written, self._digests.md5):
+        elif self.cache.admit(self.image_id, self.fd, self.written, self._digests.md5,
+                              self.expected_multihash):
             LOG.info("Cached image %s (%d bytes)", self.image_id, self.written)
 
     def reader_left(self) -> None:

@@ -1,13 +1,14 @@
 """``ImageCache``: the cache directory as the middleware and tools use it.
 
-Every byte of a cached file was verified (size and MD5 against the image's
-checksum) when the file was admitted. A hit then checks the file's identity
+Every byte of a cached file was verified (size, MD5 against the image's
+checksum and the multihash against its ``os_hash_value`` when it has one)
+when the file was admitted. A hit then checks the file's identity
 instead of hashing it again: the same inode, size, mtime and ctime as at
 admission, before the first byte and again before the last one (held back
 until then), so a file altered, truncated or replaced on disk never
 produces a complete download. Where the driver cannot keep the ctime
 (xattr), a hit hashes the file as it streams and holds the last chunk back
-until the MD5 matches. A file failing a check is moved to ``invalid/`` and
+until the MD5 and multihash match. A file failing a check is moved to ``invalid/`` and
 the request is treated as a miss. glance-cache-cleaner hashes every cached
 file again (``verify_cached``), for disks that rot.
 """
@@ -31,7 +32,7 @@ from glance_clone.cache.driver import CacheEntry, load_driver
 from glance_clone.cache.layout import CacheDirUnusable, CacheLayout
 from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.data_out import Outgoing
-from glance_clone.common.hashing import Digests
+from glance_clone.common.hashing import Digests, Multihash, recorded_multihash
 
 LOG = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ class ImageCache:
         """The running fill of ``image_id`` or a new claim (True: ours)."""
         return self.fills.claim(self, image_id)
 
-    def admit(self, image_id: str, fd: int, size: int, checksum: str) -> bool:
+    def admit(self, image_id: str, fd: int, size: int, checksum: str,
+              multihash: Multihash | None = None) -> bool:
         """Record a verified incomplete file and move it into place."""
         incomplete = self.layout.incomplete(image_id)
         if not layout_mod.same_file(fd, incomplete):
@@ -118,7 +120,8 @@ class ImageCache:
             return False
         st = os.fstat(fd)
         try:
-            self.driver.record_cached(image_id, fd, size, checksum, st.st_mtime, time.time())
+            self.driver.record_cached(image_id, fd, size, checksum, st.st_mtime, time.time(),
+                                      multihash)
             os.rename(incomplete, self.layout.complete(image_id))
             # Renaming changed the ctime: hits compare with this one.
             self.driver.record_identity(image_id, fd)
@@ -301,6 +304,10 @@ class CachedFile:
         if checksum and self.entry.checksum and checksum != self.entry.checksum:
             return "the image checksum is %s, the cached file's %s" % (
                 checksum, self.entry.checksum)
+        recorded, cached = recorded_multihash(image), self.entry.multihash
+        if recorded and cached and recorded[0] == cached[0] and recorded != cached:
+            return "the image %s is %s, the cached file's %s" % (
+                recorded[0], recorded[1], cached[1])
         return ""
 
     def invalidate(self, reason: str) -> None:
@@ -312,7 +319,8 @@ class CachedFile:
 
     def verify(self) -> str:
         """Hash the whole file; why it does not match its record, or ''."""
-        digests = Digests(background=False)
+        multihash = self.entry.multihash
+        digests = Digests(multihash[0] if multihash else None)
         offset = 0
         while data := os.pread(self.fd, CHUNK_SIZE, offset):
             digests.update(data)
@@ -320,8 +328,8 @@ class CachedFile:
         reason = _mismatch(self.entry, os.fstat(self.fd))
         if not reason and offset != self.entry.size:
             reason = "read %d bytes, %d recorded" % (offset, self.entry.size)
-        if not reason and self.entry.checksum and digests.md5 != self.entry.checksum:
-            reason = "checksum %s, %s recorded" % (digests.md5, self.entry.checksum)
+        if not reason:
+            reason = digests.mismatch(self.entry.checksum, multihash)
         return reason
 
     def close(self) -> None:
@@ -340,9 +348,10 @@ class HitReader:
     def __init__(self, cached: CachedFile) -> None:
         self.cached = cached
         entry = cached.entry
-        checksum = entry.checksum if entry.ctime is None else None
+        hashed = entry.ctime is None
         self._out = Outgoing(self._chunks(entry.size), entry.size, self._altered,
-                             expected_checksum=checksum)
+                             expected_checksum=entry.checksum if hashed else None,
+                             expected_multihash=entry.multihash if hashed else None)
 
     def __iter__(self) -> HitReader:
         return self
@@ -362,12 +371,12 @@ class HitReader:
                 reason = _mismatch(cached.entry, os.fstat(fd))
                 if reason:
                     raise self._altered(reason)
-                if not self._out.expected_checksum:
+                if not self._out.verifying:
                     # Before the last chunk goes out: once a client has all
                     # of it, the hit is on record.
                     cached.cache.record_hit(cached.image_id, fd)
             yield data
-        if self._out.expected_checksum:
+        if self._out.verifying:
             # Hashed: the last chunk is held until the md5 matched, after this.
             cached.cache.record_hit(cached.image_id, fd)
 

@@ -7,7 +7,8 @@ registry). Absent images
 lose their queue marker (they will never arrive); images that are not
 ``active`` yet keep it for a later run. Data is read from the image's
 location through the store drivers and written like an api miss: into
-``incomplete/`` under its lock, verified against the image's checksum,
+``incomplete/`` under its lock, verified against the image's checksum and
+multihash,
 then admitted (which removes the marker). An image some other process is
 filling is skipped and stays queued until it is complete.
 """
@@ -23,6 +24,7 @@ from glance_clone.cache.fill import Role
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext, admin_context
+from glance_clone.common.hashing import recorded_multihash
 
 LOG = logging.getLogger(__name__)
 
@@ -98,7 +100,8 @@ class Prefetcher:
         except BaseException:
             fill.release()
             raise
-        reader = fill.start(chunks, size, image.get("checksum"))
+        reader = fill.start(chunks, size, image.get("checksum"),
+                            multihash=recorded_multihash(image))
         if reader is None:
             close = getattr(chunks, "close", None)
             if close is not None:

@@ -5,8 +5,9 @@ The table is Glance's, so an existing ``cache.db`` keeps working::
     cached_images(image_id TEXT PRIMARY KEY, last_accessed REAL,
                   last_modified REAL, size INTEGER, hits INTEGER, checksum TEXT)
 
-plus ``inode`` and ``ctime`` columns, added to an existing table on first
-use (Glance ignores them).
+plus ``inode``, ``ctime``, ``hash_algo`` and ``hash_value`` (the
+multihash) columns, added to an existing table on first use (Glance
+ignores them).
 
 Each call opens its own short-lived connection: api workers, the pruner and
 the prefetcher use the file at the same time, and sqlite's busy timeout
@@ -23,6 +24,7 @@ from typing import Any
 
 from glance_clone.cache.driver import CacheDriver, CacheEntry
 from glance_clone.cache.layout import CacheDirUnusable
+from glance_clone.common.hashing import Multihash
 
 BUSY_TIMEOUT = 30.0
 SCHEMA = """
@@ -34,11 +36,15 @@ CREATE TABLE IF NOT EXISTS cached_images (
     hits INTEGER DEFAULT 0,
     checksum TEXT,
     inode INTEGER,
-    ctime REAL
+    ctime REAL,
+    hash_algo TEXT,
+    hash_value TEXT
 )
 """
-COLUMNS = "image_id, size, checksum, last_accessed, last_modified, hits, inode, ctime"
-ADDED_COLUMNS = (("inode", "INTEGER"), ("ctime", "REAL"))
+COLUMNS = ("image_id, size, checksum, last_accessed, last_modified, hits, inode, ctime, "
+           "hash_algo, hash_value")
+ADDED_COLUMNS = (("inode", "INTEGER"), ("ctime", "REAL"), ("hash_algo", "TEXT"),
+                 ("hash_value", "TEXT"))
 
 
 class SqliteDriver(CacheDriver):
@@ -67,12 +73,14 @@ class SqliteDriver(CacheDriver):
                                    % (self.layout.db_path, err))
 
     def record_cached(self, image_id: str, fd: int, size: int, checksum: str,
-                      mtime: float, now: float) -> None:
+                      mtime: float, now: float, multihash: Multihash | None = None) -> None:
+        algorithm, value = multihash or (None, None)
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO cached_images (image_id, last_accessed, "
-                       "last_modified, size, hits, checksum, inode, ctime) "
-                       "VALUES (?, ?, ?, ?, 0, ?, ?, NULL)",
-                       (image_id, now, mtime, size, checksum, os.fstat(fd).st_ino))
+                       "last_modified, size, hits, checksum, inode, ctime, hash_algo, "
+                       "hash_value) VALUES (?, ?, ?, ?, 0, ?, ?, NULL, ?, ?)",
+                       (image_id, now, mtime, size, checksum, os.fstat(fd).st_ino,
+                        algorithm, value))
 
     def record_identity(self, image_id: str, fd: int) -> None:
         st = os.fstat(fd)
@@ -110,9 +118,12 @@ class SqliteDriver(CacheDriver):
 
 
 def _entry(row: tuple[Any, ...]) -> CacheEntry:
-    image_id, size, checksum, last_accessed, last_modified, hits, inode, ctime = row
+    (image_id, size, checksum, last_accessed, last_modified, hits, inode, ctime,
+     hash_algo, hash_value) = row
     return CacheEntry(image_id=image_id, size=int(size or 0), checksum=checksum or None,
                       last_accessed=float(last_accessed or 0.0),
                       last_modified=float(last_modified or 0.0), hits=int(hits or 0),
                       inode=int(inode) if inode is not None else None,
-                      ctime=float(ctime) if ctime is not None else None)
+                      ctime=float(ctime) if ctime is not None else None,
+                      multihash=(hash_algo, hash_value) if hash_algo and hash_value
+                      else None)

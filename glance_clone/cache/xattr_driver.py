@@ -1,8 +1,9 @@
 """Cache records as extended attributes of the cached files themselves.
 
 Attributes (all ``user.``): ``hits``, ``last_accessed``, ``mtime`` and
-``inode`` (the file's identity at admission), ``size``, ``checksum`` and, on
-rejected files, ``error``. The record lives and dies with its file, so there is nothing to
+``inode`` (the file's identity at admission), ``size``, ``checksum``,
+``hash_algo`` and ``hash_value`` (the multihash, when the image has one)
+and, on rejected files, ``error``. The record lives and dies with its file, so there is nothing to
 clean up. Hit counts from several processes at once may lose an increment
 (read-modify-write on an attribute); they are statistics, not data.
 
@@ -19,6 +20,7 @@ import os
 from glance_clone.cache.driver import CacheDriver, CacheEntry
 from glance_clone.cache.layout import CacheDirUnusable
 from glance_clone.common import exception
+from glance_clone.common.hashing import Multihash
 
 PREFIX = "user."
 _FdOrPath = int | str
@@ -73,9 +75,12 @@ class XattrDriver(CacheDriver):
                 os.unlink(probe)
 
     def record_cached(self, image_id: str, fd: int, size: int, checksum: str,
-                      mtime: float, now: float) -> None:
+                      mtime: float, now: float, multihash: Multihash | None = None) -> None:
         _set(fd, "size", size)
         _set(fd, "checksum", checksum)
+        if multihash is not None:
+            _set(fd, "hash_algo", multihash[0])
+            _set(fd, "hash_value", multihash[1])
         _set(fd, "mtime", repr(mtime))
         _set(fd, "inode", os.fstat(fd).st_ino)
         _set(fd, "last_accessed", repr(now))
@@ -88,11 +93,13 @@ class XattrDriver(CacheDriver):
         inode = _get(target, "inode")
         if size is None or mtime is None:
             return None
+        algorithm, value = _get(target, "hash_algo"), _get(target, "hash_value")
         return CacheEntry(image_id=image_id, size=_int(size),
                           checksum=_get(target, "checksum") or None,
                           last_accessed=_float(_get(target, "last_accessed")),
                           last_modified=_float(mtime), hits=_int(_get(target, "hits")),
-                          inode=_int(inode) if inode is not None else None)
+                          inode=_int(inode) if inode is not None else None,
+                          multihash=(algorithm, value) if algorithm and value else None)
 
     def record_hit(self, image_id: str, fd: int, now: float) -> None:
         with contextlib.suppress(OSError):

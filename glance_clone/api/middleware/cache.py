@@ -23,7 +23,8 @@ Only ``GET /v1/images/<id>`` and ``GET /v2/images/<id>/file`` without a
   disk is moved to ``invalid/`` and not used. glance-cache-cleaner hashes
   every cached file again.
 - Miss: the API answers; a 200 with data is written into the cache while it
-  streams and admitted only when size and checksum match.
+  streams and admitted only when size, checksum and multihash (the
+  registry's, for an image that has one) match.
 - Concurrent misses for the same image share one store read, however many
   api workers (and glance-cache-prefetcher) receive them
   (``glance_clone.cache.fill``). A worker that finds another process
@@ -58,6 +59,7 @@ from glance_clone.cache.fill import CacheFillError, Fill, Role
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import config, exception, policy, wsgi
 from glance_clone.common.context import admin_context
+from glance_clone.common.hashing import Multihash, recorded_multihash
 from glance_clone.domain import downloads, image_status
 from glance_clone.registry.client.v1 import client as registry_client
 
@@ -187,7 +189,8 @@ class CacheFilter:
         checksum = response.headers.get("x-image-meta-checksum") \
             or response.headers.get("Content-MD5")
         reader = fill.start(response.app_iter, size, checksum,
-                            self._fallback(environ, fill.image_id))
+                            self._fallback(environ, fill.image_id),
+                            self._multihash(req, fill.image_id))
         if reader is not None:
             response.app_iter = reader
             response.content_length = size  # webob drops it with the old app_iter
@@ -205,8 +208,18 @@ class CacheFilter:
             fill.release()
             return self.application
         reader = fill.tail(image["size"], image.get("checksum"),
-                           self._fallback(environ, fill.image_id))
+                           self._fallback(environ, fill.image_id),
+                           recorded_multihash(image))
         return self._image_response(req, image, reader, reader.size)
+
+    def _multihash(self, req: wsgi.Request, image_id: str) -> Multihash | None:
+        """The image's multihash, to verify a fill with: the API's answer
+        carries only the md5 (as Glance's does)."""
+        try:
+            return recorded_multihash(self.registry.get_image(req.context, image_id))
+        except exception.GlanceError as err:
+            LOG.info("Caching image %s verified by md5 only: %s", image_id, err)
+            return None
 
     def _fallback(self, environ: dict[str, Any], image_id: str) -> Callable[[], Iterator[bytes]]:
         """Re-reads the image through the API, when the cache file fails a download."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pathlib
+import sqlite3
 
 import pytest
 
@@ -148,3 +150,21 @@ def test_lock_is_exclusive_between_opens(cache: ImageCache) -> None:
     second = layout.open_locked(path)
     assert second is not None
     os.close(second)
+
+
+def test_a_glance_cache_db_gets_our_columns(cache_dir: pathlib.Path) -> None:
+    with contextlib.closing(sqlite3.connect(cache_dir / "cache.db")) as db:
+        db.execute("CREATE TABLE cached_images (image_id TEXT PRIMARY KEY, "
+                   "last_accessed REAL DEFAULT 0.0, last_modified REAL DEFAULT 0.0, "
+                   "size INTEGER DEFAULT 0, hits INTEGER DEFAULT 0, checksum TEXT)")
+        db.execute("INSERT INTO cached_images VALUES ('old', 1.0, 2.0, 3, 4, 'c')")
+        db.commit()
+    cache = ImageCache(cache_conf(cache_dir))
+    old = cache.driver.get_entry("old")
+    assert old is not None and (old.hits, old.inode, old.ctime, old.multihash) == (
+        4, None, None, None)
+    fd = _incomplete_file(cache, "new", b"abc")
+    cache.driver.record_cached("new", fd, 3, "c", 5.0, 6.0, ("sha256", "ab" * 32))
+    os.close(fd)
+    new = cache.driver.get_entry("new")
+    assert new is not None and new.multihash == ("sha256", "ab" * 32)

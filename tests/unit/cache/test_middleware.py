@@ -235,6 +235,21 @@ def test_without_a_ctime_a_hit_is_hashed(tmp_path: pathlib.Path,
     assert cstack.files_in("invalid") == [image_id]
 
 
+def test_without_a_ctime_a_hit_checks_the_multihash(tmp_path: pathlib.Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cstack = build_cache_stack(tmp_path, monkeypatch, driver="xattr")
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    # Without its md5 on record, only the multihash can tell the bytes changed.
+    path = cstack.cache_dir / image_id
+    os.removexattr(path, "user.checksum")
+    alter_in_place(path)
+    response = cstack.get(image_id)
+    with pytest.raises(CacheFillError, match="altered .*sha512"):
+        body_of(response)
+    assert cstack.files_in("invalid") == [image_id]
+
+
 def test_store_data_not_matching_the_checksum_is_not_cached(cstack: CacheStack) -> None:
     image_id = cstack.upload(DATA)
     store_file = cstack.store_path(image_id)
@@ -382,6 +397,33 @@ def test_checksum_of_cached_file_recorded(cstack: CacheStack) -> None:
     hit = cstack.cache.open_cached(image_id)
     assert hit is not None
     assert hit.entry.checksum == hashlib.md5(DATA).hexdigest()
+    assert hit.entry.multihash == ("sha512", hashlib.sha512(DATA).hexdigest())
+    hit.close()
+
+
+def test_store_data_not_matching_the_multihash_is_not_cached(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    other = hashlib.sha512(b"other").hexdigest()
+    cstack.registry.update_image(admin_context(), image_id, {"os_hash_value": other})
+    response = cstack.get(image_id)
+    assert response.status_int == 200
+    with pytest.raises(CacheFillError, match="sha512 .*, expected " + other):
+        body_of(response)
+    assert cstack.cached_files() == []
+    assert cstack.files_in("invalid") == [image_id]
+
+
+def test_a_cached_file_of_another_multihash_is_not_served(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    hit = cstack.cache.open_cached(image_id)
+    assert hit is not None
+    image = cstack.registry.get_image(admin_context(), image_id)
+    assert hit.mismatch(image) == ""
+    assert "sha512" in hit.mismatch(dict(image, os_hash_value="0" * 128))
+    # Another algorithm cannot be compared; an image without one neither.
+    assert hit.mismatch(dict(image, os_hash_algo="sha256", os_hash_value="0" * 64)) == ""
+    assert hit.mismatch(dict(image, os_hash_algo=None, os_hash_value=None)) == ""
     hit.close()
 
 

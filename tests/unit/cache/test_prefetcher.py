@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
 from glance_clone.cache.prefetcher import Prefetcher
+from glance_clone.common.context import admin_context
 from glance_clone.store import backend
 from tests.unit.cache.conftest import CacheStack, body_of
 
@@ -43,6 +45,20 @@ def test_bad_checksum_is_not_cached(cstack: CacheStack) -> None:
     assert cstack.cached_files() == []
     assert cstack.files_in("invalid") == [image_id]
     assert cstack.cache.list_queued() == [image_id]
+
+
+def test_bad_multihash_is_not_cached(cstack: CacheStack) -> None:
+    image_id = cstack.register(DATA)
+    cstack.registry.update_image(admin_context(), image_id, {
+        "os_hash_algo": "sha512", "os_hash_value": hashlib.sha512(b"other").hexdigest()})
+    cstack.cache.queue(image_id)
+    assert prefetcher(cstack).run().failed == [image_id]
+    assert cstack.cached_files() == [] and cstack.files_in("invalid") == [image_id]
+    cstack.registry.update_image(admin_context(), image_id, {
+        "os_hash_value": hashlib.sha512(DATA).hexdigest()})
+    assert prefetcher(cstack).run().fetched == [image_id]
+    entry = cstack.cache.driver.get_entry(image_id)
+    assert entry is not None and entry.multihash == ("sha512", hashlib.sha512(DATA).hexdigest())
 
 
 def test_nothing_queued(cstack: CacheStack) -> None:

@@ -105,6 +105,22 @@ def test_cleaner_hashes_cached_files_again(cache: ImageCache) -> None:
     assert os.listdir(cache.layout.subdir("invalid")) == []
 
 
+def test_verify_checks_the_multihash_too(cache: ImageCache) -> None:
+    data = os.urandom(5000)
+    for image_id, multihash in (("good", hashlib.sha512(data).hexdigest()),
+                                ("bad", hashlib.sha512(b"other").hexdigest())):
+        fd = os.open(cache.layout.incomplete(image_id), os.O_RDWR | os.O_CREAT, 0o640)
+        os.write(fd, data)
+        # md5 unknown: only the multihash can tell.
+        assert cache.admit(image_id, fd, len(data), "", ("sha512", multihash))
+        os.close(fd)
+    entry = cache.driver.get_entry("good")
+    assert entry is not None and entry.multihash == ("sha512", hashlib.sha512(data).hexdigest())
+    assert cache.verify_cached() == (2, 1)
+    assert [e.image_id for e in cache.list_cached()] == ["good"]
+    assert os.listdir(cache.layout.subdir("invalid")) == ["bad"]
+
+
 def test_verify_hashes_the_whole_file(cache: ImageCache) -> None:
     put(cache, "img", 5000, 1.0)
     cached = cache.open_cached("img")
