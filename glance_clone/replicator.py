@@ -32,7 +32,11 @@ Fields named in ``dontreplicate`` are neither compared nor copied. Data is
 checked on the way: the MD5 of the bytes read must match the master's
 checksum, the slave's answer must report the same checksum and size (the
 slave is also sent the checksum and size and refuses a mismatch itself);
-a copy that fails the check is deleted on the slave and reported. Images
+a copy that fails the check is deleted on the slave and reported. The
+multihash is checked the same way where the servers show one: v1 carries
+none, so it is read from ``GET /v2/images/<id>`` (a server without v2, or
+an image from before multihash, is checked by md5 alone); a dump keeps it
+in the image's JSON for the load. Images
 already present and identical are skipped, so re-running after an
 interruption only does what is left. Progress (images done / total,
 bytes) goes to stderr.
@@ -64,6 +68,7 @@ import requests
 import requests.adapters
 
 from glance_clone.common.data_out import Outgoing
+from glance_clone.common.hashing import Multihash, recorded_multihash
 
 LOG = logging.getLogger(__name__)
 
@@ -80,7 +85,7 @@ PROPERTY_KEY = "property-"
 # Never sent: status and the deleted flag are the server's, the timestamps
 # are ignored by it anyway, size and checksum describe the data.
 NEVER_SENT = frozenset(("status", "deleted", "deleted_at", "created_at",
-                        "updated_at", "location"))
+                        "updated_at", "location", "os_hash_algo", "os_hash_value"))
 DATA_FIELDS = ("size", "checksum")
 
 IMAGE_ALREADY_PRESENT = (
@@ -244,6 +249,20 @@ class Endpoint:
             return None
         return meta_from_headers(response.headers.items())
 
+    def multihash(self, image_id: str) -> Multihash | None:
+        """The image's multihash as v2 shows it; None when the server has no
+        v2, does not show the image there, or the image has none."""
+        try:
+            response = self.request("GET", "/v2/images/%s" % image_id)
+        except RequestFailed as err:
+            LOG.debug("No multihash of image %s from %s: %s", image_id, self.url, err)
+            return None
+        try:
+            image = response.json()
+        except ValueError:
+            return None
+        return recorded_multihash(image) if isinstance(image, dict) else None
+
     def download(self, image_id: str) -> requests.Response:
         """A streaming response with the image data; close it when done."""
         return self.request("GET", "/v1/images/%s" % image_id, stream=True)
@@ -394,10 +413,10 @@ class CheckedStream:
     """
 
     def __init__(self, chunks: Iterable[bytes], image_id: str, size: int,
-                 progress: Progress) -> None:
+                 progress: Progress, multihash: str | None = None) -> None:
         self.image_id = image_id
         self._out = Outgoing(
-            chunks, None, SourceReadError, digest=True,
+            chunks, None, SourceReadError, digest=True, multihash=multihash,
             on_chunk=lambda moved: progress.transferring(image_id, moved, size))
 
     def __iter__(self) -> Iterator[bytes]:
@@ -418,6 +437,13 @@ class CheckedStream:
     @property
     def checksum(self) -> str:
         return self._out.checksum or ""
+
+    def multihash_problem(self, multihash: Multihash | None) -> str:
+        """Why the data read is not the one whose multihash is ``multihash``, or ''."""
+        if multihash is None or self._out.multihash == multihash[1]:
+            return ""
+        return "hashes to %s %s, %s expected" % (
+            multihash[0], self._out.multihash, multihash[1])
 
 
 def read_file_chunks(fh: IO[bytes], size: int) -> Iterator[bytes]:
@@ -490,17 +516,19 @@ class Replicator:
 
     def _upload(self, target: Endpoint, source: dict[str, str],
                 chunks: Iterable[bytes], progress: Progress,
-                into_queued: bool = False) -> int:
+                into_queued: bool = False, multihash: Multihash | None = None) -> int:
         """Send the data of ``source`` to ``target``; returns the bytes sent.
 
-        Raises ImageFailed (and deletes the copy) when the checksum or size
-        the target reports, or the MD5 of the bytes read, differ from the
-        source's; SourceReadError, RequestFailed, ReplicatorError.
+        Raises ImageFailed (and deletes the copy) when the checksum, size or
+        multihash the target reports, or the hashes of the bytes read,
+        differ from the source's (``multihash``: None when it has none);
+        SourceReadError, RequestFailed, ReplicatorError.
         """
         image_id = source["id"]
         size = int(source.get("size") or 0)
         meta = self._sendable(source)
-        stream = CheckedStream(chunks, image_id, size, progress)
+        stream = CheckedStream(chunks, image_id, size, progress,
+                               multihash[0] if multihash else None)
         body: Any = iter(stream) if size else None
         try:
             if into_queued:
@@ -535,11 +563,27 @@ class Replicator:
         if size and str(created.get("size")) != str(size):
             problems.append("size %s on %s, %s on the source"
                             % (created.get("size"), target, size))
+        problems.extend(self._multihash_problems(target, image_id, stream, multihash))
         if problems:
             self._discard(target, image_id)
             raise ImageFailed("checksum mismatch for image %s: %s; the copy was "
                               "deleted" % (image_id, "; ".join(problems)))
         return stream.count
+
+    @staticmethod
+    def _multihash_problems(target: Endpoint, image_id: str, stream: CheckedStream,
+                            multihash: Multihash | None) -> list[str]:
+        if multihash is None:
+            return []
+        problems = []
+        read = stream.multihash_problem(multihash)
+        if read:
+            problems.append("the data read " + read)
+        there = target.multihash(image_id)
+        if there is not None and there[0] == multihash[0] and there != multihash:
+            problems.append("%s %s on %s, %s on the source"
+                            % (there[0], there[1], target, multihash[1]))
+        return problems
 
     def _discard(self, target: Endpoint, image_id: str) -> None:
         try:
@@ -605,11 +649,13 @@ class Replicator:
             outcome.skipped.append(image_id)
             return "skipped (metaonly)", 0
         LOG.info("Image %s is being synced", image_id)
+        multihash = master.multihash(image_id)
         response = master.download(image_id)
         try:
             moved = self._upload(slave, source,
                                  response.iter_content(self.options.chunk_size),
-                                 progress, into_queued=present is not None)
+                                 progress, into_queued=present is not None,
+                                 multihash=multihash)
         finally:
             response.close()
         outcome.copied.append(image_id)
@@ -664,6 +710,11 @@ class Replicator:
         data_path = meta_path + ".img"
         moved = 0
         wrote = []
+        if image.get("status") == "active":
+            multihash = server.multihash(image_id)
+            if multihash is not None:
+                # Kept in the dump for the load to check (v1 shows none).
+                image = dict(image, os_hash_algo=multihash[0], os_hash_value=multihash[1])
         if (image.get("status") == "active" and not self.options.metaonly
                 and not os.path.exists(data_path)):
             moved = self._dump_data(server, image, data_path, progress)
@@ -681,10 +732,12 @@ class Replicator:
                    progress: Progress) -> int:
         image_id = image["id"]
         size = int(image.get("size") or 0)
+        multihash = recorded_multihash(image)
         response = server.download(image_id)
         try:
             stream = CheckedStream(response.iter_content(self.options.chunk_size),
-                                   image_id, size, progress)
+                                   image_id, size, progress,
+                                   multihash[0] if multihash else None)
             _write_atomically(data_path, stream)
         finally:
             response.close()
@@ -693,6 +746,8 @@ class Replicator:
             problem = "hashes to %s, %s expected" % (stream.checksum, image["checksum"])
         elif stream.count != size:
             problem = "has %d bytes, %d expected" % (stream.count, size)
+        elif stream.multihash_problem(multihash):
+            problem = stream.multihash_problem(multihash)
         if problem:
             os.unlink(data_path)
             raise ImageFailed("checksum mismatch for image %s: the data read %s; "
@@ -737,7 +792,8 @@ class Replicator:
         with open(data_path, "rb") as fh:
             moved = self._upload(server, source,
                                  read_file_chunks(fh, self.options.chunk_size),
-                                 progress, into_queued=present is not None)
+                                 progress, into_queued=present is not None,
+                                 multihash=recorded_multihash(image))
         outcome.copied.append(image_id)
         return "loaded", moved
 

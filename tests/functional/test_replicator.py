@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from glance_clone.replicator import Endpoint
 from tests.functional import harness
 from tests.support import disk_images
 
@@ -129,6 +130,10 @@ def test_livecopy_compare_and_idempotent_rerun(master: harness.Deployment,
     assert data(slave, big["id"]) == BIG
     copied = on_slave[small["id"]]
     assert copied["checksum"] == hashlib.md5(SMALL).hexdigest()
+    # The multihash the copy was checked with, as each side's v2 shows it.
+    sha512 = ("sha512", hashlib.sha512(SMALL).hexdigest())
+    for dep in (master, slave):
+        assert Endpoint(address(dep)).multihash(small["id"]) == sha512
     assert copied["is_public"] is True and copied["min_ram"] == 64
     assert copied["properties"] == {"distro": "debian", "kernel_id": "k-1"}
     assert head(slave, queued["id"]) is None

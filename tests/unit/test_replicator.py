@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from typing import Any
 
 import pytest
@@ -131,11 +132,15 @@ class FakeServer:
     """Enough of Endpoint for the Replicator: images in a dict, data in another."""
 
     def __init__(self, name: str = "fake", images: list[dict] | None = None,
-                 answer_checksum: str | None = None) -> None:
+                 answer_checksum: str | None = None, answer_multihash: str | None = None,
+                 v2: bool = True) -> None:
         self.url = "http://" + name
         self.images_ = {i["id"]: dict(i) for i in images or []}
         self.data: dict[str, bytes] = {}
         self.answer_checksum = answer_checksum
+        self.answer_multihash = answer_multihash
+        self.v2 = v2
+        self.sent: list[dict[str, str]] = []
         self.deleted: list[str] = []
         self.responses: list[FakeResponse] = []
         self.broken = False
@@ -148,7 +153,16 @@ class FakeServer:
 
     def head(self, image_id: str) -> dict | None:
         image = self.images_.get(image_id)
-        return None if image is None else replicator.flatten(image)
+        if image is None:
+            return None
+        # v1 shows no multihash.
+        return replicator.flatten({k: v for k, v in image.items() if "os_hash" not in k})
+
+    def multihash(self, image_id: str) -> tuple[str, str] | None:
+        image = self.images_.get(image_id)
+        if not self.v2 or image is None or not image.get("os_hash_value"):
+            return None
+        return image["os_hash_algo"], image["os_hash_value"]
 
     def download(self, image_id: str) -> FakeResponse:
         data = self.data[image_id]
@@ -157,9 +171,12 @@ class FakeServer:
         return response
 
     def create(self, meta: dict[str, str], body: Any = None) -> dict:
+        self.sent.append(meta)
         received = b"".join(body) if body is not None else b""
         image = {"id": meta["id"], "status": "active", "size": len(received),
-                 "checksum": self.answer_checksum or hashlib.md5(received).hexdigest()}
+                 "checksum": self.answer_checksum or hashlib.md5(received).hexdigest(),
+                 "os_hash_algo": "sha512", "os_hash_value":
+                 self.answer_multihash or hashlib.sha512(received).hexdigest()}
         self.images_[meta["id"]] = image
         self.data[meta["id"]] = received
         return image
@@ -177,9 +194,11 @@ def worker(stream: io.StringIO | None = None) -> replicator.Replicator:
     return replicator.Replicator(replicator.Options(), stream or io.StringIO())
 
 
-def master_with_image() -> FakeServer:
-    master = FakeServer("master", [IMAGE])
-    master.data[IMAGE["id"]] = b"hello"
+def master_with_image(data: bytes = b"hello", v2: bool = True) -> FakeServer:
+    master = FakeServer("master", [dict(IMAGE, os_hash_algo="sha512",
+                                        os_hash_value=hashlib.sha512(b"hello").hexdigest())],
+                        v2=v2)
+    master.data[IMAGE["id"]] = data
     return master
 
 
@@ -198,6 +217,51 @@ def test_slave_reporting_another_checksum_gets_its_copy_deleted() -> None:
     assert IMAGE["id"] in outcome.failed
     assert "checksum mismatch" in outcome.failed[IMAGE["id"]]
     assert slave.deleted == [IMAGE["id"]]
+
+
+def test_slave_reporting_another_multihash_gets_its_copy_deleted() -> None:
+    slave = FakeServer("slave", answer_multihash="0" * 128)
+    outcome = worker().livecopy(master_with_image(), slave)
+    assert "sha512 %s on http://slave" % ("0" * 128) in outcome.failed[IMAGE["id"]]
+    assert slave.deleted == [IMAGE["id"]]
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_data_read_not_matching_the_source_multihash(v2: bool) -> None:
+    # Same md5 recorded, other bytes: the multihash is what tells (when v2 shows it).
+    master = master_with_image(b"HELLO", v2=v2)
+    master.images_[IMAGE["id"]]["checksum"] = hashlib.md5(b"HELLO").hexdigest()
+    slave = FakeServer("slave")
+    outcome = worker().livecopy(master, slave)
+    if v2:
+        assert "the data read hashes to sha512" in outcome.failed[IMAGE["id"]]
+        assert slave.deleted == [IMAGE["id"]]
+    else:
+        assert outcome.copied == [IMAGE["id"]] and not outcome.failed
+
+
+def test_dump_keeps_the_multihash_and_load_checks_it(tmp_path: Any) -> None:
+    master = master_with_image()
+    assert worker().dump(master, str(tmp_path)).copied == [IMAGE["id"]]
+    dumped = json.loads((tmp_path / IMAGE["id"]).read_text())
+    assert dumped["os_hash_value"] == hashlib.sha512(b"hello").hexdigest()
+    (tmp_path / (IMAGE["id"] + ".img")).write_bytes(b"HELLO")
+    dumped["checksum"] = hashlib.md5(b"HELLO").hexdigest()
+    (tmp_path / IMAGE["id"]).write_text(json.dumps(dumped))
+    slave = FakeServer("slave")
+    outcome = worker().load(slave, str(tmp_path))
+    assert "the data read hashes to sha512" in outcome.failed[IMAGE["id"]]
+    assert slave.deleted == [IMAGE["id"]]
+    # v1 takes no multihash headers: the dumped one is never sent.
+    assert not [key for key in slave.sent[0] if "os_hash" in key]
+
+
+def test_dump_refuses_data_not_matching_the_multihash(tmp_path: Any) -> None:
+    master = master_with_image(b"HELLO")
+    master.images_[IMAGE["id"]]["checksum"] = hashlib.md5(b"HELLO").hexdigest()
+    outcome = worker().dump(master, str(tmp_path))
+    assert "hashes to sha512" in outcome.failed[IMAGE["id"]]
+    assert not (tmp_path / (IMAGE["id"] + ".img")).exists()
 
 
 def test_source_failing_mid_stream_is_reported_per_image() -> None:
