@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from glance_clone.common import exception
+from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import downloads, image_status, quota
 from glance_clone.domain.entity import Image
@@ -255,21 +256,24 @@ class ImageCatalog:
         self.uploader.upload(context, image.record, chunks, size_hint,
                              failed_status=image_status.QUEUED)
 
-    def download(self, context: RequestContext, image_id: str
-                 ) -> tuple[Image, Iterator[bytes] | None, int]:
-        """The image and its data (None when it has none: 204).
+    def download(self, context: RequestContext, image_id: str,
+                 wanted: ByteRange | None = None
+                 ) -> tuple[Image, Iterator[bytes] | None, int, tuple[int, int] | None]:
+        """The image, its data (None when it has none: 204), their length
+        and the (offset, length) part sent when ``wanted`` asks for a range.
 
         Raises ImageNotFound, Forbidden (deactivated for non-admins, policy),
-        and the store's errors.
+        RangeNotSatisfiable and the store's errors.
         """
         image = self.get(context, image_id)
         downloads.check_downloadable(self.policy, context, image.record,
                                      admin_reads_deactivated=True,
                                      require_active=False)
         if not image.has_data():
-            return image, None, 0
-        chunks, size = downloads.open_data(self.deleter.stores, image.record)
-        return image, chunks, size
+            return image, None, 0, None
+        part = wanted.resolve(image.record.get("size") or 0) if wanted else None
+        chunks, size = downloads.open_data(self.deleter.stores, image.record, part)
+        return image, chunks, size, part
 
 
 def check_writable(context: RequestContext) -> None:

@@ -11,7 +11,7 @@ import webob
 from glance_clone.api.v1.images import has_body
 from glance_clone.api.v2 import bodies, list_params, task_schemas, views
 from glance_clone.api.v2.schemas import Schemas
-from glance_clone.common import exception, wsgi
+from glance_clone.common import byte_range, exception, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.common.data_out import download_body
 from glance_clone.domain.catalog import ImageCatalog
@@ -45,6 +45,25 @@ def query_items(req: wsgi.Request) -> list[tuple[str, str]]:
         return list(req.GET.items())
     except UnicodeDecodeError:
         raise exception.Invalid("Query string is not valid UTF-8") from None
+
+
+def download_response(req: wsgi.Request, image: dict, chunks: Any, length: int,
+                      part: tuple[int, int] | None) -> webob.Response:
+    """v2's answer with image data: the whole image (200, with its md5 in
+    Content-MD5) or the (offset, length) ``part`` of it (206; the md5 is the
+    whole image's, so none)."""
+    response = webob.Response(request=req, content_type=UPLOAD_TYPE)
+    response.app_iter = download_body(chunks, length, image["id"])
+    response.content_length = length
+    if part is None:
+        response.headers["Accept-Ranges"] = "bytes"
+        if image.get("checksum"):
+            response.headers["Content-MD5"] = image["checksum"]
+    else:
+        response.status = 206
+        response.headers["Content-Range"] = byte_range.content_range(
+            part[0], part[1], image.get("size") or 0)
+    return response
 
 
 class ImagesController:
@@ -140,16 +159,12 @@ class ImagesController:
         return no_content(req)
 
     def download(self, req: wsgi.Request, image_id: str) -> webob.Response:
-        image, chunks, size = self.catalog.download(req.context, image_id)
+        wanted = byte_range.parse_v2(req.headers.get("Range"),
+                                     req.headers.get("Content-Range"))
+        image, chunks, size, part = self.catalog.download(req.context, image_id, wanted)
         if chunks is None:
             return no_content(req)
-        response = webob.Response(request=req, content_type=UPLOAD_TYPE)
-        response.app_iter = download_body(chunks, size, image_id)
-        response.content_length = size
-        checksum = image.record.get("checksum")
-        if checksum:
-            response.headers["Content-MD5"] = checksum
-        return response
+        return download_response(req, image.record, chunks, size, part)
 
 
 class SchemasController:

@@ -39,3 +39,33 @@ def test_unsatisfiable_ranges(header: str, size: int) -> None:
 
 def test_content_range() -> None:
     assert byte_range.content_range(10, 5, 100) == "bytes 10-14/100"
+
+
+@pytest.mark.parametrize("range_header, legacy, size, expected", [
+    ("bytes=3-10", None, 100, (3, 8)),
+    ("bytes=-5", "bytes 0-1/*", 100, (95, 5)),
+    (None, "bytes 2-5/100", 100, (2, 4)),
+    (None, "bytes 2-500/1000", 100, (2, 98)),
+    (None, "bytes 2-99/*", 100, (2, 98)),
+])
+def test_v2_ranges(range_header: str | None, legacy: str | None, size: int,
+                   expected: tuple[int, int]) -> None:
+    wanted = byte_range.parse_v2(range_header, legacy)
+    assert wanted is not None and wanted.resolve(size) == expected
+
+
+@pytest.mark.parametrize("range_header, legacy", [
+    ("bytes=9-1", None), ("lines=1-2", None), ("bytes=", None),
+    (None, "bytes 2-100/*"), (None, "bytes 5-2/*"), (None, "bytes */100")])
+def test_v2_refuses_what_it_cannot_read(range_header: str | None,
+                                        legacy: str | None) -> None:
+    wanted = byte_range.parse_v2(range_header, legacy)
+    assert wanted is not None
+    with pytest.raises(exception.RangeNotSatisfiable):
+        wanted.resolve(100)
+
+
+def test_v2_several_ranges_are_invalid_and_no_header_is_everything() -> None:
+    with pytest.raises(exception.Invalid, match="multiple ranges"):
+        byte_range.parse_v2("bytes=0-1,4-5")
+    assert byte_range.parse_v2(None, None) is None
