@@ -274,7 +274,9 @@ def glance_upload_v2(api_port: int, size: int, name: str) -> tuple[float, str]:
 V1_OPERATIONS = {
     "create": ("POST", "/v1/images", {"x-image-meta-name": "op"}, None, 201),
     "HEAD": ("HEAD", "/v1/images/%s", {}, None, 200),
-    "list": ("GET", "/v1/images?limit=25", {}, None, 200),
+    # The images just created are private: is_public=none lists them (the
+    # caller is admin), full documents as v2's list and glanceclient's.
+    "list": ("GET", "/v1/images/detail?is_public=none&limit=25", {}, None, 200),
     "delete": ("DELETE", "/v1/images/%s", {}, None, 200),
 }
 V2_OPERATIONS = {

@@ -22,7 +22,7 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -210,6 +210,20 @@ class DatabaseBase:
         self._returning = bool(dialect.insert_returning
                                and dialect.update_returning)
         self._list_queries: dict[tuple[Any, ...], sa.Select[Any]] = {}
+        self._search_queries: dict[tuple[Any, ...], sa.Select[Any]] = {}
+
+    @staticmethod
+    def _statement(cache: dict[tuple[Any, ...], sa.Select[Any]], shape: tuple[Any, ...],
+                   build: Callable[..., sa.Select[Any]], most: int) -> sa.Select[Any]:
+        """The statement of ``shape`` from ``cache``, built by
+        ``build(*shape)`` when missing; past ``most`` the cache starts over
+        (say, lists filtered by ever new numbers of properties)."""
+        query = cache.get(shape)
+        if query is None:
+            if len(cache) >= most:
+                cache.clear()
+            query = cache[shape] = build(*shape)
+        return query
 
     # --- transactions -------------------------------------------------------
 

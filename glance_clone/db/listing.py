@@ -269,11 +269,8 @@ class ImageListing(DatabaseBase):
                     params[f"m{i}"] = value
             if limit is not None:
                 params["limit"] = max(0, int(limit))
-            query = self._list_queries.get(key)
-            if query is None:
-                if len(self._list_queries) >= MAX_CACHED_QUERIES:
-                    self._list_queries.clear()
-                query = self._list_queries[key] = _list_query(*key)
+            query = self._statement(self._list_queries, key, _list_query,
+                                    MAX_CACHED_QUERIES)
             rows = [_row_dict(row) for row in connection.execute(query, params)]
             return self._image_dicts(connection, context, rows,
                                      show_deleted_locations=showing_deleted)

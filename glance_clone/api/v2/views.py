@@ -21,7 +21,8 @@ def timestamp(value: Any) -> Any:
         when = datetime.datetime.fromisoformat(value.replace("Z", ""))
     except ValueError:
         return value
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat rather than strftime: the same text, faster (lists).
+    return when.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def image_view(image: Image) -> dict[str, Any]:

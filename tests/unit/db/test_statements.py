@@ -193,3 +193,23 @@ def test_list_statement_cache_is_bounded(db, monkeypatch):
             ({}, ["a", "b"])):
         assert names(db.image_get_all(T1, filters)) == expected, filters
         assert len(db._list_queries) <= 2
+
+
+def test_search_statements_are_cached_by_shape_and_bind_values(db, monkeypatch):
+    from glance_clone.db import search
+    for name, owner in (("a", T1), ("b", T1), ("c", T2)):
+        db.image_create(owner, {"name": name, "status": "active", "visibility": "shared"})
+    one = {"columns": {"name": ["in", ["a", "c"]]}, "limit": 5}
+    assert names(db.image_search(T1, one)) == ["a"]
+    # Other values, other callers, the same shape: one statement.
+    assert names(db.image_search(T2, one)) == ["c"]
+    assert names(db.image_search(T1, dict(one, columns={"name": ["in", ["b"]]}))) == ["b"]
+    assert len(db._search_queries) == 1
+    page = db.image_search(T1, {"sort": [["name", "asc"]], "limit": 1})
+    after = db.image_search(T1, {"sort": [["name", "asc"]], "limit": 1,
+                                 "marker": page[0]["id"]})
+    assert [image["name"] for image in page + after] == ["a", "b"]
+    assert len(db._search_queries) == 3
+    monkeypatch.setattr(search, "MAX_CACHED_SEARCHES", 3)
+    assert names(db.image_search(ADMIN, {"visibility": "all"})) == ["a", "b", "c"]
+    assert len(db._search_queries) == 1
