@@ -73,7 +73,7 @@ class CacheDriver(abc.ABC):
 
     @abc.abstractmethod
     def record_hit(self, image_id: str, fd: int, now: float) -> None:
-        """Count one complete read of the file open as ``fd``."""
+        """Count one complete read (of the file or a part) of the file open as ``fd``."""
 
     @abc.abstractmethod
     def forget(self, image_id: str, last_modified: float | None = None) -> None:

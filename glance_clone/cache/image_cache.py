@@ -314,8 +314,16 @@ class CachedFile:
         self.cache.invalidate(self.image_id, self.fd, reason)
         self.close()
 
-    def reader(self) -> HitReader:
-        return HitReader(self)
+    @property
+    def serves_parts(self) -> bool:
+        """Whether a part of the file can be served: only where its identity
+        proves it intact (a recorded ctime); without, only a whole read,
+        hashed as it goes, can."""
+        return self.entry.ctime is not None
+
+    def reader(self, part: tuple[int, int] | None = None) -> HitReader:
+        """The whole file, or the (offset, length) ``part`` (``serves_parts``)."""
+        return HitReader(self, part)
 
     def verify(self) -> str:
         """Hash the whole file; why it does not match its record, or ''."""
@@ -339,17 +347,19 @@ class CachedFile:
 
 
 class HitReader:
-    """A cached file as a WSGI app_iter.
+    """A cached file, or the (offset, length) ``part`` of it, as a WSGI app_iter.
 
     Its identity is checked again before the last chunk goes out; without a
-    recorded ctime, the file is hashed as it streams instead.
+    recorded ctime, the whole file is hashed as it streams instead.
     """
 
-    def __init__(self, cached: CachedFile) -> None:
+    def __init__(self, cached: CachedFile, part: tuple[int, int] | None = None) -> None:
         self.cached = cached
         entry = cached.entry
+        offset, length = part or (0, entry.size)
         hashed = entry.ctime is None
-        self._out = Outgoing(self._chunks(entry.size), entry.size, self._altered,
+        assert part is None or not hashed, "a part cannot be verified by hashing"
+        self._out = Outgoing(self._chunks(offset, offset + length), length, self._altered,
                              expected_checksum=entry.checksum if hashed else None,
                              expected_multihash=entry.multihash if hashed else None)
 
@@ -359,9 +369,9 @@ class HitReader:
     def __next__(self) -> bytes:
         return next(self._out)
 
-    def _chunks(self, end: int) -> Iterator[bytes]:
+    def _chunks(self, offset: int, end: int) -> Iterator[bytes]:
         cached = self.cached
-        fd, offset = cached.fd, 0
+        fd = cached.fd
         while offset < end:
             data = os.pread(fd, min(CHUNK_SIZE, end - offset), offset)
             if not data:
@@ -373,7 +383,8 @@ class HitReader:
                     raise self._altered(reason)
                 if not self._out.verifying:
                     # Before the last chunk goes out: once a client has all
-                    # of it, the hit is on record.
+                    # it asked for, the hit is on record (a part counts:
+                    # the pruner must see the file in use).
                     cached.cache.record_hit(cached.image_id, fd)
             yield data
         if self._out.verifying:

@@ -7,8 +7,8 @@ missing or not writable, glance-api still starts, logs why at ERROR level
 and serves every image from the store. ``image_cache_driver = xattr`` on a
 filesystem without user xattrs refuses to start (exit 1, with the reason).
 
-Only ``GET /v1/images/<id>`` and ``GET /v2/images/<id>/file`` without a
-``Range`` header are cached, both in the same cache:
+Only ``GET /v1/images/<id>`` and ``GET /v2/images/<id>/file`` are cached,
+both in the same cache:
 
 - Hit: the caller's metadata is fetched from the registry with the caller's
   context and the download rules of that API apply (``domain.downloads``:
@@ -33,7 +33,12 @@ Only ``GET /v1/images/<id>`` and ``GET /v2/images/<id>/file`` without a
   headers, and the image's size and checksum from the registry verify it.
   Should the other process stop before the end, each download goes on
   from the store where it stopped.
-- HEAD, Range requests and other paths are passed on untouched.
+- Range: a cached image serves the part asked for (the API's rules for
+  reading the header and its 206 answer), after the same checks as a hit;
+  only files whose identity proves them intact (a recorded ctime: not
+  the xattr driver) serve parts. An uncached image's part, an
+  unsatisfiable or unreadable range go to the API, and nothing is cached.
+- HEAD and other paths are passed on untouched.
 - A 2xx ``DELETE /v1/images/<id>`` or ``/v2/images/<id>`` removes the
   cached copy. A cached image
   that the registry reports deleted (or no longer knows) when it is next
@@ -53,11 +58,12 @@ import webob
 import webob.dec
 
 from glance_clone.api import property_protections
-from glance_clone.api.v1 import headers as meta_headers
+from glance_clone.api.v1 import images as v1_images
+from glance_clone.api.v2 import images as v2_images
 from glance_clone.cache import layout, options
 from glance_clone.cache.fill import CacheFillError, Fill, Role
 from glance_clone.cache.image_cache import ImageCache
-from glance_clone.common import config, exception, policy, wsgi
+from glance_clone.common import byte_range, config, exception, policy, wsgi
 from glance_clone.common.context import admin_context
 from glance_clone.common.hashing import Multihash, recorded_multihash
 from glance_clone.domain import downloads, image_status
@@ -117,7 +123,13 @@ class CacheFilter:
         if image_id is None:
             return self.application
         v2_image = req.path_info.startswith("/v2/") and not req.path_info.endswith("/file")
-        if req.method == "GET" and "Range" not in req.headers and not v2_image:
+        if req.method == "GET" and not v2_image:
+            try:
+                wanted = _wanted_range(req)
+            except exception.Invalid:
+                return self.application         # the API says why
+            if wanted is not None:
+                return self._get_part(req, image_id, wanted)
             return self._get(req, image_id)
         if req.method == "DELETE" and not req.path_info.endswith("/file"):
             response = req.get_response(self.application)
@@ -174,6 +186,32 @@ class CacheFilter:
             if reader is not None:
                 return self._image_response(req, image, reader, reader.size)
         return self.application
+
+    def _get_part(self, req: wsgi.Request, image_id: str,
+                  wanted: byte_range.ByteRange) -> Any:
+        """A range of a cached image; anything else is the API's to answer
+        (an uncached image is not filled for a part of it)."""
+        cache = self.cache
+        assert cache is not None
+        cached = cache.open_cached(image_id)
+        if cached is None:
+            return self.application
+        try:
+            image = self._allowed_image(req, image_id) if cached.serves_parts else None
+            reason = cached.mismatch(image) if image is not None else ""
+            if reason:
+                cached.invalidate(reason)
+                return self.application
+            part = wanted.resolve(cached.size) if image is not None else None
+        except exception.RangeNotSatisfiable:
+            part = None                         # the API answers 416
+        except BaseException:
+            cached.close()
+            raise
+        if image is None or part is None:
+            cached.close()
+            return self.application
+        return self._image_response(req, image, cached.reader(part), cached.size, part)
 
     def _lead(self, req: wsgi.Request, fill: Fill, environ: dict[str, Any]) -> webob.Response:
         """Ask the API; tee a 200 with data into the cache."""
@@ -284,21 +322,26 @@ class CacheFilter:
 
     @staticmethod
     def _image_response(req: wsgi.Request, image: dict[str, Any], app_iter: Any,
-                        size: int) -> webob.Response:
-        """The same headers as the API's download answer."""
-        response = webob.Response(request=req, content_type="application/octet-stream")
+                        size: int, part: tuple[int, int] | None = None) -> webob.Response:
+        """The API's own download answer (its headers, 200 or 206 for the
+        (offset, length) ``part``), with data from the cache."""
+        length = part[1] if part is not None else size
         if _is_v2(req):
-            if image.get("checksum"):
-                response.headers["Content-MD5"] = image["checksum"]
-        else:
-            response.headers.extend(meta_headers.image_meta_headers(dict(image, size=size)))
-        response.app_iter = app_iter
-        response.content_length = size
-        return response
+            return v2_images.download_response(req, image, app_iter, length, part)
+        return v1_images.download_response(req, dict(image, size=size), app_iter,
+                                           length, part)
 
 
 def _is_v2(req: wsgi.Request) -> bool:
     return bool(req.path_info.startswith("/v2/"))
+
+
+def _wanted_range(req: wsgi.Request) -> byte_range.ByteRange | None:
+    """The part of the image the request asks for, read by its API's rules;
+    None for all of it. Raises Invalid (v2: several ranges)."""
+    if _is_v2(req):
+        return byte_range.parse_v2(req.headers.get("Range"), req.headers.get("Content-Range"))
+    return byte_range.parse(req.headers.get("Range"))
 
 
 def _cacheable_size(response: webob.Response) -> int:

@@ -55,17 +55,74 @@ def test_both_drivers_serve_hits(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
     assert cstack.cache.list_cached()[0].hits == 1
 
 
-def test_head_and_range_are_not_cached(cstack: CacheStack) -> None:
+def test_head_and_a_range_of_an_uncached_image_are_not_cached(cstack: CacheStack) -> None:
     image_id = cstack.upload(DATA)
     assert cstack.request("/v1/images/" + image_id, "HEAD", tenant="t1").status_int == 200
     ranged = cstack.get(image_id, headers={"Range": "bytes=0-9"})
-    body_of(ranged)
-    assert cstack.cached_files() == []
-    body_of(cstack.get(image_id))
-    assert cstack.cached_files() == [image_id]
+    assert ranged.status_int == 206 and body_of(ranged) == DATA[:10]
+    assert cstack.cached_files() == [] and cstack.reads.count == 1   # one ranged read
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+@pytest.mark.parametrize("header, first, last", [
+    ("bytes=0-9", 0, 9), ("bytes=-1000", len(DATA) - 1000, len(DATA) - 1),
+    ("bytes=300000-", 300000, len(DATA) - 1)])
+def test_a_range_of_a_cached_image_is_served_from_the_cache(
+        cstack: CacheStack, api: str, header: str, first: int, last: int) -> None:
+    image_id = cstack.upload(DATA)
+    path = "/v1/images/" + image_id if api == "v1" else "/v2/images/%s/file" % image_id
+    uncached = cstack.request(path, tenant="t1", headers={"Range": header})
+    body_of(uncached)
+    body_of(cstack.request(path, tenant="t1"))          # cached now
     reads = cstack.reads.count
-    body_of(cstack.get(image_id, headers={"Range": "bytes=0-9"}))
-    assert cstack.reads.count == reads + 1          # served by the API, not the cache
+    hit = cstack.request(path, tenant="t1", headers={"Range": header})
+    assert hit.status_int == 206 and body_of(hit) == DATA[first:last + 1]
+    assert cstack.reads.count == reads
+    assert hit.headers["Content-Range"] == "bytes %d-%d/%d" % (first, last, len(DATA))
+    # The API's own answer, header for header.
+    assert sorted(k for k in hit.headers if k.lower() != "x-openstack-request-id") == \
+        sorted(k for k in uncached.headers if k.lower() != "x-openstack-request-id")
+    assert "Content-MD5" not in hit.headers and "ETag" not in hit.headers
+    assert cstack.cache.list_cached()[0].hits == 1
+
+
+@pytest.mark.parametrize("api, header, status", [
+    ("v1", "bytes=%d-" % len(DATA), 416), ("v2", "bytes=%d-" % len(DATA), 416),
+    ("v2", "bytes=0-1,4-5", 400), ("v2", "bytes=9-1", 416)])
+def test_ranges_a_cached_image_cannot_serve_get_the_apis_answer(
+        cstack: CacheStack, api: str, header: str, status: int) -> None:
+    image_id = cstack.upload(DATA)
+    path = "/v1/images/" + image_id if api == "v1" else "/v2/images/%s/file" % image_id
+    body_of(cstack.request(path, tenant="t1"))
+    response = cstack.request(path, tenant="t1", headers={"Range": header})
+    assert response.status_int == status
+
+
+def test_a_v2_legacy_content_range_is_a_part_of_a_cached_image(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    path = "/v2/images/%s/file" % image_id
+    body_of(cstack.request(path, tenant="t1"))
+    hit = cstack.request(path, tenant="t1", headers={"Content-Range": "bytes 5-9/*"})
+    assert hit.status_int == 206 and body_of(hit) == DATA[5:10]
+    assert cstack.reads.count == 1
+
+
+def test_a_range_of_an_altered_cached_file_is_not_served(cstack: CacheStack) -> None:
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    alter_in_place(cstack.cache_dir / image_id)
+    ranged = cstack.get(image_id, headers={"Range": "bytes=0-9"})
+    assert ranged.status_int == 206 and body_of(ranged) == DATA[:10]
+    assert cstack.files_in("invalid") == [image_id]
+
+
+def test_without_a_ctime_ranges_go_to_the_store(tmp_path: pathlib.Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cstack = build_cache_stack(tmp_path, monkeypatch, driver="xattr")
+    image_id = cstack.upload(DATA)
+    body_of(cstack.get(image_id))
+    ranged = cstack.get(image_id, headers={"Range": "bytes=0-9"})
+    assert ranged.status_int == 206 and body_of(ranged) == DATA[:10]
     assert cstack.cache.list_cached()[0].hits == 0
 
 
