@@ -1,7 +1,8 @@
-"""The v2 API with real Keystone tokens, through the ``openstack`` CLI and
-openstacksdk: owners, members giving their consent, and admin-only
-publicizing, each identity from a password login at the Keystone of
-``KEYSTONE_URL``."""
+"""The v2 API with real Keystone tokens, through the ``openstack`` CLI,
+openstacksdk and python-glanceclient 4: owners, members giving their
+consent, and admin-only publicizing, each identity from a password login
+at the Keystone of ``KEYSTONE_URL`` (glanceclient also given the token
+itself)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,60 @@ def test_openstacksdk_with_a_token(glance, keystone):
     result = clients.python(bin_dir, SDK_SCRIPT, json.dumps(env))
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out == {"owner": user.project_id, "status": "active", "mine": True}
+
+
+def test_python_glanceclient_4_with_real_tokens(glance, keystone, tmp_path):
+    """glanceclient 4 sends a token it was given (an owner's, a member's)
+    or logs in to Keystone itself (an admin's password); keystonemiddleware
+    checks each, and the roles and project reach the v2 rules."""
+    bin_dir = clients.ensure_venv()
+    owner, member = keystone.user(), keystone.user()
+    admin = keystone.user(roles=("admin",))
+    data = os.urandom(150_000)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(data)
+    no_env = {"OS_AUTH_URL": "", "OS_USERNAME": "", "OS_PASSWORD": "", "OS_CLOUD": "",
+              "OS_PROJECT_NAME": "", "OS_TOKEN": "", "OS_AUTH_TOKEN": ""}
+
+    def glance_as(token: str, *args: str, ok: bool = True):
+        return clients.run(bin_dir / "glance", "--os-image-api-version", "2",
+                           "--os-image-url", glance.url, "--os-auth-token", token,
+                           *args, env=no_env, ok=ok)
+
+    owner_token, member_token = keystone.token(owner), keystone.token(member)
+    created = glance_as(owner_token, "image-create", "--name", "g4-ks",
+                        "--disk-format", "raw", "--container-format", "bare",
+                        "--visibility", "shared", "--file", str(disk))
+    image_id = clients.table_value(created.stdout, "id")
+    assert clients.table_value(created.stdout, "owner") == owner.project_id
+    assert clients.table_value(created.stdout, "status") == "active"
+    # Not shared yet: the member's token does not see it.
+    refused = glance_as(member_token, "image-show", image_id, ok=False)
+    assert refused.returncode != 0 and "404" in refused.stdout + refused.stderr
+    glance_as(owner_token, "member-create", image_id, member.project_id)
+    glance_as(member_token, "member-update", image_id, member.project_id, "accepted")
+    assert image_id in glance_as(member_token, "image-list").stdout
+    copy = tmp_path / "copy.img"
+    glance_as(member_token, "image-download", "--file", str(copy), image_id)
+    assert copy.read_bytes() == data
+    # A member may read, not change; a token Keystone never issued is refused.
+    changed = glance_as(member_token, "image-update", "--name", "mine", image_id, ok=False)
+    assert changed.returncode != 0 and "403" in changed.stdout + changed.stderr
+    bogus = glance_as("gAAAAAB-not-a-token", "image-list", ok=False)
+    # (glanceclient's words for a 401)
+    assert bogus.returncode != 0 and "Invalid OpenStack Identity credentials" in bogus.stderr
+    # Publicizing is the admin's: the owner's token is refused, the admin
+    # logs in with its password.
+    own = glance_as(owner_token, "image-update", "--visibility", "public", image_id,
+                    ok=False)
+    assert own.returncode != 0 and "403" in own.stdout + own.stderr
+    publicized = clients.run(
+        bin_dir / "glance", "--os-image-api-version", "2", "--os-image-url", glance.url,
+        "--os-auth-url", keystone.url, "--os-username", admin.name,
+        "--os-password", admin.password, "--os-user-domain-name", admin.domain_name,
+        "--os-project-id", admin.project_id, "--os-project-domain-name",
+        admin.domain_name, "image-update", "--visibility", "public", image_id,
+        env=no_env)
+    assert clients.table_value(publicized.stdout, "visibility") == "public"
+    glance_as(owner_token, "image-delete", image_id)
+    assert glance_as(owner_token, "image-show", image_id, ok=False).returncode != 0
