@@ -80,6 +80,7 @@ from glance_clone.common.redaction import redact_url
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.registry.client.v1.client import register_opts as register_client_opts
 from glance_clone.store import backend
+from glance_clone.store import file as file_store
 
 LOG = logging.getLogger(__name__)
 
@@ -108,7 +109,6 @@ PENDING_DELETE = "pending_delete"
 DELETED = "deleted"
 SAVING = "saving"
 PAGE_SIZE = 1000    # the registry caps pages at its api_limit_max
-PARTIAL_SUFFIX = ".partial"
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -472,20 +472,9 @@ class Scrubber:
         return os.path.join(os.path.abspath(datadir), image_id)
 
     def _partial_files(self, image_id: str) -> list[str]:
-        """Partial upload files of ``image_id``: the file store names them
-        ``.<image id>.<random>.partial`` in its data directory."""
+        """Partial upload files of ``image_id`` (see the file store)."""
         datadir = self._datadir()
-        if not datadir or not image_id or "/" in image_id:
-            return []
-        prefix = "." + image_id + "."
-        try:
-            with os.scandir(datadir) as entries:
-                return [entry.path for entry in entries
-                        if entry.name.startswith(prefix)
-                        and entry.name.endswith(PARTIAL_SUFFIX)
-                        and entry.is_file(follow_symlinks=False)]
-        except FileNotFoundError:
-            return []
+        return file_store.partial_files(datadir, image_id) if datadir else []
 
     def _upload_is_alive(self, image_id: str, now: datetime.datetime,
                          limit: datetime.timedelta) -> bool:

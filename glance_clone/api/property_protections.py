@@ -36,6 +36,7 @@ from oslo_config import cfg
 
 from glance_clone.common import exception, policy
 from glance_clone.common.context import RequestContext
+from glance_clone.domain import reserved
 
 LOG = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class PropertyRules:
     def check_create(self, context: RequestContext,
                      properties: Mapping[str, str]) -> None:
         """Raise ReservedProperty for the first property the caller may not create."""
+        reserved.check_new(properties)
         self._require(context, properties, "create")
 
     def check_update(self, context: RequestContext, old: Mapping[str, str],
@@ -213,6 +215,9 @@ class PropertyRules:
         ones need create; with ``purge``, dropped ones need read (else they
         are silently kept) and delete. Raises ReservedProperty.
         """
+        # A purge never drops the os_glance_* properties: a v1 update need
+        # not repeat what only glance-api writes.
+        new = reserved.kept(old, new)
         if not self.enabled:
             return dict(new)
         for name, value in new.items():

@@ -41,7 +41,7 @@ from eventlet import patcher
 from eventlet.green import ssl as green_ssl
 from oslo_config import cfg
 
-from glance_clone.common import http_server
+from glance_clone.common import background, http_server
 
 LOG = logging.getLogger(__name__)
 _select = patcher.original("select")
@@ -139,12 +139,14 @@ class Server:
             try:
                 self.conf.reload_config_files()
                 http.app = self.load_app()
+                background.start()
                 LOG.info("%s reloaded its configuration", self.name)
             except Exception:
                 LOG.exception("Reload failed; keeping the running app")
 
         _watch_signals({signal.SIGHUP: on_hup, signal.SIGTERM: self._stop_serving,
                         signal.SIGINT: self._stop_serving})
+        background.start()
         http.serve()
         return 0
 
@@ -237,6 +239,7 @@ class Server:
                             signal.SIGINT: self._stop_serving,
                             signal.SIGHUP: self._retire})
             _stop_with_parent(parent)
+            background.start()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
             http.serve()
         except BaseException:  # noqa: BLE001 - a child must never return into the parent's loop
@@ -279,8 +282,8 @@ def _own_epoll() -> None:
     with an epoll instance that the kernel shares between all the
     processes holding it: one worker unregistering the listening socket
     (a retiring one does) would leave the others deaf to it. The hub
-    itself is kept, so greenthreads the app started while loading (the
-    task reaper) run in every worker.
+    itself is kept; the app's background loops are started by the worker
+    itself (``background``).
     """
     hub = eventlet.hubs.get_hub()
     inherited = getattr(hub, "poll", None)

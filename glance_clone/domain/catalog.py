@@ -17,7 +17,7 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import downloads, image_status, quota
+from glance_clone.domain import downloads, image_status, quota, reserved
 from glance_clone.domain.entity import Image
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
@@ -140,6 +140,8 @@ class ImageCatalog:
         properties = dict(old)
         location_changes = []
         for change in changes:
+            if reserved.is_reserved(change.name):
+                raise exception.ReservedProperty(property=change.name)
             if change.name in MUTABLE:
                 values[change.name] = self._base_change(context, image, change, values)
             elif change.name == "locations":

@@ -1,24 +1,28 @@
 """Interoperable image import: stage bytes, then import them into a store.
 
 ``stage`` moves a queued image to ``uploading`` and writes its bytes to the
-staging area; ``import_image`` with ``glance-direct`` checks the request at
-once (a 4xx for what can be known then), moves the image to
-``importing`` and, off the request path, streams the staged bytes into
-the default store through the upload path (size, checksum, quotas,
-``image_size_cap``) and activates the image. ``web-download`` does the same
-from a URL that must pass the source filter (at request time, and the HTTP
-store applies it again on every redirect hop), streaming straight from the
-URL into the store with no staged copy; a body whose length differs from
-its Content-Length fails. A failed stage or import puts the image back to
-``queued`` and leaves no staged or stored bytes.
+staging area. ``import_image`` checks the request at once (a 4xx for what
+can be known then), records the work as an ``api_image_import`` task,
+and in one status swap moves the image to ``importing`` holding the import
+lock (``os_glance_import_task``) for that task; the task then runs off the
+request path (``import_runner``). A task whose node dies is failed by any
+node's reaper and its image reverted, so no image stays ``importing``.
+
+Each method is one row of ``METHODS``: the status the image needs, the
+request check (which returns what the task needs besides the request
+body) and where the bytes come from when the task runs. ``glance-direct``
+takes the staged bytes; ``web-download`` a URL that must pass the source
+filter (at request time, and the HTTP store applies it again on every
+redirect hop), streamed straight into the store with no staged copy.
 
 Both need the caller to own the image (policy ``modify_image``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import eventlet
@@ -26,8 +30,10 @@ from oslo_config import cfg
 
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status
+from glance_clone.domain import image_status, reserved, task_status, tasks
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.entity import Image
+from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.staging import StagingArea
 from glance_clone.store import source_filter
 
@@ -35,14 +41,64 @@ LOG = logging.getLogger(__name__)
 
 GLANCE_DIRECT = "glance-direct"
 WEB_DOWNLOAD = "web-download"
-METHODS = (GLANCE_DIRECT, WEB_DOWNLOAD)
-# The status each method needs at import time.
-NEEDED_STATUS = {GLANCE_DIRECT: image_status.UPLOADING, WEB_DOWNLOAD: image_status.QUEUED}
+
+# The bytes of a running import: (chunks, size or None).
+Source = tuple[Iterable[bytes], int | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One import method."""
+
+    # The image status POST /import needs.
+    needs: str
+    # (importer, image, the request's "method" object) -> extra task input;
+    # raises the request's 4xx.
+    check: Callable[[Importer, Image, dict], dict]
+    # (runner, context, task input, image record) -> the bytes to store.
+    source: Callable[[Any, RequestContext, dict, dict], Source]
+
+
+def _check_direct(importer: Importer, image: Image, method: dict) -> dict:
+    if not importer.staging.holds(image.id):
+        raise exception.Conflict("Image %s has no staged data on this node" % image.id)
+    return {}
+
+
+def _direct_source(runner: Any, context: RequestContext, task_input: dict,
+                   record: dict) -> Source:
+    return runner.staging.read(record["id"]), record.get("size")
+
+
+def _check_web(importer: Importer, image: Image, method: dict) -> dict:
+    uri = method.get("uri")
+    if not isinstance(uri, str) or not uri:
+        raise exception.Invalid("A web-download import needs 'method': {'uri': ...}")
+    if uri.partition(":")[0].lower() not in ("http", "https"):
+        raise exception.Invalid("The web-download uri must be an http or https URL")
+    source_filter.check_source(importer.conf, uri)
+    return {}
+
+
+def _web_source(runner: Any, context: RequestContext, task_input: dict,
+                record: dict) -> Source:
+    chunks, size = runner.stores.get(task_input["import_req"]["method"]["uri"])
+    return chunks, size
+
+
+METHODS: dict[str, Method] = {
+    GLANCE_DIRECT: Method(image_status.UPLOADING, _check_direct, _direct_source),
+    WEB_DOWNLOAD: Method(image_status.QUEUED, _check_web, _web_source),
+}
 
 OPTS = [
-    cfg.ListOpt("enabled_import_methods", default=list(METHODS),
-                item_type=cfg.types.String(choices=METHODS),
+    cfg.ListOpt("enabled_import_methods", default=[GLANCE_DIRECT, WEB_DOWNLOAD],
+                item_type=cfg.types.String(choices=tuple(METHODS)),
                 help="Import methods of POST /v2/images/{id}/import."),
+    cfg.StrOpt("worker_self_reference_url",
+               help="This api node's own URL, recorded in the "
+                    "os_glance_stage_host property of the images it stages, "
+                    "to tell which node holds their staged data."),
 ]
 
 
@@ -52,11 +108,15 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 class Importer:
     def __init__(self, conf: cfg.ConfigOpts, catalog: ImageCatalog, staging: StagingArea,
+                 repository: tasks.TaskRepository, lock: ImportLock, runner: Any,
                  spawn: Callable[..., Any] = eventlet.spawn_n) -> None:
         register_opts(conf)
         self.conf = conf
         self.catalog = catalog
         self.staging = staging
+        self.repository = repository
+        self.lock = lock
+        self.runner = runner
         self.spawn = spawn
 
     def methods(self) -> list[str]:
@@ -85,8 +145,12 @@ class Importer:
         except BaseException:
             self._requeue(context, image_id, image_status.UPLOADING)
             raise
+        values: dict[str, Any] = {"size": size}
+        if self.conf.worker_self_reference_url:
+            values["properties"] = {
+                reserved.STAGE_HOST: self.conf.worker_self_reference_url}
         try:
-            self.catalog.images.writes.change(context, image_id, {"size": size},
+            self.catalog.images.writes.change(context, image_id, values,
                                               from_state=image_status.UPLOADING,
                                               applied=lambda rec: rec["size"] == size)
         except BaseException:
@@ -100,73 +164,52 @@ class Importer:
 
         Raises Invalid (bad body, unknown method, a web-download uri missing
         or refused by the source filter), NotFound, Forbidden and
-        Conflict (wrong status, formats unset, a race).
+        Conflict (wrong status, formats unset, the lock held, a race).
         """
         name = _method_name(body)
         if name not in self.methods():
             raise exception.Invalid("Unknown import method name '%s'; enabled: %s"
                                     % (name, ", ".join(self.methods())))
-        uri = self._check_uri(body["method"].get("uri")) if name == WEB_DOWNLOAD else None
+        method = METHODS[name]
         image = self.catalog.owned(context, image_id, "modify_image")
-        needed = NEEDED_STATUS[name]
-        if image.status != needed:
+        if image.status != method.needs:
             hint = " (staged first)" if name == GLANCE_DIRECT else ""
             raise exception.Conflict("Image %s is %s; a %s import needs it %s%s"
-                                     % (image_id, image.status, name, needed, hint))
+                                     % (image_id, image.status, name, method.needs,
+                                        hint))
         for attribute in ("container_format", "disk_format"):
             if not image.record.get(attribute):
                 raise exception.Conflict("'%s' needs to be set before import"
                                          % attribute)
-        if name == GLANCE_DIRECT and not self.staging.holds(image_id):
-            raise exception.Conflict("Image %s has no staged data on this node"
-                                     % image_id)
-        # Moves to importing now (a race loses with 409 here), then streams
-        # and activates in the background.
+        extra = method.check(self, image, body["method"])
         image_status.check(image.status, image_status.IMPORTING,
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
+        self.lock.check_free(image.record)
+        task = self.repository.create(
+            context, tasks.API_IMAGE_IMPORT,
+            dict(extra, image_id=image_id, import_req=body, backend=[None]),
+            image_id=image_id)
+        # One swap takes the lock and moves to importing: a second import
+        # racing this one gets 409 here; its task fails at once.
         try:
-            self.catalog.images.writes.change(context, image_id,
-                                              {"status": image_status.IMPORTING},
-                                              from_state=image.status)
+            self.lock.take(context, image_id, image.status, image_status.IMPORTING,
+                           task["id"], [self.runner.store_id()])
         except exception.StatusConflict:
+            self._abandon(context, task, "The image changed status meanwhile")
             raise exception.Conflict("Image %s changed status meanwhile" % image_id) \
                 from None
-        self.spawn(self._run, context, image.record, uri)
+        except BaseException as err:
+            self._abandon(context, task, "The import did not start: %s" % err)
+            raise
+        self.spawn(self.runner.run, context, task)
 
-    def _check_uri(self, uri: Any) -> str:
-        """Raises Invalid for a web-download URI that is missing or refused."""
-        if not isinstance(uri, str) or not uri:
-            raise exception.Invalid("A web-download import needs 'method': {'uri': ...}")
-        if uri.partition(":")[0].lower() not in ("http", "https"):
-            raise exception.Invalid("The web-download uri must be an http or https URL")
-        source_filter.check_source(self.conf, uri)
-        return uri
-
-    def _run(self, context: RequestContext, record: dict, uri: str | None) -> None:
-        """Never raises; a failed import puts the image back to queued."""
-        image_id = record["id"]
-        chunks: Any = None
+    def _abandon(self, context: RequestContext, task: dict, message: str) -> None:
         try:
-            if uri is None:
-                chunks, size = self.staging.read(image_id), record.get("size")
-            else:
-                chunks, size = self.catalog.uploader.stores.get(uri)
-            self.catalog.uploader.upload(context, record, iter(chunks), size or 0,
-                                         declared_size=size,
-                                         failed_status=image_status.QUEUED,
-                                         start=image_status.IMPORTING,
-                                         working=image_status.IMPORTING)
-        except Exception as err:
-            LOG.warning("Import of image %s failed; it is queued again: %s",
-                        image_id, err)
-            if chunks is None:
-                self._requeue(context, image_id, image_status.IMPORTING)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-            self.staging.remove(image_id)
+            self.repository.move(context, task, task_status.FAILURE, message=message)
+        except exception.GlanceError as err:
+            # Pending and untouched: the reaper fails it later.
+            LOG.warning("Task %s not failed: %s", task["id"], err)
 
     def delete(self, context: RequestContext, image_id: str) -> None:
         """Delete the image as the catalog does, and its staged data."""

@@ -133,7 +133,8 @@ class RegistryWrites:
     def change(self, context: RequestContext, image_id: str, values: dict,
                from_state: str, applied: Callable[[dict], bool] | None = None,
                purge_props: bool = False) -> dict:
-        """Update the record while its status is ``from_state``.
+        """Update the record while its status is ``from_state`` (with
+        ``purge_props``, ``values["properties"]`` become all its properties).
 
         ``applied(record)`` tells whether a record read back shows this
         change; by default, its status is ``values["status"]``. Raises

@@ -31,14 +31,28 @@ TASK_OPTS = [
                     "removes expired tasks."),
 ]
 
-# The types that have an executor: a task of any other type is refused
-# when it is created.
+# The types the Tasks API creates: a task of any other type is refused
+# there.
 IMPORT = "import"
 TYPES = (IMPORT,)
+# Types glance-api creates itself: the work of POST /v2/images/{id}/import.
+API_IMAGE_IMPORT = "api_image_import"
+INTERNAL_TYPES = (API_IMAGE_IMPORT,)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, TASK_OPTS, group="task")
+
+
+INTERNAL_ERROR = "Task failed due to Internal Error"
+
+
+def failure_message(err: BaseException) -> str:
+    """What a failed task's message says about ``err``: our errors speak
+    for themselves, anything else is a bug whose details stay in the log."""
+    if isinstance(err, exception.GlanceError):
+        return str(err)
+    return INTERNAL_ERROR
 
 
 def _utcnow() -> datetime.datetime:
@@ -77,17 +91,21 @@ class TaskRepository:
 
     # -- writes --------------------------------------------------------------
     def create(self, context: RequestContext, task_type: str,
-               task_input: dict) -> dict:
-        """A new ``pending`` task owned by the caller's project; raises
-        Invalid (unknown type), Forbidden (no project), RegistryUnavailable."""
-        if task_type not in TYPES:
+               task_input: dict, image_id: str | None = None,
+               owner: str | None = None) -> dict:
+        """A new ``pending`` task owned by ``owner`` (by default the caller's
+        project), about ``image_id`` if given; raises Invalid (unknown
+        type), Forbidden (no project), RegistryUnavailable."""
+        if task_type not in TYPES + INTERNAL_TYPES:
             raise exception.Invalid("Task type must be one of %s" % ", ".join(TYPES))
-        if context.owner is None:
+        owner = owner or context.owner
+        if owner is None:
             raise exception.Forbidden("Tasks belong to a project: the request has none.")
         values = {"id": str(uuid.uuid4()), "type": task_type,
-                  "status": task_status.PENDING, "owner": context.owner,
+                  "status": task_status.PENDING, "owner": owner,
                   "input": task_input, "request_id": context.request_id[:64],
-                  "user_id": (context.user or "")[:64] or None}
+                  "user_id": (context.user or "")[:64] or None,
+                  "image_id": image_id}
 
         def verdict(task: dict | None) -> str:
             return registry_writes.NOT_YET if task is None else registry_writes.APPLIED

@@ -79,11 +79,12 @@ class Uploader:
     def upload(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None = None,
                declared_size: int | None = None,
-               failed_status: str = image_status.KILLED,
+               failed_status: str | None = image_status.KILLED,
                start: str = image_status.QUEUED,
                working: str = image_status.SAVING) -> dict:
         """queued -> saving -> active; on any failure the image goes to
-        ``failed_status`` (v1: killed; v2: back to queued). An import goes
+        ``failed_status`` (v1: killed; v2: back to queued; None: it stays
+        ``working`` for the caller to revert). An import goes
         importing -> active (``start`` and ``working`` importing: the
         importer moved it there already).
 
@@ -112,15 +113,20 @@ class Uploader:
         except exception.Duplicate as err:
             # The store already holds data under this id, which is not ours
             # to remove; the image must still not stay in saving forever.
-            self.kill(context, image_id, working, failed_status)
+            self._fail(context, image_id, working, failed_status)
             raise exception.Duplicate("Attempt to upload duplicate image") from err
         except BaseException:
-            self.kill(context, image_id, working, failed_status)
+            self._fail(context, image_id, working, failed_status)
             raise
         if inspector.virtual_size is not None:
             values["virtual_size"] = inspector.virtual_size
         return self._activate_upload(context, image_id, location, loc_meta, working,
-                                     **values)
+                                     failed_status, **values)
+
+    def _fail(self, context: RequestContext, image_id: str, working: str,
+              failed_status: str | None) -> None:
+        if failed_status is not None:
+            self.kill(context, image_id, working, failed_status)
 
     def _store(self, context: RequestContext, image: dict, chunks: Iterator[bytes],
                size_hint: int, scheme: str | None, declared_size: int | None,
@@ -189,7 +195,8 @@ class Uploader:
             raise exception.ImageDeletedDuringUpload(image_id=image_id)
 
     def _activate_upload(self, context: RequestContext, image_id: str, location: str,
-                         loc_meta: dict, working: str, **values: Any) -> dict:
+                         loc_meta: dict, working: str, failed_status: str | None,
+                         **values: Any) -> dict:
         """saving (``working``) -> active with the new bytes; they are removed only when
         the registry surely does not hold them."""
         try:
@@ -204,7 +211,10 @@ class Uploader:
             raise
         except exception.GlanceError:
             # The registry refused the activation.
-            self._discard(context, image_id, location, working=working)
+            if failed_status is None:
+                self._release(context, image_id, location)
+            else:
+                self._discard(context, image_id, location, working=working)
             raise
 
     def _activate(self, context: RequestContext, image_id: str, location: str,
@@ -249,7 +259,7 @@ class Uploader:
         return True
 
     def _discard(self, context: RequestContext, image_id: str, location: str,
-                 failed_status: str = image_status.KILLED,
+                 failed_status: str | None = image_status.KILLED,
                  working: str = image_status.SAVING) -> None:
         """Kill the saving image, then remove the bytes it does not hold."""
         if self.kill(context, image_id, working, failed_status):

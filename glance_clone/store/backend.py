@@ -220,6 +220,13 @@ class StoreSet:
         and ignore it), Forbidden, InUseByStore. Read-only stores log only."""
         self.driver_for_uri(url).delete(url)
 
+    def remove_leftovers(self, image_id: str, keep: Iterable[str] = (),
+                         scheme: str | None = None) -> None:
+        """What a dead writer of ``image_id`` left in ``scheme``'s store
+        (default_store when None); see ``Driver.remove_leftovers``."""
+        driver = self.driver_for_scheme(scheme or self.default_scheme)
+        driver.remove_leftovers(image_id, keep)
+
     def set_acls(self, url: str, public: bool = False,
                  read_tenants: list[str] | None = None,
                  write_tenants: list[str] | None = None) -> None:

@@ -235,6 +235,16 @@ class Driver:
         LOG.info("Store %s does not delete data; leaving %s in place",
                  type(self).__name__, redact_url(url))
 
+    def remove_leftovers(self, image_id: str, keep: Iterable[str] = ()) -> None:
+        """Remove what a writer of ``image_id`` that died left behind:
+        unfinished data, and finished data at a location not in ``keep``
+        (the locations its image record holds). Callers call it only once
+        no writer of that image can still be running.
+
+        This default removes nothing: the backend's writes are all or
+        nothing, or its driver has no way to find them.
+        """
+
     def set_acls(self, url: str, public: bool = False,
                  read_tenants: list[str] | None = None,
                  write_tenants: list[str] | None = None) -> None:

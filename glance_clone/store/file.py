@@ -59,6 +59,8 @@ OPTS = [
                     "for images written by the file store."),
 ]
 
+PARTIAL_SUFFIX = ".partial"
+
 # Writes are gathered into large blocks: upload chunks are often small
 # (chunked request bodies), and one syscall per chunk costs more than a copy.
 WRITE_BUFFER = 1024 * 1024
@@ -73,6 +75,21 @@ _NO_LINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the file store options in ``[glance_store]``."""
     conf.register_opts(OPTS, group=GROUP)
+
+
+def partial_files(datadir: str, image_id: str) -> list[str]:
+    """Paths of the partial files of ``image_id`` in ``datadir``."""
+    if not image_id or "/" in image_id:
+        return []
+    prefix = "." + image_id + "."
+    try:
+        with os.scandir(datadir) as entries:
+            return [entry.path for entry in entries
+                    if entry.name.startswith(prefix)
+                    and entry.name.endswith(PARTIAL_SUFFIX)
+                    and entry.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _storage_error(err: OSError) -> exception.GlanceError:
@@ -194,7 +211,7 @@ class FileDriver(Driver):
         final = self._path_for(image_id)
         if os.path.lexists(final):
             raise exception.Duplicate(f"Image file for {image_id} already exists")
-        partial = os.path.join(self.datadir, f".{image_id}.{uuid.uuid4().hex}.partial")
+        partial = os.path.join(self.datadir, f".{image_id}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
@@ -263,6 +280,32 @@ class FileDriver(Driver):
             os.unlink(partial)
         except OSError as err:
             LOG.warning("Could not remove partial file %s: %s", partial, err)
+
+    def remove_leftovers(self, image_id: str, keep: Iterable[str] = ()) -> None:
+        """Remove the image's partial files, and its file unless a location
+        in ``keep`` names it."""
+        final = self._path_for(image_id)
+        paths = partial_files(self.datadir, image_id)
+        if os.path.lexists(final) and not any(
+                self._names(url, final) for url in keep):
+            paths.append(final)
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                LOG.error("Could not remove %s left by a write of image %s: %s",
+                          os.path.basename(path), image_id, err)
+                continue
+            LOG.info("Removed %s, left by a write of image %s that did not finish",
+                     os.path.basename(path), image_id)
+
+    def _names(self, url: str, path: str) -> bool:
+        try:
+            return self._path_from_url(url) == path
+        except exception.BadStoreUri:
+            return False
 
     def get(self, url: str) -> tuple[ChunkIterator, int | None]:
         """Open the image file; raises BadStoreUri, NotFound, Forbidden."""

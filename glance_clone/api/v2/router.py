@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import eventlet
 import routes
 from oslo_config import cfg
 
@@ -17,18 +16,21 @@ from glance_clone.api.v2.image_import import ImportController, ImportDeserialize
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import Schemas
-from glance_clone.api.v2.task_import import ImportTask, TaskReaper
+from glance_clone.api.v2.task_import import ImportTask
 from glance_clone.api.v2.tasks import TasksController
-from glance_clone.common import config, context, policy, wsgi
-from glance_clone.domain import image_import, locations, quota, staging
+from glance_clone.common import background, config, context, policy, wsgi
+from glance_clone.domain import image_import, locations, quota, staging, task_reaper
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.image_import import Importer
 from glance_clone.domain.images import ImageService
+from glance_clone.domain.import_lock import ImportLock
+from glance_clone.domain.import_runner import ImportRunner
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
 from glance_clone.domain.sharing import Sharing
 from glance_clone.domain.staging import StagingArea
-from glance_clone.domain.tasks import IMPORT, TaskRepository
+from glance_clone.domain.task_reaper import TaskReaper, never_raises
+from glance_clone.domain.tasks import API_IMAGE_IMPORT, IMPORT, TaskRepository
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import source_filter
 
@@ -46,6 +48,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     staging.register_opts(conf)
     image_import.register_opts(conf)
     locations.register_opts(conf)
+    task_reaper.register_opts(conf)
 
 
 class API(wsgi.Router):
@@ -67,21 +70,35 @@ class API(wsgi.Router):
                                     deleter.check_external_source, self.registry)
         self.catalog = ImageCatalog(conf, repository, enforcer, rules, deleter.uploader,
                                     deleter, image_locations)
-        self.importer = Importer(conf, self.catalog, StagingArea(conf))
         self.sharing = Sharing(conf, repository, self.catalog, enforcer)
         self.schemas = Schemas(conf.image_format.disk_formats,
                                conf.image_format.container_formats)
         self.enforcer = enforcer
         self.task_repository = TaskRepository(conf, self.registry, deleter.writes)
-        self.task_types = {IMPORT: ImportTask(conf, self.task_repository, self.catalog,
-                                              self.schemas, self.stores,
-                                              deleter.uploader)}
-        # Looks at the tasks of every project: an admin context, and with
-        # Keystone admin credentials configured, their token.
-        reaper_registry = registry or RegistryClient(conf, as_service=True)
-        self.task_reaper = TaskReaper(conf, TaskRepository(conf, reaper_registry,
-                                                           deleter.writes),
-                                      deleter.uploader, context.admin_context)
+        # The reaper and the import lock look at the tasks of every
+        # project: an admin context, and with Keystone admin credentials
+        # configured, their token.
+        admin_registry = registry or RegistryClient(conf, as_service=True)
+        admin_tasks = TaskRepository(conf, admin_registry, deleter.writes)
+        lock = ImportLock(deleter.writes, admin_tasks,
+                          lambda: conf.task.task_stall_timeout, context.admin_context)
+        staging_area = StagingArea(conf)
+        self.import_runner = ImportRunner(conf, self.task_repository, lock,
+                                          deleter.uploader, staging_area, self.stores)
+        self.importer = Importer(conf, self.catalog, staging_area, self.task_repository,
+                                 lock, self.import_runner)
+        legacy = ImportTask(conf, self.task_repository, self.catalog, self.schemas,
+                            self.stores, deleter.uploader)
+        self.task_types = {IMPORT: legacy}
+        # The reaper's image writes need an admin's view of every image.
+        admin_runner = ImportRunner(conf, admin_tasks, lock, deleter.uploader,
+                                    staging_area, self.stores)
+        self.task_reaper = TaskReaper(
+            conf, admin_tasks,
+            {IMPORT: legacy.revert, API_IMAGE_IMPORT: admin_runner.revert},
+            context.admin_context,
+            sweeps=[never_raises("Repairing imports", admin_runner.sweep_images),
+                    never_raises("Sweeping staged data", admin_runner.sweep_staging)])
         super().__init__(self._mapper())
 
     @classmethod
@@ -90,7 +107,7 @@ class API(wsgi.Router):
         # In every api process: tasks whose worker died are failed within
         # [task] task_stall_timeout (several reapers are safe: each failure
         # is a compare-and-swap).
-        eventlet.spawn_n(api.task_reaper.loop)
+        background.register("task reaper", api.task_reaper.loop)
         return api
 
     def _mapper(self) -> routes.Mapper:

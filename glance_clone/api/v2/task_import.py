@@ -15,22 +15,19 @@ quotas as for an upload) and activate the image; the task succeeds with
 ``{"image_id": ...}``. Any failure fails the task with a message saying
 why and kills the image (no data is kept).
 
-While bytes flow the task's message says how many were copied, written at
-most every ``heartbeat`` seconds; each write also tells ``TaskReaper``
-that the worker is alive. A task no worker has touched for
-``[task] task_stall_timeout`` seconds (its worker or node died) is failed
-by the reaper of any api node, and its image killed if no data was being
-written yet: no task stays ``processing`` for longer than that. An image
-left ``saving`` by a dead worker is reaped by glance-scrubber, which also
-removes the partial data (``scrub_saving_timeout``).
+While it runs, the task's lease (``task_lease``) writes how many bytes
+were copied every quarter of ``[task] task_stall_timeout``. A task whose
+worker or node died is failed by the reaper of any api node
+(``task_reaper``), which calls ``revert``: its image is killed if no data
+was being written yet. An image left ``saving`` by a dead worker is
+reaped by glance-scrubber, which also removes the partial data
+(``scrub_saving_timeout``).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import eventlet
@@ -38,37 +35,18 @@ from oslo_config import cfg
 
 from glance_clone.api.v2 import bodies
 from glance_clone.api.v2.schemas import Schemas
-from glance_clone.common import config, exception
+from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, task_status
+from glance_clone.domain import image_status, task_reaper, task_status, tasks
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.task_lease import Lease
 from glance_clone.domain.tasks import TaskRepository
 from glance_clone.domain.upload import Uploader
 from glance_clone.store import source_filter
 
 LOG = logging.getLogger(__name__)
 
-OPTS = [
-    cfg.IntOpt("task_stall_timeout", default=300, min=2,
-               help="Seconds after which a pending or processing task that "
-                    "nobody has updated is failed (its glance-api worker "
-                    "died) and its unfinished image killed. Running imports "
-                    "report progress four times within this time."),
-]
-
 INPUT_KEYS = frozenset(("import_from", "import_from_format", "image_properties"))
-MIB = 1024 * 1024
-INTERNAL_ERROR = "Task failed due to Internal Error"
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    config.register_once(conf, OPTS, group="task")
-
-
-def _failure_message(err: BaseException) -> str:
-    if isinstance(err, exception.GlanceError):
-        return str(err)
-    return INTERNAL_ERROR
 
 
 class ImportTask:
@@ -77,8 +55,8 @@ class ImportTask:
     def __init__(self, conf: cfg.ConfigOpts, repository: TaskRepository,
                  catalog: ImageCatalog, schemas: Schemas, stores: Any,
                  uploader: Uploader, spawn: Callable[..., Any] = eventlet.spawn_n,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        register_opts(conf)
+                 lease_factory: Callable[..., Lease] = Lease) -> None:
+        task_reaper.register_opts(conf)
         self.conf = conf
         self.repository = repository
         self.catalog = catalog
@@ -86,7 +64,7 @@ class ImportTask:
         self.stores = stores
         self.uploader = uploader
         self.spawn = spawn
-        self.clock = clock
+        self.lease_factory = lease_factory
 
     @property
     def heartbeat(self) -> float:
@@ -135,38 +113,39 @@ class ImportTask:
             image_id = image.id
             task = self.repository.progress(context, task, "Importing into image %s"
                                             % image_id, image_id=image_id)
-            self._copy(context, task, image.record)
-            self.repository.move(context, task, task_status.SUCCESS,
+            lease = self.lease_factory(self.repository, context, task, self.heartbeat)
+            with lease:
+                self._copy(context, image.record, lease, task["input"]["import_from"])
+            self.repository.move(context, lease.task, task_status.SUCCESS,
                                  result={"image_id": image_id}, message="")
         except Exception as err:
             LOG.warning("Import task %s failed: %s", task["id"], err,
                         exc_info=not isinstance(err, exception.GlanceError))
-            self._fail(context, task, image_id, _failure_message(err))
+            self._fail(context, task, image_id, tasks.failure_message(err))
 
-    def _copy(self, context: RequestContext, task: dict, image: dict) -> None:
-        chunks, size = self.stores.get(task["input"]["import_from"])
+    def _copy(self, context: RequestContext, image: dict, lease: Lease,
+              url: str) -> None:
+        chunks, size = self.stores.get(url)
         try:
-            self.uploader.upload(context, image, self._reporting(context, task, chunks, size),
-                                 size or 0)
+            self.uploader.upload(context, image, lease.count(chunks, size), size or 0)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
 
-    def _reporting(self, context: RequestContext, task: dict, chunks: Any,
-                   size: int | None) -> Iterator[bytes]:
-        """``chunks``, writing progress into the task now and then; stops
-        (StatusConflict) once the task is no longer processing."""
-        copied = 0
-        due = self.clock() + self.heartbeat
-        total = " of %d" % (size // MIB) if size else ""
-        for chunk in chunks:
-            copied += len(chunk)
-            if self.clock() >= due:
-                task = self.repository.progress(
-                    context, task, "Copied %d MiB%s" % (copied // MIB, total))
-                due = self.clock() + self.heartbeat
-            yield chunk
+    def revert(self, context: RequestContext, task: dict, message: str) -> None:
+        """The reaper's undo of a task it failed: the image is killed unless
+        data was being written (then the scrubber reaps it)."""
+        image_id = task.get("image_id")
+        if not image_id:
+            return
+        try:
+            image = self.uploader.writes.read(context, image_id)
+        except exception.GlanceError as err:
+            LOG.warning("Image %s of task %s not read: %s", image_id, task["id"], err)
+            return
+        if image is not None and image["status"] == image_status.QUEUED:
+            self.uploader.kill(context, image["id"], image_status.QUEUED)
 
     def _fail(self, context: RequestContext, task: dict, image_id: str | None,
               message: str) -> None:
@@ -181,66 +160,3 @@ class ImportTask:
                                      message=message)
         except exception.GlanceError as err:
             LOG.warning("Could not fail task %s: %s", task["id"], err)
-
-
-class TaskReaper:
-    """Fails tasks whose worker died, and kills their unfinished images."""
-
-    def __init__(self, conf: cfg.ConfigOpts, repository: TaskRepository,
-                 uploader: Uploader, context: Callable[[], RequestContext]) -> None:
-        register_opts(conf)
-        self.conf = conf
-        self.repository = repository
-        self.uploader = uploader
-        self.context = context
-
-    def reap(self) -> int:
-        """Fail every stalled task (all projects); the number failed."""
-        context = self.context()
-        timeout = self.conf.task.task_stall_timeout
-        cutoff = (datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-                  - datetime.timedelta(seconds=timeout))
-        failed = 0
-        for status in (task_status.PENDING, task_status.PROCESSING):
-            for task in self.repository.list(context, status=status,
-                                             updated_before=cutoff.isoformat(),
-                                             limit=self.conf.api_limit_max):
-                if self._fail(context, task, timeout):
-                    failed += 1
-        return failed
-
-    def _fail(self, context: RequestContext, task: dict, timeout: int) -> bool:
-        message = ("The task was interrupted: no glance-api worker ran it for %d "
-                   "seconds (a worker or node stopped)" % timeout)
-        try:
-            self.repository.move(context, task, task_status.FAILURE, message=message)
-        except exception.GlanceError as err:
-            LOG.info("Stalled task %s not failed: %s", task["id"], err)
-            return False
-        LOG.warning("Task %s failed: %s", task["id"], message)
-        if task.get("image_id"):
-            try:
-                image = self.uploader.writes.read(context, task["image_id"])
-            except exception.GlanceError as err:
-                LOG.warning("Image %s of task %s not read: %s", task["image_id"],
-                            task["id"], err)
-                return True
-            if image is not None and image["status"] == image_status.QUEUED:
-                self.uploader.kill(context, image["id"], image_status.QUEUED)
-            # A dead upload's image in saving is the scrubber's to reap: it
-            # kills the image and also removes the partial data the store
-            # may hold (scrub_saving_timeout).
-        return True
-
-    def loop(self) -> None:
-        """Reap now, then every half stall timeout, for ever."""
-        while True:
-            try:
-                self.reap()
-            except exception.GlanceError as err:
-                # E.g. the registry down, or Keystone admin credentials
-                # missing (admin_user ...): the next round tries again.
-                LOG.warning("Looking for stalled tasks failed: %s", err)
-            except Exception:
-                LOG.exception("Looking for stalled tasks failed")
-            eventlet.sleep(self.conf.task.task_stall_timeout / 2)

@@ -1,0 +1,120 @@
+"""The lease of a running task: proof, written in the registry, that the
+worker running it is alive.
+
+While a worker runs a ``processing`` task, a greenthread beside it writes
+the task's message (its progress) every ``interval`` seconds, whether
+bytes flow or not; each write moves the task's ``updated_at``. The write
+is a compare-and-swap on ``processing``: once another node has failed
+the task (its lease looked expired), the write is refused, the lease is
+lost, and the worker stops at its next chunk instead of finishing work
+that is no longer its own. A task whose ``updated_at`` is older than
+``[task] task_stall_timeout`` has lost its worker: any node's reaper
+fails it (``task_reaper``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import eventlet
+
+from glance_clone.common import exception
+from glance_clone.common.context import RequestContext
+from glance_clone.domain import task_status
+
+LOG = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+class LeaseLost(exception.Conflict):
+    message = "The task was taken over: another node failed it as stalled"
+
+
+def progress_message(done: int, total: int | None) -> str:
+    """``Copied N MiB`` (``of M MiB`` when the total is known)."""
+    text = "Copied %d MiB" % (done // MIB)
+    if total:
+        text += " of %d MiB" % (total // MIB)
+    return text
+
+
+class Lease:
+    """Heartbeats of one processing task, and the byte counts they report.
+
+    Use as a context manager around the work; ``count`` wraps the data.
+    """
+
+    def __init__(self, repository: Any, context: RequestContext, task: dict,
+                 interval: float, spawn: Callable[..., Any] = eventlet.spawn,
+                 sleep: Callable[[float], Any] = eventlet.sleep) -> None:
+        self.repository = repository
+        self.context = context
+        self.task = task
+        self.interval = interval
+        self.spawn = spawn
+        self.sleep = sleep
+        self.done = 0
+        self.total: int | None = None
+        self.lost = False
+        self._beating: Any = None
+        self._reported = ""
+
+    def __enter__(self) -> Lease:
+        self._beating = self.spawn(self._beat)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._beating is not None:
+            self._beating.kill()
+            self._beating = None
+
+    def _beat(self) -> None:
+        while not self.lost:
+            self.sleep(self.interval)
+            self.renew()
+
+    def renew(self) -> None:
+        """Write the progress now; on refusal the lease is lost."""
+        message = progress_message(self.done, self.total)
+        try:
+            self.task = self.repository.progress(self.context, self.task, message)
+        except (exception.StatusConflict, exception.TaskNotFound):
+            LOG.warning("Task %s is no longer processing: its work stops",
+                        self.task["id"])
+            self.lost = True
+        except exception.GlanceError as err:
+            # The registry away for a while: the next beat tries again;
+            # a long outage lets the lease expire, as it should.
+            LOG.warning("Heartbeat of task %s not written: %s", self.task["id"], err)
+        else:
+            self._reported = message
+
+    def check(self) -> None:
+        """Raises LeaseLost once another node failed the task."""
+        if self.lost:
+            raise LeaseLost()
+
+    def confirm(self) -> None:
+        """Read the task back: raises LeaseLost unless it is still processing
+        (the last look before work becomes visible)."""
+        self.check()
+        try:
+            current = self.repository.get(self.context, self.task["id"])
+        except exception.TaskNotFound:
+            current = None
+        if current is None or current["status"] != task_status.PROCESSING:
+            self.lost = True
+            raise LeaseLost()
+
+    def count(self, chunks: Iterable[bytes], total: int | None) -> Iterator[bytes]:
+        """``chunks``, counted for the progress; stops with LeaseLost once
+        the lease is lost, and confirms the lease after the last chunk."""
+        self.total = total
+        for chunk in chunks:
+            self.check()
+            self.done += len(chunk)
+            yield chunk
+        self.confirm()

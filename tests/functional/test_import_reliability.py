@@ -1,0 +1,111 @@
+"""Interoperable import survives the death of the api node running it:
+two glance-api nodes share a registry, a file store and a staging
+directory; the node running a web-download import is killed (-9) mid-copy.
+The other node's reaper fails the task within the stall timeout and
+undoes the import: no task processing, no image importing, no partial
+file in the store, nothing staged; a retried import stores the image once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.functional import harness
+from tests.functional.test_tasks import DATA, source  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.timeout(180)
+
+STALL_TIMEOUT = 2
+OWNER = harness.identity("owner")
+
+
+@pytest.fixture
+def nodes(tmp_path) -> Iterator[harness.Deployment]:
+    staging = tmp_path / "staging"
+    yield from harness.deployment(tmp_path, api_nodes=2, api_options={
+        "task": {"task_stall_timeout": STALL_TIMEOUT},
+        # A worker process each: the reaper must run in the forked worker.
+        "DEFAULT": {"node_staging_uri": "file://%s" % staging, "workers": 1}})
+
+
+def _image(base: str) -> dict:
+    res = requests.post(base + "/v2/images", headers=OWNER, timeout=30, json={
+        "name": "imported", "disk_format": "raw", "container_format": "bare"})
+    assert res.status_code == 201, res.text
+    return res.json()
+
+
+def _show(base: str, image_id: str) -> dict:
+    res = requests.get(base + "/v2/images/" + image_id, headers=OWNER, timeout=30)
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def _import(base: str, image_id: str, uri: str) -> None:
+    res = requests.post(base + "/v2/images/%s/import" % image_id, headers=OWNER,
+                        timeout=30, json={"method": {"name": "web-download",
+                                                     "uri": uri}})
+    assert res.status_code == 202, res.text
+
+
+def _task(base: str, task_id: str) -> dict:
+    res = requests.get(base + "/v2/tasks/" + task_id, headers=harness.admin(),
+                       timeout=30)
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def test_an_import_whose_node_dies_is_undone_and_can_be_retried(nodes, source) -> None:  # noqa: F811
+    one, two = nodes.urls
+    image = _image(one)
+    _import(one, image["id"], source.url + "/slow")
+    assert source.slow_started.wait(30)
+    # Node one is writing the image into the store when it dies.
+    harness.wait_until(lambda: any(n.endswith(".partial") for n in nodes.stored_files()),
+                       30, message="a partial file in the store")
+    shown = _show(two, image["id"])
+    assert shown["status"] == "importing"
+    task_id = shown["os_glance_import_task"]
+    claimed = _task(two, task_id)
+    assert claimed["status"] == "processing"
+    # Its lease keeps the task alive past the stall timeout while node
+    # one lives: the reapers of both nodes leave it alone.
+    harness.wait_until(lambda: _task(two, task_id)["updated_at"] != claimed["updated_at"],
+                       STALL_TIMEOUT * 5, message="a heartbeat")
+    time.sleep(STALL_TIMEOUT * 1.5)
+    assert _task(two, task_id)["status"] == "processing"
+    assert _show(two, image["id"])["status"] == "importing"
+    killed_at = time.monotonic()
+    nodes.apis[0].kill()
+    source.release.set()
+
+    def undone() -> dict | None:
+        found = _show(two, image["id"])
+        return found if found["status"] == "queued" else None
+
+    shown = harness.wait_until(undone, STALL_TIMEOUT * 10, message="the image queued")
+    repaired_in = time.monotonic() - killed_at
+    task = _task(two, task_id)
+    assert task["status"] == "failure" and "interrupted" in task["message"], task
+    assert shown["size"] is None and "os_glance_import_task" not in shown
+    assert shown["os_glance_failed_import"] == "file"
+    assert nodes.stored_files() == []
+    staging = nodes.base / "staging"
+    assert not staging.exists() or os.listdir(staging) == []
+    # Bounded: the stall timeout plus one reaper round, and some slack.
+    assert repaired_in < STALL_TIMEOUT * 5
+
+    _import(two, image["id"], source.url + "/image")
+    done = harness.wait_until(
+        lambda: (lambda s: s if s["status"] == "active" else None)(_show(two, image["id"])),
+        30, message="the retried import")
+    assert done["size"] == len(DATA) and "os_glance_failed_import" not in done
+    assert nodes.stored_files() == [image["id"]]
+    data = requests.get(two + "/v2/images/%s/file" % image["id"], headers=OWNER,
+                        timeout=30)
+    assert data.content == DATA

@@ -1,0 +1,187 @@
+"""Interoperable import as a task: the import lock and the os_glance_*
+properties, reserved properties, and the repairs of the reaper when the
+node running an import died (no image left importing, nothing left in the
+staging area or the store, a retry that works)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import eventlet
+import sqlalchemy as sa
+
+from glance_clone.common.context import admin_context
+from glance_clone.db import models, session
+
+from .conftest import V2
+from .test_import import DATA, do_import, new_image, stage, staged_files, wait_status
+
+
+def _hold(v2: V2) -> list:
+    """Stop imports from running: the node 'dies' right after answering 202."""
+    started: list = []
+    v2.stack.v2.importer.spawn = lambda run, context, task: started.append(task)
+    return started
+
+
+def _held_import(v2: V2) -> tuple[dict, list]:
+    """A staged image whose glance-direct import was accepted, not run."""
+    image = new_image(v2)
+    held = _hold(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    assert do_import(v2, image["id"]).status_int == 202
+    return image, held
+
+
+def _age(v2: V2, task_id: str, hours: float = 1) -> None:
+    """Make the task look untouched for ``hours``."""
+    engine = session.create_engine(v2.stack.conf.database.connection)
+    with engine.begin() as connection:
+        connection.execute(sa.update(models.tasks).where(models.tasks.c.id == task_id)
+                           .values(updated_at=models.utcnow()
+                                   - datetime.timedelta(hours=hours)))
+    engine.dispose()
+
+
+def _tasks_of(v2: V2, image_id: str) -> list[dict]:
+    return [t for t in v2.stack.v2.task_repository.list(admin_context(), limit=100)
+            if t.get("image_id") == image_id]
+
+
+def test_an_import_is_a_task_holding_the_lock(v2: V2) -> None:
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    held = _hold(v2)
+    assert do_import(v2, image["id"]).status_int == 202
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    task = held[0]
+    assert shown["status"] == "importing"
+    assert shown["os_glance_import_task"] == task["id"]
+    assert shown["os_glance_importing_to_stores"] == "file"
+    assert (task["type"], task["status"], task["image_id"]) == (
+        "api_image_import", "pending", image["id"])
+    assert task["input"]["import_req"] == {"method": {"name": "glance-direct"}}
+    # A second import meanwhile: 409 (the status, the lock).
+    assert do_import(v2, image["id"]).status_int == 409
+    v2.stack.v2.import_runner.run(admin_context(), task)
+    shown = wait_status(v2, image["id"], "active")
+    assert "os_glance_import_task" not in shown
+    assert "os_glance_importing_to_stores" not in shown
+    done = v2.stack.v2.task_repository.get(admin_context(), task["id"])
+    assert done["status"] == "success" and done["result"] == {"image_id": image["id"]}
+    assert staged_files(v2) == [] and len(v2.stack.stored_files()) == 1
+
+
+def test_users_cannot_write_os_glance_properties(v2: V2) -> None:
+    res = v2.call("POST", "/images", {"name": "x", "os_glance_import_task": "mine"})
+    assert res.status_int == 403
+    image = new_image(v2)
+    for op in ("add", "replace", "remove"):
+        res = v2.patch(image["id"], [{"op": op, "path": "/os_glance_failed_import",
+                                      "value": "file"}])
+        assert res.status_int == 403, (op, res.text)
+    # v1 neither; and a v1 update with purge keeps what glance-api wrote.
+    res = v2.stack.request("/v1/images/" + image["id"], "PUT", tenant="t1",
+                           headers={"x-image-meta-property-os_glance_x": "1"})
+    assert res.status_int == 403
+
+
+def test_a_dead_import_is_failed_and_undone_and_can_be_retried(v2: V2) -> None:
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    held = _hold(v2)
+    assert do_import(v2, image["id"]).status_int == 202
+    task = held[0]
+    # What the dead node left: its task claimed, a partial and a finished
+    # file of the image in the store.
+    repository = v2.stack.v2.task_repository
+    repository.move(admin_context(), task, "processing")
+    datadir = v2.stack.datadir
+    os.makedirs(datadir, exist_ok=True)
+    for name in (".%s.abc.partial" % image["id"], image["id"]):
+        with open(os.path.join(datadir, name), "wb") as f:
+            f.write(b"half")
+    _age(v2, task["id"])
+    assert v2.stack.v2.task_reaper.reap() == 1
+    failed = repository.get(admin_context(), task["id"])
+    assert failed["status"] == "failure" and "interrupted" in failed["message"]
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and shown["size"] is None
+    assert "os_glance_import_task" not in shown
+    assert shown["os_glance_failed_import"] == "file"
+    assert staged_files(v2) == [] and v2.stack.stored_files() == []
+    # The retry works, and clears the failed store.
+    v2.stack.v2.importer.spawn = eventlet.spawn_n
+    assert stage(v2, image["id"]).status_int == 204
+    assert do_import(v2, image["id"]).status_int == 202
+    shown = wait_status(v2, image["id"], "active")
+    assert "os_glance_failed_import" not in shown
+    assert v2.call("GET", "/images/%s/file" % image["id"]).body == DATA
+
+
+def test_a_failed_import_fails_its_task_with_the_reason(v2_with) -> None:
+    v2 = v2_with({"user_storage_quota": "10B"})
+    image = new_image(v2)
+    assert stage(v2, image["id"], b"x" * 50).status_int == 204
+    assert do_import(v2, image["id"]).status_int == 202
+    wait_status(v2, image["id"], "queued")
+    [task] = _tasks_of(v2, image["id"])
+    assert task["status"] == "failure" and "quota" in task["message"].lower()
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert "os_glance_import_task" not in shown
+    assert shown["os_glance_failed_import"] == "file"
+
+
+def test_a_stale_lock_is_broken_by_the_next_import(v2: V2) -> None:
+    image, held = _held_import(v2)
+    old = held[0]
+    # Its node died after the image went back to uploading (as if an
+    # operator fixed the status by hand), leaving the lock behind.
+    v2.stack.v2.registry.update_image(admin_context(), image["id"],
+                                      {"status": "uploading"}, from_state="importing")
+    assert do_import(v2, image["id"]).status_int == 409
+    _age(v2, old["id"])
+    assert do_import(v2, image["id"]).status_int == 202
+    stale = v2.stack.v2.task_repository.get(admin_context(), old["id"])
+    assert stale["status"] == "failure" and stale["message"] == "Expired lock preempted"
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["os_glance_import_task"] == held[1]["id"]
+
+
+def test_the_sweeps_repair_what_a_node_dying_between_writes_leaves(v2: V2) -> None:
+    image, held = _held_import(v2)
+    # The reaper failed the task, then died before reverting the image.
+    repository = v2.stack.v2.task_repository
+    repository.move(admin_context(), held[0], "failure", message="interrupted")
+    v2.stack.v2.task_reaper.reap()
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and staged_files(v2) == []
+    # Staged data nothing waits for (its image active, deleted...) goes
+    # once it is old enough.
+    other = new_image(v2)
+    staging = v2.stack.v2.import_runner.staging
+    with open(staging.path(other["id"]), "wb") as f:
+        f.write(b"orphan")
+    v2.stack.v2.task_reaper.reap()
+    assert staged_files(v2) == [other["id"]]
+    old = os.stat(staging.path(other["id"])).st_mtime - 3600
+    os.utime(staging.path(other["id"]), (old, old))
+    v2.stack.v2.task_reaper.reap()
+    assert staged_files(v2) == []
+
+
+def test_a_runner_that_lost_its_lease_undoes_nothing_of_a_later_import(v2: V2) -> None:
+    image, held = _held_import(v2)
+    first = held[0]
+    _age(v2, first["id"])
+    v2.stack.v2.task_reaper.reap()
+    assert stage(v2, image["id"]).status_int == 204
+    assert do_import(v2, image["id"]).status_int == 202
+    # The first node wakes up and runs its task: refused, and the second
+    # import's image, lock and staged data are untouched.
+    v2.stack.v2.import_runner.run(admin_context(), first)
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "importing"
+    assert shown["os_glance_import_task"] == held[1]["id"]
+    assert staged_files(v2) == [image["id"]]
