@@ -1,10 +1,12 @@
 """The versions document served at ``/`` (300) and ``/versions`` (200).
 
-Only the API versions this project serves are listed: v2.5 (CURRENT) down
+Only the API versions this project serves are listed: v2.7 (CURRENT) down
 to v2.0 when ``enable_v2_api`` is on, then v1.1 and v1.0 when
-``enable_v1_api`` is on. v2.6 (interoperable import) and later are not
-served, so they are not listed: clients read the newest minor as a promise
-of what they may call. ``enable_v3_api`` is accepted so existing config
+``enable_v1_api`` is on. v2.6 brought interoperable import (stage, import,
+``/v2/info/import``), v2.7 ``os_hidden`` and the multihash. Later minors
+(multiple stores, the cache API, ``/v2/info/usage``, the location API of
+v2.17) are not all served, so none is listed: clients read the newest minor
+as a promise of everything below it. ``enable_v3_api`` is accepted so existing config
 files load, and adds nothing.
 """
 
@@ -32,8 +34,8 @@ API_OPTS = [
 
 V1_IDS = ("v1.1", "v1.0")
 # Newest first; the first is CURRENT.
-V2_IDS = ("v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0")
-# Path segments that select an API (v2.6 and later are not served).
+V2_IDS = ("v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0")
+# Path segments that select an API (v2.8 and later are not served).
 V1_NAMES = frozenset(("v1",) + V1_IDS)
 V2_NAMES = frozenset(("v2",) + V2_IDS)
 

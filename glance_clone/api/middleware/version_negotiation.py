@@ -2,7 +2,7 @@
 
 The version comes from an ``Accept: application/vnd.openstack.images-<v>``
 header, else from the first path segment, which is then removed. v1, v1.0
-and v1.1 select v1; v2 and v2.0 to v2.5 select v2 (each when enabled);
+and v1.1 select v1; v2 and v2.0 to v2.7 select v2 (each when enabled);
 anything else answers 300 with the versions document. ``/versions``
 answers 200 with the same document. The chosen version is noted on the
 request: error pages take the form of that API (``faults.ErrorPage``).

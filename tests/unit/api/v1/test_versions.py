@@ -14,15 +14,15 @@ V1_ENTRIES = [
     {"id": "v1.0", "status": "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v1/"}]}]
 V2_ENTRIES = [
-    {"id": "v2.%d" % minor, "status": "CURRENT" if minor == 5 else "SUPPORTED",
+    {"id": "v2.%d" % minor, "status": "CURRENT" if minor == 7 else "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v2/"}]}
-    for minor in (5, 4, 3, 2, 1, 0)]
+    for minor in (7, 6, 5, 4, 3, 2, 1, 0)]
 V1_DOC = {"versions": V1_ENTRIES}
 DOC = {"versions": V2_ENTRIES + V1_ENTRIES}
 
 
 @pytest.mark.parametrize("path", ["/", "/images", "/v1.2/images", "/v1.a/images",
-                                  "/v10", "/v2.6/images", "/v2.7/images", "/v3/images",
+                                  "/v10", "/v2.8/images", "/v2.17/images", "/v3/images",
                                   "/v1images", "/x/v1/images", "/v2images"])
 def test_unknown_versions_get_300_with_document(stack, path):
     response = stack.request(path, tenant="t1")
@@ -43,7 +43,7 @@ def test_versions_document_uses_public_endpoint(stack_with):
     stack = stack_with({"public_endpoint": "https://glance.example:9292/"})
     response = stack.request("/", tenant="t1")
     hrefs = [v["links"][0]["href"] for v in response.json["versions"]]
-    assert hrefs == ["https://glance.example:9292/v2/"] * 6 + [
+    assert hrefs == ["https://glance.example:9292/v2/"] * 8 + [
         "https://glance.example:9292/v1/"] * 2
 
 
@@ -60,7 +60,7 @@ def test_disabled_v2_is_not_served_nor_advertised(stack_with):
     assert stack.request("/v2/images", tenant="t1").status_int == 300
 
 
-@pytest.mark.parametrize("prefix", ["/v2", "/v2.0", "/v2.3", "/v2.5"])
+@pytest.mark.parametrize("prefix", ["/v2", "/v2.0", "/v2.3", "/v2.5", "/v2.6", "/v2.7"])
 def test_v2_names_select_v2(stack, prefix):
     image = create_image(stack, headers={"x-image-meta-is_public": "true"}, **ADMIN)
     response = stack.request(prefix + "/images", tenant="t1")
@@ -94,7 +94,7 @@ def test_accept_header_selects_version_and_keeps_path(stack):
 
 def test_accept_header_with_unserved_version_gets_300(stack):
     response = stack.request("/v1/images", tenant="t1", headers={
-        "Accept": "application/vnd.openstack.images-v2.6"})
+        "Accept": "application/vnd.openstack.images-v2.8"})
     assert response.status_int == 300
 
 
