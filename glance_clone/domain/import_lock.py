@@ -29,7 +29,8 @@ from glance_clone.domain.tasks import TaskRepository
 LOG = logging.getLogger(__name__)
 
 # What an import adds to its image and removes when done.
-IMPORT_KEYS = (reserved.IMPORT_TASK, reserved.IMPORTING_TO)
+IMPORT_KEYS = (reserved.IMPORT_TASK, reserved.IMPORTING_TO, reserved.IMPORT_COPIED,
+               reserved.IMPORT_SIZE)
 
 
 def holder(record: dict | None) -> str | None:

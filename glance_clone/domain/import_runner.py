@@ -26,6 +26,7 @@ lock whose task is over, staged data of images no longer waiting for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +35,7 @@ from oslo_config import cfg
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, import_lock, reserved, task_status, tasks
+from glance_clone.domain import image_status, import_lock, reserved, task_reaper, task_status, tasks
 from glance_clone.domain.image_import import METHODS
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.staging import StagingArea
@@ -62,7 +63,7 @@ class ImportRunner:
 
     @property
     def heartbeat(self) -> float:
-        return self.conf.task.task_stall_timeout / 4
+        return task_reaper.lease_interval(self.conf)
 
     def store_id(self) -> str:
         """The store an import writes to: the default one."""
@@ -78,7 +79,9 @@ class ImportRunner:
             LOG.info("Import task %s not run: %s", task["id"], err)
             return
         image_id = task["input"]["image_id"]
-        lease = lease_factory(self.repository, context, task, self.heartbeat)
+        lease = lease_factory(self.repository, context, task, self.heartbeat,
+                              report=functools.partial(self._show_progress, context,
+                                                       image_id))
         try:
             with lease:
                 self._import(context, task, lease)
@@ -117,6 +120,15 @@ class ImportRunner:
             # Active with its data: a stale lock is broken by the next import.
             LOG.warning("Image %s: import lock not released: %s", image_id, err)
         self.staging.remove(image_id)
+
+    def _show_progress(self, context: RequestContext, image_id: str, done: int,
+                       total: int | None) -> None:
+        """The byte counts into the image's os_glance_import_* properties."""
+        shown = {reserved.IMPORT_COPIED: str(done)}
+        if total:
+            shown[reserved.IMPORT_SIZE] = str(total)
+        self.uploader.writes.update(context, image_id, {"properties": shown},
+                                    from_state=image_status.IMPORTING)
 
     # -- undoing -------------------------------------------------------------
     def revert(self, context: RequestContext, task: dict, message: str) -> None:

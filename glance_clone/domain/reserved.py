@@ -6,6 +6,9 @@ shown to callers, never set, changed or removed by them (403).
 - ``os_glance_importing_to_stores``: stores an import is still writing
   (comma separated, sorted).
 - ``os_glance_failed_import``: stores an import failed to write.
+- ``os_glance_import_copied`` and ``os_glance_import_size``: bytes an
+  import has written so far, and how many it expects (when known);
+  updated at most every ``[task] task_progress_interval`` seconds.
 - ``os_glance_stage_host``: the node (``worker_self_reference_url``)
   holding the image's staged data.
 """
@@ -22,6 +25,8 @@ IMPORT_TASK = "os_glance_import_task"
 IMPORTING_TO = "os_glance_importing_to_stores"
 FAILED_IMPORT = "os_glance_failed_import"
 STAGE_HOST = "os_glance_stage_host"
+IMPORT_COPIED = "os_glance_import_copied"
+IMPORT_SIZE = "os_glance_import_size"
 
 
 def is_reserved(name: Any) -> bool:

@@ -34,11 +34,12 @@ class LeaseLost(exception.Conflict):
 
 
 def progress_message(done: int, total: int | None) -> str:
-    """``Copied N MiB`` (``of M MiB`` when the total is known)."""
-    text = "Copied %d MiB" % (done // MIB)
+    """``Copied N MiB of M MiB (n of m bytes)``, without the totals when
+    unknown."""
     if total:
-        text += " of %d MiB" % (total // MIB)
-    return text
+        return "Copied %d MiB of %d MiB (%d of %d bytes)" % (
+            done // MIB, total // MIB, done, total)
+    return "Copied %d MiB (%d bytes)" % (done // MIB, done)
 
 
 class Lease:
@@ -49,18 +50,21 @@ class Lease:
 
     def __init__(self, repository: Any, context: RequestContext, task: dict,
                  interval: float, spawn: Callable[..., Any] = eventlet.spawn,
-                 sleep: Callable[[float], Any] = eventlet.sleep) -> None:
+                 sleep: Callable[[float], Any] = eventlet.sleep,
+                 report: Callable[[int, int | None], Any] | None = None) -> None:
         self.repository = repository
         self.context = context
         self.task = task
         self.interval = interval
         self.spawn = spawn
         self.sleep = sleep
+        # Called with the byte counts after each renewal (the image's
+        # progress properties); its errors are logged, never fatal.
+        self.report = report
         self.done = 0
         self.total: int | None = None
         self.lost = False
         self._beating: Any = None
-        self._reported = ""
 
     def __enter__(self) -> Lease:
         self._beating = self.spawn(self._beat)
@@ -90,7 +94,12 @@ class Lease:
             # a long outage lets the lease expire, as it should.
             LOG.warning("Heartbeat of task %s not written: %s", self.task["id"], err)
         else:
-            self._reported = message
+            if self.report is not None:
+                try:
+                    self.report(self.done, self.total)
+                except exception.GlanceError as err:
+                    LOG.info("Progress of task %s not shown on its image: %s",
+                             self.task["id"], err)
 
     def check(self) -> None:
         """Raises LeaseLost once another node failed the task."""

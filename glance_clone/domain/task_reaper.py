@@ -39,6 +39,11 @@ OPTS = [
                     "nobody has updated is failed (its glance-api worker "
                     "or node died) and its work undone. A running task "
                     "renews its lease four times within this time."),
+    cfg.FloatOpt("task_progress_interval", default=10.0, min=0.1,
+                 help="Seconds between two progress reports of a running "
+                      "task (its message, and the os_glance_import_* "
+                      "properties of an image being imported); at most a "
+                      "quarter of task_stall_timeout."),
 ]
 
 Reverter = Callable[[RequestContext, dict, str], None]
@@ -47,6 +52,13 @@ Sweep = Callable[[RequestContext], None]
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, OPTS, group="task")
+
+
+def lease_interval(conf: cfg.ConfigOpts) -> float:
+    """Seconds between two renewals of a running task's lease: often enough
+    for progress, and four times within the stall timeout."""
+    register_opts(conf)
+    return float(min(conf.task.task_stall_timeout / 4, conf.task.task_progress_interval))
 
 
 class TaskReaper:

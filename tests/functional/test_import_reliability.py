@@ -79,7 +79,15 @@ def test_an_import_whose_node_dies_is_undone_and_can_be_retried(nodes, source) -
                        STALL_TIMEOUT * 5, message="a heartbeat")
     time.sleep(STALL_TIMEOUT * 1.5)
     assert _task(two, task_id)["status"] == "processing"
-    assert _show(two, image["id"])["status"] == "importing"
+    shown = _show(two, image["id"])
+    assert shown["status"] == "importing"
+    # Progress: on the image, and in the task its owner sees.
+    assert int(shown["os_glance_import_copied"]) >= len(DATA) // 2
+    assert shown["os_glance_import_size"] == str(len(DATA))
+    listed = requests.get(two + "/v2/images/%s/tasks" % image["id"], headers=OWNER,
+                          timeout=30).json()["tasks"]
+    assert [t["id"] for t in listed] == [task_id]
+    assert "of %d bytes" % len(DATA) in listed[0]["message"]
     killed_at = time.monotonic()
     nodes.apis[0].kill()
     source.release.set()

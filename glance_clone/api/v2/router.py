@@ -17,7 +17,7 @@ from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import Schemas
 from glance_clone.api.v2.task_import import ImportTask
-from glance_clone.api.v2.tasks import TasksController
+from glance_clone.api.v2.tasks import ImageTasksController, TasksController
 from glance_clone.common import background, config, context, policy, wsgi
 from glance_clone.domain import image_import, locations, quota, staging, task_reaper
 from glance_clone.domain.catalog import ImageCatalog
@@ -142,6 +142,9 @@ class API(wsgi.Router):
                 {"GET": "index", "POST": "create"})
         connect(mapper, "/images/{image_id}/members/{member_id}", members,
                 {"GET": "show", "PUT": "update", "DELETE": "delete"})
+        image_tasks = wsgi.Resource(ImageTasksController(self.conf, self.catalog,
+                                                         self.task_repository))
+        connect(mapper, "/images/{image_id}/tasks", image_tasks, {"GET": "index"})
         connect(mapper, "/tasks", tasks, {"GET": "index", "POST": "create"})
         # DELETE answers 405 itself, after the access check.
         connect(mapper, "/tasks/{task_id}", tasks, {"GET": "show", "DELETE": "delete"})

@@ -68,7 +68,7 @@ class ImportTask:
 
     @property
     def heartbeat(self) -> float:
-        return self.conf.task.task_stall_timeout / 4
+        return task_reaper.lease_interval(self.conf)
 
     def check(self, task_input: dict) -> None:
         """Raises Invalid for input that can never work."""

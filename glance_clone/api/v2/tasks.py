@@ -156,3 +156,29 @@ class TasksController:
             "This operation is currently not permitted on Glance Tasks. They are "
             "auto deleted after reaching the time based on their expires_at "
             "property.", allow="GET")
+
+
+# A task as GET /v2/images/{id}/tasks shows it: every column of its row.
+ROW_KEYS = ("id", "type", "status", "owner", "expires_at", "created_at", "updated_at",
+            "deleted_at", "deleted", "image_id", "request_id", "user_id", "input",
+            "result", "message")
+
+
+class ImageTasksController:
+    """``GET /v2/images/{id}/tasks``: the tasks about one image (its
+    imports), as newer Glance shows them. The image must be readable (policy
+    ``get_image``, else 404); the caller sees its own project's tasks,
+    admins all; expired tasks are gone. Not gated by ``tasks_api_access``:
+    it is how an image's owner follows an import."""
+
+    def __init__(self, conf: Any, catalog: Any, repository: tasks.TaskRepository) -> None:
+        self.conf = conf
+        self.catalog = catalog
+        self.repository = repository
+
+    def index(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        image = self.catalog.get(req.context, path_text(image_id))
+        found = self.repository.list(req.context, image_id=image.id,
+                                     limit=self.conf.api_limit_max)
+        return json_response(req, {"tasks": [{key: task.get(key) for key in ROW_KEYS}
+                                             for task in found]})

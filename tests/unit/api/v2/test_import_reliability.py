@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from glance_clone.common.context import admin_context
 from glance_clone.db import models, session
 
-from .conftest import V2
+from .conftest import ADMIN, V2
 from .test_import import DATA, do_import, new_image, stage, staged_files, wait_status
 
 
@@ -185,3 +185,55 @@ def test_a_runner_that_lost_its_lease_undoes_nothing_of_a_later_import(v2: V2) -
     assert shown["status"] == "importing"
     assert shown["os_glance_import_task"] == held[1]["id"]
     assert staged_files(v2) == [image["id"]]
+
+
+def test_an_images_tasks(v2: V2) -> None:
+    from glance_clone.api.v2.tasks import ROW_KEYS
+
+    image, held = _held_import(v2)
+    res = v2.call("GET", "/images/%s/tasks" % image["id"])
+    assert res.status_int == 200, res.text
+    [row] = res.json["tasks"]
+    assert set(row) == set(ROW_KEYS)
+    assert (row["id"], row["type"], row["status"], row["deleted"]) == (
+        held[0]["id"], "api_image_import", "pending", False)
+    assert row["input"]["image_id"] == image["id"] and "." in row["created_at"]
+    # Another project's private image: not found; an admin sees its tasks.
+    assert v2.call("GET", "/images/%s/tasks" % image["id"], tenant="t2").status_int == 404
+    admin = v2.call("GET", "/images/%s/tasks" % image["id"], **ADMIN).json
+    assert [t["id"] for t in admin["tasks"]] == [held[0]["id"]]
+    assert v2.call("GET", "/images/%s/tasks" % new_image(v2)["id"]).json == {"tasks": []}
+    assert v2.call("GET", "/images/00000000-0000-0000-0000-000000000000/tasks"
+                   ).status_int == 404
+    assert v2.call("POST", "/images/%s/tasks" % image["id"]).status_int == 405
+
+
+def test_import_progress_in_the_task_and_on_the_image(v2: V2) -> None:
+    from glance_clone.domain.task_lease import Lease
+
+    image, held = _held_import(v2)
+    runner = v2.stack.v2.import_runner
+    context = admin_context()
+    task = v2.stack.v2.task_repository.move(context, held[0], "processing")
+    lease = Lease(runner.repository, context, task, 1.0,
+                  report=lambda done, total: runner._show_progress(
+                      context, image["id"], done, total))
+    lease.done, lease.total = 3 * 1024 * 1024, 8 * 1024 * 1024
+    lease.renew()
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert (shown["os_glance_import_copied"], shown["os_glance_import_size"]) == (
+        str(3 * 1024 * 1024), str(8 * 1024 * 1024))
+    message = runner.repository.get(context, task["id"])["message"]
+    assert message == "Copied 3 MiB of 8 MiB (3145728 of 8388608 bytes)"
+    # Done: the progress properties go with the lock.
+    runner._import(context, task, lease)
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "active" and "os_glance_import_copied" not in shown
+
+
+def test_progress_is_reported_at_a_bounded_rate(v2_with) -> None:
+    from glance_clone.domain.task_reaper import lease_interval
+
+    assert lease_interval(v2_with({"task.task_stall_timeout": 300}).stack.conf) == 10.0
+    assert lease_interval(v2_with({"task.task_stall_timeout": 8}).stack.conf) == 2.0
+    assert lease_interval(v2_with({"task.task_progress_interval": 1.5}).stack.conf) == 1.5

@@ -228,7 +228,8 @@ def test_the_lease_reports_progress_and_is_lost_once_the_task_is_failed(v2: V2) 
     chunks = [b"x" * (1024 * 1024)] * 3
     assert b"".join(lease.count(iter(chunks), 3 * 1024 * 1024)) == b"".join(chunks)
     lease.renew()
-    assert repository.get(context, task["id"])["message"] == "Copied 3 MiB of 3 MiB"
+    assert repository.get(context, task["id"])["message"] == (
+        "Copied 3 MiB of 3 MiB (3145728 of 3145728 bytes)")
     repository.move(context, repository.get(context, task["id"]), "failure",
                     message="reaped")
     # The heartbeat loop: one nap of the interval, a refused write, the end.
