@@ -4,9 +4,9 @@ Only the API versions this project serves are listed: v2.7 (CURRENT) down
 to v2.0 when ``enable_v2_api`` is on, then v1.1 and v1.0 when
 ``enable_v1_api`` is on. v2.6 brought interoperable import (stage, import,
 ``/v2/info/import``), v2.7 ``os_hidden`` and the multihash. Later minors
-(multiple stores, the cache API, ``/v2/info/usage``, the location API of
-v2.17) are not all served, so none is listed: clients read the newest minor
-as a promise of everything below it. ``enable_v3_api`` is accepted so existing config
+(multiple stores, the cache API, ``/v2/info/usage``) are not all served, so
+none is listed, not even v2.17 whose location API is: clients read the
+newest minor as a promise of everything below it. ``enable_v3_api`` is accepted so existing config
 files load, and adds nothing.
 """
 

@@ -18,6 +18,13 @@ cannot read), an image that is ``queued`` or ``active`` (409) and the
 locations and copy-from (no local files, no internal hosts unless
 allowed). Adding the first location to a queued image activates it with
 the size the store reports.
+
+The v2.17 location API does the same for services that wrote an image's
+bytes themselves (Cinder, Nova): ``POST /v2/images/{id}/locations`` adds
+the one location of a queued image (``add_image_location``; callers
+without the ``service`` or ``admin`` role only http(s) URLs), ``GET``
+lists them (``fetch_image_location``); both rules default to admins and
+services, and neither needs ``show_multiple_locations``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from oslo_config import cfg
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.redaction import redact_url
-from glance_clone.domain import image_status, quota
+from glance_clone.domain import image_status, quota, reserved
 from glance_clone.domain.entity import Image
 
 LOG = logging.getLogger(__name__)
@@ -46,6 +53,11 @@ OPTS = [
 ]
 # Fields of validation_data and the image attribute each must agree with.
 VALIDATION_FIELDS = ("checksum", "os_hash_algo", "os_hash_value")
+# Hash algorithms of the location API's validation_data, and the length of
+# their hex digests.
+API_HASHES = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+TRUSTED_ROLES = ("admin", "service")
+HTTP_SCHEMES = ("http", "https")
 CHANGEABLE = (image_status.QUEUED, image_status.ACTIVE)
 
 
@@ -96,18 +108,24 @@ class Locations:
         if not self.conf.show_multiple_locations:
             raise exception.Forbidden("It's not allowed to change locations if "
                                       "locations are invisible.")
+        target = image.policy_target()
+        for change in changes:
+            rule = "delete_image_location" if change.op == "remove" else "set_image_location"
+            self.policy.enforce(context, rule, target)
+        return self.changed(context, image, changes)
+
+    def changed(self, context: RequestContext, image: Image,
+                changes: list[Any]) -> tuple[dict[str, Any], list[str]]:
+        """``apply`` past the visibility and policy checks."""
         if image.status not in CHANGEABLE:
             raise exception.Conflict("Locations of an image in status %s cannot be "
                                      "changed." % image.status)
-        target = image.policy_target()
         live = [dict(loc) for loc in image.live_locations()]
         values: dict[str, Any] = {}
         for change in changes:
             if change.op == "remove":
-                self.policy.enforce(context, "delete_image_location", target)
                 self._remove(image, live, change.position)
             else:
-                self.policy.enforce(context, "set_image_location", target)
                 if change.op == "add":
                     self._add(image, live, change.position, change.value, values)
                 else:
@@ -192,6 +210,33 @@ class Locations:
             raise exception.StorageQuotaFull(reason="%d bytes left, %d needed"
                                              % (remaining, size * len(live)))
 
+    # -- the v2.17 location API ------------------------------------------------
+    def check_api_request(self, context: RequestContext, image: Image, url: Any,
+                          validation_data: Any) -> None:
+        """Raises Invalid (malformed), Forbidden (policy, a non-http URL
+        from a caller that is neither admin nor service), Conflict (not
+        queued, being imported)."""
+        if not isinstance(url, str) or not url:
+            raise exception.Invalid("'url' must be a non-empty string.")
+        if validation_data is not None:
+            _check_api_hash(validation_data)
+        self.policy.enforce(context, "add_image_location", image.policy_target())
+        trusted = any(role in TRUSTED_ROLES for role in context.roles)
+        if not trusted and url.split(":", 1)[0].lower() not in HTTP_SCHEMES:
+            raise exception.Forbidden("Only admins and services may add a location "
+                                      "that is not an http(s) URL.")
+        if image.status != image_status.QUEUED:
+            raise exception.Conflict("A location can only be added to a queued image, "
+                                     "not to one in status %s." % image.status)
+        if (image.properties.get(reserved.IMPORT_TASK)):
+            raise exception.Conflict("Image %s is being imported." % image.id)
+
+    def listed(self, context: RequestContext, image: Image) -> list[dict[str, Any]]:
+        """The locations of the v2.17 GET; raises Forbidden (policy)."""
+        self.policy.enforce(context, "fetch_image_location", image.policy_target())
+        return [{"url": loc["url"], "metadata": loc.get("metadata") or {}}
+                for loc in image.live_locations()]
+
     def remove_data(self, urls: list[str]) -> None:
         """Delete the data of locations the registry no longer lists; a
         store refusal is logged (the image no longer points there)."""
@@ -203,3 +248,18 @@ class Locations:
             except exception.GlanceError as err:
                 LOG.error("The data of a removed location was left in its store "
                           "(%s): %s", redact_url(url), err)
+
+
+def _check_api_hash(data: Any) -> None:
+    """validation_data of the location API: both keys, a known algorithm,
+    a hex digest of its length; raises Invalid."""
+    if not isinstance(data, dict) or set(data) != {"os_hash_algo", "os_hash_value"}:
+        raise exception.Invalid("validation_data takes os_hash_algo and os_hash_value, "
+                                "both.")
+    algo, value = data["os_hash_algo"], data["os_hash_value"]
+    if algo not in API_HASHES:
+        raise exception.Invalid("os_hash_algo must be one of %s."
+                                % ", ".join(sorted(API_HASHES)))
+    if not isinstance(value, str) or len(value) != API_HASHES[algo] or \
+            any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise exception.Invalid("os_hash_value must be the hex digest of %s." % algo)
