@@ -6,6 +6,7 @@ itself)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -85,19 +86,39 @@ def test_sharing_with_consent_through_the_cli(glance, keystone, tmp_path):
 
 
 SDK_SCRIPT = r"""
-import json, sys
+import hashlib, json, sys
 import openstack
-env = json.loads(sys.argv[1])
-conn = openstack.connect(
-    auth_url=env["OS_AUTH_URL"], username=env["OS_USERNAME"],
-    password=env["OS_PASSWORD"], user_domain_name=env["OS_USER_DOMAIN_NAME"],
-    project_id=env["OS_PROJECT_ID"], project_domain_name=env["OS_USER_DOMAIN_NAME"],
-    region_name=env["OS_REGION_NAME"], image_endpoint_override=env["OS_IMAGE_ENDPOINT_OVERRIDE"])
+
+
+def connect(env):
+    return openstack.connect(
+        auth_url=env["OS_AUTH_URL"], username=env["OS_USERNAME"],
+        password=env["OS_PASSWORD"], user_domain_name=env["OS_USER_DOMAIN_NAME"],
+        project_id=env["OS_PROJECT_ID"], project_domain_name=env["OS_USER_DOMAIN_NAME"],
+        region_name=env["OS_REGION_NAME"],
+        image_endpoint_override=env["OS_IMAGE_ENDPOINT_OVERRIDE"])
+
+
+conn, other = connect(json.loads(sys.argv[1])), connect(json.loads(sys.argv[2]))
+other_project = json.loads(sys.argv[2])["OS_PROJECT_ID"]
+data = b"keystone bytes" * 1000
 image = conn.image.create_image(name="sdk-ks", disk_format="raw", container_format="bare",
-                                data=b"keystone bytes" * 1000)
+                                visibility="shared", data=data)
 image = conn.image.get_image(image.id)
 out = {"owner": image.owner, "status": image.status,
        "mine": [i.id for i in conn.image.images()] == [image.id]}
+conn.image.update_image(image, name="sdk-renamed", distro="debian")
+conn.image.add_tag(image, "gold")
+out["tagged"] = [i.name for i in conn.image.images(tag="gold")]
+conn.image.remove_tag(image, "gold")
+shown = conn.image.get_image(image.id)
+out["shown"] = [shown.name, shown.properties.get("distro"), shown.tags]
+member = conn.image.add_member(image, member_id=other_project)
+out["member"] = member.status
+out["before"] = image.id in [i.id for i in other.image.images()]
+other.image.update_member(member, image, status="accepted")
+out["after"] = image.id in [i.id for i in other.image.images()]
+out["downloaded"] = hashlib.md5(other.image.download_image(image).content).hexdigest()
 conn.image.delete_image(image)
 print(json.dumps(out))
 """
@@ -105,11 +126,15 @@ print(json.dumps(out))
 
 def test_openstacksdk_with_a_token(glance, keystone):
     bin_dir = clients.ensure_venv()
-    user = keystone.user()
-    env = cli_env(glance, keystone, user)
-    result = clients.python(bin_dir, SDK_SCRIPT, json.dumps(env))
+    user, other = keystone.user(), keystone.user()
+    result = clients.python(bin_dir, SDK_SCRIPT, json.dumps(cli_env(glance, keystone, user)),
+                            json.dumps(cli_env(glance, keystone, other)))
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out == {"owner": user.project_id, "status": "active", "mine": True}
+    assert out == {"owner": user.project_id, "status": "active", "mine": True,
+                   "tagged": ["sdk-renamed"], "shown": ["sdk-renamed", "debian", []],
+                   "member": "pending", "before": False, "after": True,
+                   "downloaded": hashlib.md5(b"keystone bytes" * 1000,
+                                             usedforsecurity=False).hexdigest()}
 
 
 def test_python_glanceclient_4_with_real_tokens(glance, keystone, tmp_path):
