@@ -118,6 +118,14 @@ class RangeNotSatisfiable(GlanceError):
         self.size = size
 
 
+class StagedLengthMismatch(RangeNotSatisfiable):
+    """A resumed stage that does not start where the staged data ends (416);
+    ``size`` is the staged length, which the client continues from."""
+
+    message = ("The staged data of this image is %(size)d bytes long: continue "
+               "with Content-Range: bytes %(size)d-END/TOTAL.")
+
+
 class ImageFormatRefused(Invalid):
     """Image data refused by disk-format inspection (v1: 400; v2: 415)."""
 

@@ -86,6 +86,10 @@ def http_error(response_cls: type[exc.HTTPException], **kwargs: Any) -> exc.HTTP
     return page(**kwargs)  # type: ignore[no-any-return]
 
 
+# How long the staged data of an image is (resumable staging, ours).
+STAGED_SIZE_HEADER = "OpenStack-image-staged-size"
+
+
 def to_http(err: BaseException) -> exc.HTTPException | None:
     """The webob response for ``err``, or None when it is not one of ours."""
     cls = next((c for c in type(err).__mro__ if c in FAULTS), None)
@@ -99,6 +103,9 @@ def to_http(err: BaseException) -> exc.HTTPException | None:
             kwargs["headers"] = [("Allow", allow)]
     if isinstance(err, exception.RangeNotSatisfiable):
         kwargs["headers"] = [("Content-Range", "bytes */%d" % err.size)]
+    if isinstance(err, exception.StagedLengthMismatch):
+        kwargs["headers"] = [("Content-Range", "bytes */%d" % err.size),
+                             (STAGED_SIZE_HEADER, str(err.size))]
     accept_patch = getattr(err, "accept_patch", "")
     if accept_patch:
         kwargs["headers"] = [("Accept-Patch", accept_patch)]

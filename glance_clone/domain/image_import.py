@@ -123,28 +123,55 @@ class Importer:
         return list(dict.fromkeys(self.conf.enabled_import_methods))
 
     # -- stage -------------------------------------------------------------------
-    def stage(self, context: RequestContext, image_id: str,
-              chunks: Iterator[bytes]) -> None:
-        """queued -> uploading, the bytes staged and the size recorded.
+    def stage(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
+              piece: tuple[int, int] | None = None) -> int:
+        """Stage the image's data, or with ``piece`` = (start, total) the
+        part of it from byte ``start`` (resumable staging, ours); the
+        number of bytes staged so far.
 
-        Raises NotFound (glance-direct disabled, no such image), Forbidden,
-        Conflict (not queued, data already staged), ImageSizeLimitExceeded.
-        On failure the staged bytes are removed and the image is queued again.
+        The first piece moves a queued image to ``uploading``; once all the
+        data is staged its size is recorded. Raises NotFound (glance-direct
+        disabled, no such image), Forbidden, Conflict (not queued, data
+        already staged), StagedLengthMismatch (``start`` is not where the
+        staged data ends), ImageSizeLimitExceeded, Invalid. A piece cut
+        short keeps what arrived; any other failure removes the staged
+        data and queues the image again.
         """
         if GLANCE_DIRECT not in self.methods():
             raise exception.NotFound("The glance-direct import method is not enabled")
+        start, total = piece if piece is not None else (0, None)
         image = self.catalog.owned(context, image_id, "modify_image")
-        if image.status != image_status.QUEUED:
-            raise exception.Conflict("Image %s is %s; only a queued image can be "
-                                     "staged" % (image_id, image.status))
         if self.staging.holds(image_id):
             raise exception.Conflict("Image %s already has staged data" % image_id)
-        image = self._move(context, image, image_status.UPLOADING)
+        staged = self.staging.staged_length(image_id)
+        if image.status == image_status.QUEUED:
+            if start:
+                raise exception.StagedLengthMismatch(staged or 0)
+            image = self._move(context, image, image_status.UPLOADING)
+        elif image.status != image_status.UPLOADING or piece is None:
+            raise exception.Conflict("Image %s is %s; only a queued image can be "
+                                     "staged" % (image_id, image.status))
+        elif (staged or 0) != start:
+            raise exception.StagedLengthMismatch(staged or 0)
         try:
-            size = self.staging.write(image_id, chunks)
+            length, complete = self.staging.write(image_id, chunks, start, total,
+                                                  resumable=piece is not None)
+        except exception.ClientDisconnected:
+            if piece is None:
+                self._requeue(context, image_id, image_status.UPLOADING)
+            raise
+        except (exception.StagedLengthMismatch, exception.Conflict):
+            # Another request of the same stage: it is not this one's to undo.
+            raise
         except BaseException:
+            self.staging.remove(image_id)
             self._requeue(context, image_id, image_status.UPLOADING)
             raise
+        if complete:
+            self._record_size(context, image_id, length)
+        return length
+
+    def _record_size(self, context: RequestContext, image_id: str, size: int) -> None:
         values: dict[str, Any] = {"size": size}
         if self.conf.worker_self_reference_url:
             values["properties"] = {
@@ -157,6 +184,12 @@ class Importer:
             self.staging.remove(image_id)
             self._requeue(context, image_id, image_status.UPLOADING)
             raise
+
+    def staged_length(self, context: RequestContext, image_id: str) -> int:
+        """How many bytes of the image are staged (0: none); raises
+        NotFound, Forbidden."""
+        self.catalog.owned(context, image_id, "modify_image")
+        return self.staging.staged_length(image_id) or 0
 
     # -- import ------------------------------------------------------------------
     def import_image(self, context: RequestContext, image_id: str, body: Any) -> None:

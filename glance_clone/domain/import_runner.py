@@ -201,8 +201,11 @@ class ImportRunner:
 
     def sweep_staging(self, context: RequestContext) -> None:
         """Remove staged data whose image no longer waits for it (gone,
-        queued, active...): left by a node that died mid-import."""
-        for image_id in self.staging.idle(SWEEP_MIN_AGE):
+        queued, active...: left by a node that died mid-import), and the
+        data of images ``uploading`` that nobody added to or imported for
+        ``staging_abandon_timeout`` seconds (then queued again)."""
+        abandon = self.conf.staging_abandon_timeout
+        for image_id, age in self.staging.idle(SWEEP_MIN_AGE).items():
             try:
                 record = self.uploader.writes.read(context, image_id)
             except exception.GlanceError as err:
@@ -213,3 +216,9 @@ class ImportRunner:
                 LOG.warning("Removing the staged data of image %s: nothing waits "
                             "for it", image_id)
                 self.staging.remove(image_id)
+            elif record["status"] == image_status.UPLOADING and abandon and age >= abandon:
+                LOG.warning("Removing the staged data of image %s, untouched for %d "
+                            "seconds; the image is queued again", image_id, age)
+                self.staging.remove(image_id)
+                self.uploader.kill(context, image_id, image_status.UPLOADING,
+                                   image_status.QUEUED)

@@ -14,17 +14,20 @@ a node that died. Each node cleans what it sees (``leftovers``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from oslo_config import cfg
 
 from glance_clone.common import config, exception
 from glance_clone.common.chunking import CHUNK_SIZE
-from glance_clone.common.data_in import Incoming
+from glance_clone.common.data_in import Incoming, Limit
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +38,11 @@ OPTS = [
     cfg.StrOpt("node_staging_uri", default="file:///tmp/staging/",
                help="file:// URI of the directory where image data staged "
                     "for an import waits (PUT /v2/images/{id}/stage)."),
+    cfg.IntOpt("staging_abandon_timeout", default=86400, min=0,
+               help="Seconds after which staged data nobody added to or "
+                    "imported (a resumable stage never finished, data "
+                    "staged and never imported) is removed and its image "
+                    "queued again; 0 keeps it for ever."),
 ]
 
 
@@ -61,31 +69,77 @@ class StagingArea:
     def _part(self, image_id: str) -> str:
         return self.path(image_id) + PART
 
-    def write(self, image_id: str, chunks: Iterator[bytes]) -> int:
-        """Stage ``chunks`` (at most ``image_size_cap`` bytes); the byte count.
+    def write(self, image_id: str, chunks: Iterator[bytes], start: int = 0,
+              total: int | None = None, resumable: bool = False) -> tuple[int, bool]:
+        """Stage ``chunks`` as the image's data from byte ``start``;
+        (bytes staged now, whether the data is complete).
 
-        Raises Conflict (data already staged), ImageSizeLimitExceeded and
-        what the stream raises; nothing stays staged when this raises.
+        Without ``total`` the data ends with ``chunks``; with it, the data is
+        complete once ``total`` bytes are staged. A ``resumable`` piece cut
+        short keeps what arrived, for the client to continue from; anything
+        else that fails removes the staged data.
+
+        Raises Conflict (complete data already staged, another request
+        staging it), StagedLengthMismatch (``start`` is not where the
+        staged data ends), ImageSizeLimitExceeded, Invalid (more bytes than
+        ``total``) and what the stream raises.
         """
         cap = self.conf.image_size_cap
-        data = Incoming(chunks, limits=[
-            (cap, lambda: exception.ImageSizeLimitExceeded(limit=cap))])
+        if total is not None and total > cap:
+            raise exception.ImageSizeLimitExceeded(limit=cap)
         os.makedirs(self.directory, exist_ok=True)
         if self.holds(image_id):
             raise exception.Conflict("Image %s already has staged data" % image_id)
-        try:
-            staged = open(self._part(image_id), "xb")
-        except FileExistsError:
-            raise exception.Conflict("Image %s is being staged" % image_id) from None
-        try:
-            with staged:
+        limit: Limit = (cap - start, lambda: exception.ImageSizeLimitExceeded(limit=cap))
+        if total is not None:
+            limit = (total - start, lambda: exception.Invalid(
+                "The data goes past the %d bytes its Content-Range announced" % total))
+        data = Incoming(chunks, limits=[limit])
+        with self._open_part(image_id) as staged:
+            length = os.fstat(staged.fileno()).st_size
+            if length != start:
+                raise exception.StagedLengthMismatch(length)
+            staged.seek(start)
+            try:
                 for chunk in data:
                     staged.write(chunk)
+                staged.flush()
+            except exception.ClientDisconnected:
+                if not resumable:
+                    self.remove(image_id)
+                raise
+            except BaseException:
+                self.remove(image_id)
+                raise
+        length = start + data.bytes_read
+        complete = total is None or length == total
+        if complete:
             os.rename(self._part(image_id), self.path(image_id))
-        except BaseException:
-            self.remove(image_id)
-            raise
-        return data.bytes_read
+        return length, complete
+
+    @contextlib.contextmanager
+    def _open_part(self, image_id: str) -> Iterator[Any]:
+        """The image's unfinished staged data, opened for writing by this
+        request alone (a lock on the file: two requests never append to
+        one stage, also from two nodes sharing the directory)."""
+        fd = os.open(self._part(image_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        staged = os.fdopen(fd, "r+b")
+        with staged:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise exception.Conflict("Image %s is being staged by another request"
+                                         % image_id) from None
+            yield staged
+
+    def staged_length(self, image_id: str) -> int | None:
+        """How many bytes are staged (complete or not); None when nothing is."""
+        for path in (self.path(image_id), self._part(image_id)):
+            try:
+                return os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+        return None
 
     def read(self, image_id: str) -> Iterator[bytes]:
         """The staged bytes; raises NotFound when nothing is staged."""

@@ -9,6 +9,7 @@ file in the store, nothing staged; a retried import stores the image once.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 
@@ -117,3 +118,50 @@ def test_an_import_whose_node_dies_is_undone_and_can_be_retried(nodes, source) -
     data = requests.get(two + "/v2/images/%s/file" % image["id"], headers=OWNER,
                         timeout=30)
     assert data.content == DATA
+
+
+def _staged(base: str, image_id: str) -> int:
+    res = requests.head(base + "/v2/images/%s/stage" % image_id, headers=OWNER, timeout=30)
+    assert res.status_code == 204, res.text
+    return int(res.headers["OpenStack-image-staged-size"])
+
+
+def test_a_broken_stage_is_continued_on_another_node(nodes) -> None:
+    """Resumable staging (ours): the connection breaks mid-body; the client
+    reads how much is staged and sends the rest, to the other node (they
+    share the staging directory)."""
+    one, two = nodes.urls
+    image = _image(one)
+    data = os.urandom(3 * 1024 * 1024)
+    half = len(data) // 2
+    with socket.create_connection(("127.0.0.1", nodes.apis[0].port), timeout=30) as sock:
+        head = ("PUT /v2/images/%s/stage HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n"
+                "Content-Range: bytes 0-%d/%d\r\n" % (image["id"], len(data),
+                                                      len(data) - 1, len(data)))
+        head += "".join("%s: %s\r\n" % item for item in OWNER.items()) + "\r\n"
+        sock.sendall(head.encode() + data[:half])
+    staged = harness.wait_until(lambda: _staged(one, image["id"]) == half and half,
+                                30, message="the first half staged")
+    assert _show(two, image["id"])["status"] == "uploading"
+    wrong = requests.put(two + "/v2/images/%s/stage" % image["id"], data=data[:10],
+                         timeout=30, headers=dict(OWNER, **{
+                             "Content-Type": "application/octet-stream",
+                             "Content-Range": "bytes 0-9/%d" % len(data)}))
+    assert wrong.status_code == 416
+    assert wrong.headers["OpenStack-image-staged-size"] == str(half)
+    rest = requests.put(two + "/v2/images/%s/stage" % image["id"], data=data[staged:],
+                        timeout=30, headers=dict(OWNER, **{
+                            "Content-Type": "application/octet-stream",
+                            "Content-Range": "bytes %d-%d/%d" % (staged, len(data) - 1,
+                                                                 len(data))}))
+    assert rest.status_code == 204, rest.text
+    assert _show(one, image["id"])["size"] == len(data)
+    res = requests.post(one + "/v2/images/%s/import" % image["id"], headers=OWNER,
+                        timeout=30, json={"method": {"name": "glance-direct"}})
+    assert res.status_code == 202, res.text
+    harness.wait_until(lambda: _show(two, image["id"])["status"] == "active", 30,
+                       message="the import")
+    got = requests.get(two + "/v2/images/%s/file" % image["id"], headers=OWNER, timeout=30)
+    assert got.content == data
+    assert os.listdir(nodes.base / "staging") == []

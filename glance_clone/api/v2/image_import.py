@@ -4,13 +4,14 @@ Parse, call the importer, render; the rules are in the domain."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import webob
 
 from glance_clone.api.v1.images import has_body
 from glance_clone.api.v2.images import UPLOAD_TYPE, json_response, no_content
-from glance_clone.common import exception, wsgi
+from glance_clone.common import exception, faults, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.domain.image_import import Importer
 from glance_clone.store import backend
@@ -54,11 +55,17 @@ class ImportController:
     def stage(self, req: wsgi.Request, image_id: str) -> webob.Response:
         if req.content_type != UPLOAD_TYPE:
             raise exception.UnsupportedMediaType("Content-Type must be %s" % UPLOAD_TYPE)
+        piece = content_range(req.headers.get("Content-Range"))
         chunked = req.headers.get("Transfer-Encoding", "").lower() == "chunked"
         length = None if chunked or not has_body(req) else req.content_length
-        self.importer.stage(req.context, image_id,
-                            body_chunks(req.environ["wsgi.input"], length))
-        return no_content(req)
+        staged = self.importer.stage(req.context, image_id,
+                                     body_chunks(req.environ["wsgi.input"], length),
+                                     piece)
+        return _staged(req, staged)
+
+    def staged(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        """GET/HEAD: how much of the image is staged (resumable staging)."""
+        return _staged(req, self.importer.staged_length(req.context, image_id))
 
     def import_image(self, req: wsgi.Request, image_id: str,
                      body: Any = None) -> webob.Response:
@@ -68,6 +75,31 @@ class ImportController:
     def delete(self, req: wsgi.Request, image_id: str) -> webob.Response:
         self.importer.delete(req.context, image_id)
         return no_content(req)
+
+
+CONTENT_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
+
+
+def content_range(value: str | None) -> tuple[int, int] | None:
+    """(start, total) of a stage's ``Content-Range: bytes START-END/TOTAL``;
+    raises Invalid for a malformed one. The body is the data from START on
+    (its length is the request's): the data is complete once TOTAL bytes
+    are staged, and a body that would go past TOTAL is refused."""
+    if value is None:
+        return None
+    found = CONTENT_RANGE.fullmatch(value.strip())
+    if found is None:
+        raise exception.Invalid("Content-Range must be 'bytes START-END/TOTAL'")
+    start, end, total = (int(n) for n in found.groups())
+    if not start <= end < total:
+        raise exception.Invalid("Content-Range needs START <= END < TOTAL")
+    return start, total
+
+
+def _staged(req: wsgi.Request, staged: int) -> webob.Response:
+    response = no_content(req)
+    response.headers[faults.STAGED_SIZE_HEADER] = str(staged)
+    return response
 
 
 def _refuse_body(req: wsgi.Request) -> None:

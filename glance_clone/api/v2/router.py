@@ -134,7 +134,8 @@ class API(wsgi.Router):
                 {"PUT": "upload", "GET": "download"})
         connect(mapper, "/images/{image_id}/locations", images,
                 {"POST": "add_location", "GET": "locations"})
-        connect(mapper, "/images/{image_id}/stage", imports, {"PUT": "stage"})
+        connect(mapper, "/images/{image_id}/stage", imports,
+                {"PUT": "stage", "GET": "staged", "HEAD": "staged"})
         connect(mapper, "/images/{image_id}/import", imports, {"POST": "import_image"})
         connect(mapper, "/info/import", info, {"GET": "import_methods"})
         connect(mapper, "/info/stores", info, {"GET": "stores"})
