@@ -8,6 +8,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,8 +65,9 @@ class _Server(http.server.ThreadingHTTPServer):
         self.hung_up.release()  # type: ignore[attr-defined]
 
 
-def _serve(hang_up: bool = False, tls: ssl.SSLContext | None = None) -> _Server:
-    server = _Server(("127.0.0.1", 0), _Registry)
+def _serve(hang_up: bool = False, tls: ssl.SSLContext | None = None,
+           port: int = 0) -> _Server:
+    server = _Server(("127.0.0.1", port), _Registry)
     server.hung_up = threading.Semaphore(0)  # type: ignore[attr-defined]
     server.seen = []  # type: ignore[attr-defined]
     server.lock = threading.Lock()  # type: ignore[attr-defined]
@@ -83,10 +85,19 @@ def registry() -> Iterator[_Server]:
     server.shutdown()
 
 
-def _client(tmp_path: Path, port: int, **options: object) -> RegistryClient:
+def _client(tmp_path: Path, port: int, reconnect_time: float = 0.2,
+            **options: object) -> RegistryClient:
     conf = make_conf(tmp_path, {"registry_host": "127.0.0.1", "registry_port": port,
                                 **options})
-    return RegistryClient(conf)
+    client = RegistryClient(conf)
+    client.transport.reconnect_time = reconnect_time
+    return client
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_calls_share_one_kept_alive_connection(tmp_path, registry):
@@ -116,22 +127,38 @@ def test_a_connection_closed_while_idle_is_replaced_not_resent(tmp_path):
 
 
 def test_unreachable_registry(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = _client(tmp_path, port)
+    client = _client(tmp_path, _unused_port())
     with pytest.raises(exception.RegistryUnavailable, match="could not be reached"):
         client.get_image(CONTEXT, "x")
+
+
+@pytest.mark.parametrize("call", [
+    lambda client: client.get_image(CONTEXT, "x"),
+    lambda client: client.add_image(CONTEXT, {"name": "a"}),
+], ids=["read", "write"])
+def test_a_registry_restarting_within_the_reconnect_time_is_waited_for(tmp_path, call):
+    """Nothing listens for a moment (the old registry closed its socket,
+    the new one is still starting): the call waits, once sent, instead of
+    failing. A write too: a refused connection carried nothing."""
+    port = _unused_port()
+    client = _client(tmp_path, port, reconnect_time=30)
+    started: list[_Server] = []
+    later = threading.Timer(0.3, lambda: started.append(_serve(port=port)))
+    later.start()
+    try:
+        assert call(client)["path"] in ("/images/x", "/images")
+        assert len(started[0].seen) == 1
+    finally:
+        later.join()
+        for server in started:
+            server.shutdown()
 
 
 def test_a_write_whose_answer_is_lost_is_told_apart_from_one_never_sent(tmp_path):
     """Connection refused: the write cannot have happened. Reset after the
     request went out: it may have, and the caller must find out."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with pytest.raises(exception.RegistryUnavailable) as refused:
-        _client(tmp_path, port).add_image(CONTEXT, {"name": "a"})
+        _client(tmp_path, _unused_port()).add_image(CONTEXT, {"name": "a"})
     assert not isinstance(refused.value, exception.RegistryReplyLost)
 
     rude = socket.socket()
@@ -149,6 +176,33 @@ def test_a_write_whose_answer_is_lost_is_told_apart_from_one_never_sent(tmp_path
             client.add_image(CONTEXT, {"name": "a"})
     finally:
         rude.close()
+
+
+def test_a_read_reset_by_a_stopping_registry_is_sent_again_until_it_answers(tmp_path):
+    """A stopping registry resets the connections it had accepted but not
+    served, as many as came in: reads are sent again with growing pauses."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = json.dumps({"image": {"id": "x"}}).encode()
+
+    def reset_five_then_answer() -> None:
+        for served in range(6):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                if served < 5:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))   # close with RST
+                    continue
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    server = threading.Thread(target=reset_five_then_answer, daemon=True)
+    server.start()
+    try:
+        client = _client(tmp_path, listener.getsockname()[1], reconnect_time=30)
+        assert client.get_image(CONTEXT, "x") == {"id": "x"}
+    finally:
+        server.join(timeout=10)
+        listener.close()
 
 
 def test_a_registry_that_does_not_answer_times_out(tmp_path):

@@ -5,11 +5,13 @@ Calls go over the keep-alive connections of ``transport.HTTPTransport``.
 Every call passes the caller's context (token, request id and, with
 ``send_identity_headers``, the identity headers a trusted-auth registry
 reads). Registry statuses become our exceptions through one table
-(``faults.exception_for_status``). Only reads are retried, and only when
-the connection failed before an answer arrived. A write whose answer was
-lost after it was sent raises RegistryReplyLost: it may have been
-committed, and only the domain (``domain/registry_writes.py``) can find
-out what the registry now holds.
+(``faults.exception_for_status``). A refused connection is tried again by
+the transport for a few seconds (a registry restart), whatever the call:
+nothing was sent. A connection that failed after the request went out is
+tried again only for reads. A write whose answer was lost after it was
+sent raises RegistryReplyLost: it may have been committed, and only the
+domain (``domain/registry_writes.py``) can find out what the registry now
+holds.
 """
 
 from __future__ import annotations
@@ -68,7 +70,6 @@ CLIENT_OPTS = [
 ]
 
 POOL_SIZE = 64
-READ_RETRIES = 2
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -190,23 +191,23 @@ class RegistryClient:
             target += "?" + urlencode(
                 [(k, v) for k, v in params.items() if v is not None], doseq=True)
         reading = method == "GET" or read
-        attempts = 1 + (READ_RETRIES if reading else 0)
-        for attempt in range(attempts):
+        retries = transport_mod.Backoff(getattr(self.transport, "reconnect_time", 0))
+        while True:
             try:
                 reply = self.transport.send(method, target, all_headers, data)
                 break
-            except transport_mod.NotSent as err:
-                if attempt + 1 < attempts:
-                    LOG.warning("Registry connection failed, retrying: %s", err)
-                    continue
+            except transport_mod.NotSent:
+                # The transport already tried again for its reconnect time.
                 raise exception.RegistryUnavailable(
-                    "The image registry could not be reached.")
+                    "The image registry could not be reached.") from None
             except transport_mod.TransportTimeout:
                 # A write may still be committed: the caller must find out.
                 lost = exception.RegistryUnavailable if reading else exception.RegistryReplyLost
                 raise lost("The image registry did not answer in time.")
             except transport_mod.TransportError as err:
-                if attempt + 1 < attempts:
+                # A registry stopping resets the connections it had not
+                # served yet: a read is sent again, a little later.
+                if reading and retries.wait():
                     LOG.warning("Registry connection failed, retrying: %s", err)
                     continue
                 if reading:

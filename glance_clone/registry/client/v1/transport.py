@@ -11,6 +11,14 @@ blocks only its own request.
 Connections the registry has closed while idle (its
 ``client_socket_timeout``, a reload or a restart) are noticed before
 reuse and replaced, so no request is ever sent twice because of them.
+
+A refused connection is tried again for up to ``reconnect_time`` seconds:
+while ``glance-control registry restart`` runs, nothing listens on the
+port for the second or two between the old registry closing its socket
+and the new one binding it (longer on a loaded machine: the new process
+must start its interpreter and import its modules first). Nothing was
+sent, so this is safe for every request, writes included; the caller
+waits a little instead of getting a 503.
 """
 
 from __future__ import annotations
@@ -18,15 +26,23 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import eventlet
 from eventlet import patcher
 
 # The real select: a zero-timeout poll of an idle socket must not yield to
 # the eventlet hub, it only asks the kernel whether the peer hung up.
 _select = patcher.original("select")
+
+# Seconds a refused connection is tried again (a registry restart's gap),
+# and the pauses between tries: short at first, the gap often is.
+RECONNECT_TIME = 3.0
+FIRST_PAUSE = 0.02
+MAX_PAUSE = 0.25
 
 
 class TransportError(Exception):
@@ -62,7 +78,8 @@ class HTTPTransport:
     """Sends requests to one ``http(s)://host:port`` base URL."""
 
     def __init__(self, base_url: str, timeout: float | None, pool_size: int,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None,
+                 reconnect_time: float = RECONNECT_TIME) -> None:
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
@@ -71,6 +88,7 @@ class HTTPTransport:
         self.timeout = timeout
         self.pool_size = pool_size
         self.tls = tls
+        self.reconnect_time = reconnect_time
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
@@ -84,11 +102,7 @@ class HTTPTransport:
         """
         conn = self._checkout()
         if conn.sock is None:
-            try:
-                conn.connect()
-            except (OSError, http.client.HTTPException) as err:
-                conn.close()
-                raise NotSent(str(err) or type(err).__name__) from err
+            self._open(conn)
         try:
             conn.request(method, self.prefix + target, body=body, headers=headers)
             response = conn.getresponse()
@@ -114,6 +128,21 @@ class HTTPTransport:
         for conn in idle:
             conn.close()
 
+    def _open(self, conn: http.client.HTTPConnection) -> None:
+        """Connect, trying again while refused; raises NotSent."""
+        backoff = Backoff(self.reconnect_time)
+        while True:
+            try:
+                conn.connect()
+                return
+            except ConnectionRefusedError as err:
+                conn.close()
+                if not backoff.wait():
+                    raise NotSent(str(err) or type(err).__name__) from err
+            except (OSError, http.client.HTTPException) as err:
+                conn.close()
+                raise NotSent(str(err) or type(err).__name__) from err
+
     # -- the pool ----------------------------------------------------------
     def _checkout(self) -> http.client.HTTPConnection:
         while True:
@@ -137,6 +166,25 @@ class HTTPTransport:
             return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
                                                context=self.tls)
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+
+class Backoff:
+    """Growing pauses between tries, for ``seconds`` at most."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.pause = FIRST_PAUSE
+
+    def wait(self) -> bool:
+        """Pause before the next try; False (no pause) when it would end
+        past the deadline."""
+        if time.monotonic() + self.pause > self.deadline:
+            return False
+        # eventlet's sleep, patched or not: only this greenthread waits, and
+        # a hub running other greenthreads (a server's) is never held up.
+        eventlet.sleep(self.pause)
+        self.pause = min(self.pause * 2, MAX_PAUSE)
+        return True
 
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:
