@@ -53,6 +53,17 @@ def keystone() -> Iterator[keystone_harness.Keystone]:
     ks.cleanup()
 
 
+@pytest.fixture(scope="module")
+def keystone_glance(tmp_path_factory, keystone) -> Iterator[harness.Deployment]:
+    """A running registry (trusted-auth) + api (keystone flavor) pair that
+    checks tokens at the Keystone of ``keystone``; one per module."""
+    dep = keystone_harness.deployment(tmp_path_factory.mktemp("keystone"), keystone)
+    try:
+        yield dep.start()
+    finally:
+        dep.stop()
+
+
 def _unmet(item: pytest.Item) -> dict[str, list[str]]:
     """{what: [missing, ...]} for each backend set or need ``item`` lacks."""
     unmet: dict[str, list[str]] = {}

@@ -8,8 +8,6 @@ the whole module; each test makes its own projects and users.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 
@@ -19,12 +17,9 @@ pytestmark = [pytest.mark.needs("keystone"), pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def glance(tmp_path_factory, keystone) -> Iterator[harness.Deployment]:
-    dep = keystone_harness.deployment(tmp_path_factory.mktemp("keystone"), keystone)
-    try:
-        yield dep.start()
-    finally:
-        dep.stop()
+def glance(keystone_glance) -> harness.Deployment:
+    """The keystone-flavor deployment of this module (see the conftest)."""
+    return keystone_glance
 
 
 def auth(token: str, **headers: str) -> dict[str, str]:

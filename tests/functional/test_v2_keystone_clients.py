@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,12 +18,9 @@ pytestmark = [pytest.mark.needs("keystone"), pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def glance(tmp_path_factory, keystone) -> Iterator[harness.Deployment]:
-    dep = keystone_harness.deployment(tmp_path_factory.mktemp("v2-keystone"), keystone)
-    try:
-        yield dep.start()
-    finally:
-        dep.stop()
+def glance(keystone_glance) -> harness.Deployment:
+    """The keystone-flavor deployment of this module (see the conftest)."""
+    return keystone_glance
 
 
 def cli_env(glance: harness.Deployment, keystone, user: keystone_harness.User
