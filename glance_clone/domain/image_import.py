@@ -30,7 +30,7 @@ from oslo_config import cfg
 
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, reserved, task_status, tasks
+from glance_clone.domain import image_status, inspection, reserved, task_status, tasks
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.entity import Image
 from glance_clone.domain.import_lock import ImportLock
@@ -154,8 +154,10 @@ class Importer:
         elif (staged or 0) != start:
             raise exception.StagedLengthMismatch(staged or 0)
         try:
-            length, complete = self.staging.write(image_id, chunks, start, total,
-                                                  resumable=piece is not None)
+            length, complete = self.staging.write(
+                image_id, chunks, start, total, resumable=piece is not None,
+                inspector=inspection.for_image(self.conf, image.record.get("disk_format"),
+                                               image.record.get("container_format")))
         except exception.ClientDisconnected:
             if piece is None:
                 self._requeue(context, image_id, image_status.UPLOADING)

@@ -27,7 +27,7 @@ from oslo_config import cfg
 
 from glance_clone.common import config, exception
 from glance_clone.common.chunking import CHUNK_SIZE
-from glance_clone.common.data_in import Incoming, Limit
+from glance_clone.common.data_in import Incoming, Inspector, Limit
 
 LOG = logging.getLogger(__name__)
 
@@ -70,14 +70,17 @@ class StagingArea:
         return self.path(image_id) + PART
 
     def write(self, image_id: str, chunks: Iterator[bytes], start: int = 0,
-              total: int | None = None, resumable: bool = False) -> tuple[int, bool]:
+              total: int | None = None, resumable: bool = False,
+              inspector: Inspector | None = None) -> tuple[int, bool]:
         """Stage ``chunks`` as the image's data from byte ``start``;
         (bytes staged now, whether the data is complete).
 
         Without ``total`` the data ends with ``chunks``; with it, the data is
         complete once ``total`` bytes are staged. A ``resumable`` piece cut
         short keeps what arrived, for the client to continue from; anything
-        else that fails removes the staged data.
+        else that fails removes the staged data. ``inspector`` sees all the
+        data, the bytes staged before first, and judges it once complete
+        (ImageFormatRefused).
 
         Raises Conflict (complete data already staged, another request
         staging it), StagedLengthMismatch (``start`` is not where the
@@ -99,11 +102,20 @@ class StagingArea:
             length = os.fstat(staged.fileno()).st_size
             if length != start:
                 raise exception.StagedLengthMismatch(length)
-            staged.seek(start)
             try:
+                if inspector is not None:
+                    staged.seek(0)
+                    for chunk in iter(lambda: staged.read(CHUNK_SIZE), b""):
+                        inspector.feed(chunk)
+                staged.seek(start)
                 for chunk in data:
+                    if inspector is not None:
+                        inspector.feed(chunk)
                     staged.write(chunk)
                 staged.flush()
+                if inspector is not None and (total is None
+                                              or start + data.bytes_read == total):
+                    inspector.finish()
             except exception.ClientDisconnected:
                 if not resumable:
                     self.remove(image_id)

@@ -58,9 +58,13 @@ class ImportController:
         piece = content_range(req.headers.get("Content-Range"))
         chunked = req.headers.get("Transfer-Encoding", "").lower() == "chunked"
         length = None if chunked or not has_body(req) else req.content_length
-        staged = self.importer.stage(req.context, image_id,
-                                     body_chunks(req.environ["wsgi.input"], length),
-                                     piece)
+        try:
+            staged = self.importer.stage(req.context, image_id,
+                                         body_chunks(req.environ["wsgi.input"], length),
+                                         piece)
+        except exception.ImageFormatRefused as err:
+            # As a refused upload: 415 on v2.
+            raise exception.UnsupportedMediaType(str(err)) from err
         return _staged(req, staged)
 
     def staged(self, req: wsgi.Request, image_id: str) -> webob.Response:
