@@ -221,10 +221,13 @@ class Importer:
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
         self.lock.check_free(image.record)
+        # A caller without a project (the unauthenticated pipeline's single
+        # operator) files the task under the image's owner, else the admin.
+        owner = context.owner or image.record.get("owner") or self.conf.admin_role
         task = self.repository.create(
             context, tasks.API_IMAGE_IMPORT,
             dict(extra, image_id=image_id, import_req=body, backend=[None]),
-            image_id=image_id)
+            image_id=image_id, owner=owner)
         # One swap takes the lock and moves to importing: a second import
         # racing this one gets 409 here; its task fails at once.
         try:

@@ -68,12 +68,14 @@ def download_response(req: wsgi.Request, image: dict, chunks: Any, length: int,
 
 class ImagesController:
     def __init__(self, conf: Any, catalog: ImageCatalog, schemas: Schemas,
-                 delete: Callable[[Any, str], None] | None = None) -> None:
+                 delete: Callable[[Any, str], None] | None = None,
+                 import_methods: Callable[[], list[str]] = list) -> None:
         self.conf = conf
         self.catalog = catalog
         self.schemas = schemas
         # The importer's delete also removes staged data.
         self._delete = delete or catalog.delete
+        self.import_methods = import_methods
 
     def index(self, req: wsgi.Request) -> webob.Response:
         params = query_items(req)
@@ -97,6 +99,10 @@ class ImagesController:
         image = self.catalog.create(req.context, bodies.create_values(self.schemas, body))
         response = json_response(req, views.image_view(image), status=201)
         response.headers["Location"] = "%s/v2/images/%s" % (req.application_url, image.id)
+        methods = self.import_methods()
+        if methods:
+            # Clients (openstacksdk's use_import) read how the data may come.
+            response.headers["OpenStack-image-import-methods"] = ",".join(methods)
         return response
 
     def show(self, req: wsgi.Request, image_id: str) -> webob.Response:

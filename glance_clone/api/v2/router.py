@@ -113,7 +113,8 @@ class API(wsgi.Router):
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
         images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas,
-                                                self.importer.delete),
+                                                self.importer.delete,
+                                                self.importer.methods),
                                deserializer=_ImagesDeserializer())
         info = wsgi.Resource(InfoController(self.stores, self.importer))
         imports = wsgi.Resource(ImportController(self.importer),

@@ -4,40 +4,15 @@ task with the reason; the image is queued again and nothing is left."""
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.support import disk_images
+from tests.support.file_server import served  # noqa: F401 (fixture)
 
 from .conftest import V2
 from .test_import import do_import, stage, staged_files, wait_status
 from .test_import_reliability import _tasks_of
 from .test_resumable_staging import piece
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A local HTTP server of the files in a folder."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, "http://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
 
 
 def _image(v2: V2, disk_format: str) -> dict:
@@ -66,7 +41,7 @@ def test_staging_refuses_unsafe_or_mismatched_data(v2: V2, tmp_path: Path) -> No
     assert stage(v2, good["id"], data).status_int == 204
 
 
-def test_a_web_download_of_unsafe_data_fails_its_task(v2: V2, served, tmp_path) -> None:
+def test_a_web_download_of_unsafe_data_fails_its_task(v2: V2, served, tmp_path) -> None:  # noqa: F811
     folder, url = served
     (folder / "unsafe.qcow2").write_bytes(disk_images.qcow2_with_backing_file(tmp_path))
     image = _image(v2, "qcow2")

@@ -237,3 +237,20 @@ def test_progress_is_reported_at_a_bounded_rate(v2_with) -> None:
     assert lease_interval(v2_with({"task.task_stall_timeout": 300}).stack.conf) == 10.0
     assert lease_interval(v2_with({"task.task_stall_timeout": 8}).stack.conf) == 2.0
     assert lease_interval(v2_with({"task.task_progress_interval": 1.5}).stack.conf) == 1.5
+
+
+def test_clients_learn_the_methods_and_projectless_callers_import(v2: V2) -> None:
+    res = v2.call("POST", "/images", {"name": "x"})
+    assert res.headers["OpenStack-image-import-methods"] == "glance-direct,web-download"
+    operator = {"tenant": None, "roles": "admin"}
+    image = v2.create(operator, name="i", disk_format="raw", container_format="bare")
+    assert image["owner"] is None
+    assert stage(v2, image["id"], **operator).status_int == 204
+    assert do_import(v2, image["id"], **operator).status_int == 202
+    wait_status(v2, image["id"], "active")
+    for _ in range(500):
+        [task] = _tasks_of(v2, image["id"])
+        if task["status"] != "processing":
+            break
+        eventlet.sleep(0.01)
+    assert (task["owner"], task["status"]) == ("admin", "success")
