@@ -9,12 +9,15 @@ namespace, and ``locations`` at create (a PATCH may change them:
 to replace them all; the domain decides who may). Refused with 400: anything the schema
 refuses, property names over 255 characters, malformed patches.
 Refused with 415: a PATCH media type other than the two v2 ones.
+Refused with 400 as in newer Glance: any body on the reads, deletes and
+actions that take none (``NoBody``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from glance_clone.api.v1.images import has_body
 from glance_clone.api.v2.schemas import Schemas
 from glance_clone.common import exception
 from glance_clone.domain.catalog import Change
@@ -152,3 +155,19 @@ def member_status(body: Any) -> Any:
     if not isinstance(body, dict) or "status" not in body:
         raise exception.Invalid("Status not specified")
     return body["status"]
+
+
+class NoBody:
+    """A deserializer whose ``actions`` take no body: a request that sends
+    one (Content-Length or chunked) is refused before the action runs; the
+    other actions go to ``inner``."""
+
+    def __init__(self, inner: Any, actions: tuple[str, ...]) -> None:
+        self.inner = inner
+        self.actions = frozenset(actions)
+
+    def dispatch(self, req: Any, action: str) -> dict[str, Any]:
+        if action in self.actions and has_body(req):
+            raise exception.Invalid("A body is not expected with this request.")
+        result: dict[str, Any] = self.inner.dispatch(req, action)
+        return result

@@ -12,6 +12,7 @@ from oslo_config import cfg
 
 from glance_clone.api import property_protections
 from glance_clone.api.v1 import router as v1_router
+from glance_clone.api.v2.bodies import NoBody
 from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.members import MembersController
@@ -112,15 +113,23 @@ class API(wsgi.Router):
 
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
+        # Reads, deletes and actions that take no body refuse one (400).
         images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas,
                                                 self.importer.delete,
                                                 self.importer.methods),
-                               deserializer=_ImagesDeserializer())
-        info = wsgi.Resource(InfoController(self.stores, self.importer))
+                               deserializer=NoBody(_ImagesDeserializer(), (
+                                   "show", "delete", "deactivate", "reactivate",
+                                   "add_tag", "remove_tag", "download")))
+        info = wsgi.Resource(InfoController(self.stores, self.importer),
+                             deserializer=NoBody(wsgi.JSONDeserializer(),
+                                                 ("import_methods", "stores")))
         imports = wsgi.Resource(ImportController(self.importer),
                                 deserializer=ImportDeserializer())
-        members = wsgi.Resource(MembersController(self.sharing))
-        schemas = wsgi.Resource(SchemasController(self.schemas))
+        members = wsgi.Resource(MembersController(self.sharing),
+                                deserializer=NoBody(wsgi.JSONDeserializer(),
+                                                    ("index", "show", "delete")))
+        schemas = wsgi.Resource(SchemasController(self.schemas),
+                                deserializer=NoBody(wsgi.JSONDeserializer(), ("show",)))
         tasks = wsgi.Resource(TasksController(self.conf, self.task_repository,
                                               self.enforcer, self.task_types))
         connect = wsgi.connect_methods
