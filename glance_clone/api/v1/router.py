@@ -35,11 +35,14 @@ IMAGE_OPTS = [
     cfg.BoolOpt("delayed_delete", default=False,
                 help="Deleted images go to pending_delete for glance-scrubber."),
 ]
+# Newer Glance's lists (Glance 11 had neither vhdx and ploop nor docker and
+# compressed); both APIs and the v2 schema take them from here.
 FORMAT_OPTS = [
-    cfg.ListOpt("disk_formats", default=["ami", "ari", "aki", "vhd", "vmdk", "raw",
-                                         "qcow2", "vdi", "iso"],
+    cfg.ListOpt("disk_formats", default=["ami", "ari", "aki", "vhd", "vhdx", "vmdk",
+                                         "raw", "qcow2", "vdi", "iso", "ploop"],
                 help="Accepted disk formats."),
-    cfg.ListOpt("container_formats", default=["ami", "ari", "aki", "bare", "ovf", "ova"],
+    cfg.ListOpt("container_formats", default=["ami", "ari", "aki", "bare", "ovf", "ova",
+                                              "docker", "compressed"],
                 help="Accepted container formats."),
 ]
 

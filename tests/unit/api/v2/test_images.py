@@ -196,3 +196,19 @@ def test_property_quota_and_protections(v2_with, tmp_path) -> None:
     assert v2.call("GET", "/images/" + image["id"], **ADMIN).json["secret_y"] == "s"
     assert v2.call("GET", "/images?secret_y=s").status_int == 400
     assert v2.names("?secret_y=s", **ADMIN) == [None]
+
+
+def test_format_lists_are_the_newest_glances(v2: V2, stack) -> None:
+    schema = v2.call("GET", "/schemas/image").json["properties"]
+    assert schema["disk_format"]["enum"] == [
+        None, "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
+        "ploop"]
+    assert schema["container_format"]["enum"] == [
+        None, "ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
+    made = v2.create(name="n", disk_format="vhdx", container_format="docker")
+    assert (made["disk_format"], made["container_format"]) == ("vhdx", "docker")
+    # v1 takes the same lists.
+    res = stack.request("/v1/images", "POST", tenant="t1", headers={
+        "x-image-meta-name": "v1", "x-image-meta-disk_format": "ploop",
+        "x-image-meta-container_format": "compressed"})
+    assert res.status_int == 201, res.text
