@@ -139,3 +139,24 @@ def test_file_swift_s3_and_rbd_in_one_api(tmp_path, backend):
         dep.stop()
         for store in others.values():
             store.cleanup()
+
+
+def test_nova_reads_the_rbd_direct_url_as_admin_and_clones_it(tmp_path, backend):
+    """With show_image_direct_url / show_multiple_locations on, an admin
+    identity (Nova's RBD image backend) gets the rbd:// URL of the image's
+    snapshot and clones it in place; the image's owner never sees it."""
+    options = {"DEFAULT": {"show_image_direct_url": True, "show_multiple_locations": True}}
+    with contextmanager(harness.deployment)(tmp_path, backend=backend,
+                                            api_options=options) as dep:
+        image = create(dep, os.urandom(300_000))
+        path = "%s/v2/images/%s" % (dep.url, image["id"])
+        seen = requests.get(path, headers=harness.admin(), timeout=30).json()
+        url = seen["direct_url"]
+        assert [loc["url"] for loc in seen["locations"]] == [url]
+        fsid, pool_name, name, snapshot = url[len("rbd://"):].split("/")
+        assert (pool_name, name, snapshot) == (os.environ["CEPH_POOL"], image["id"], "snap")
+        clone(name)
+        remove_clone(name)
+        for caller in (OWNER, harness.identity("other")):
+            shown = requests.get(path, headers=caller, timeout=30)
+            assert "direct_url" not in shown.text and "rbd://" not in shown.text
