@@ -21,17 +21,24 @@ found through the process-wide ``FillRegistry`` of the directory:
 - With data flowing (STREAMING) every request is a ``FillReader`` of the
   file, reading at its own pace and waiting for the file to grow. A slow
   or departed client never holds anyone back, here or in other processes.
-- The last byte of the image is only handed out once the whole file has
-  been verified: size, MD5 against the image's checksum and, for an image
-  that has one, its multihash (both hashed side by side). A writer
-  hashes what it writes; a tailer hashes what it sees appear, in order
-  (one reader at a time polls the file's size). On a mismatch every
-  reader's stream is cut one byte short, so no client mistakes bad data
-  for a complete download, and the writer moves the file to ``invalid/``.
+- A file is admitted only once it has been verified whole: size, MD5
+  against the image's checksum and, for an image that has one, its
+  multihash (both hashed side by side). The writer's readers get every
+  byte as soon as it is written, at store speed: they are the store's
+  bytes, as an uncached download's are, and hashing them on the way would
+  slow every miss to the hashing rate. Once the store stream has ended
+  the writer hashes the file (from the page cache) and admits it; a
+  mismatch moves it to ``invalid/`` and cuts the streams of readers that
+  have not got every byte yet. A tailer hashes what it sees appear, in
+  order (one reader at a time polls the file's size), and hands out the
+  last byte only once all of it matched: it cannot know how its writer
+  will judge the file.
 - The writer records verified files and renames them to ``<dir>/<id>``
   (DONE). A tailer never admits, moves or deletes the file it follows.
-- When every reader of the writer has gone before the end, the pump stops,
-  the store stream is closed and the partial file goes to ``invalid/``.
+- When every reader of the writer has gone before the store stream ended,
+  the pump stops, the store stream is closed and the partial file goes to
+  ``invalid/``. Once the stream has ended the file is verified and admitted
+  whether or not anyone is still reading it.
 - The file becoming unusable does not fail a download (DISCARDED): every
   reader goes on through its ``fallback``, its own store read skipping
   what it has already sent. For a writer: a write error (disk full, I/O
@@ -268,12 +275,26 @@ class Fill:
 
     # -- used by readers, under ``cond`` -------------------------------------------
     def deliverable(self) -> int:
-        """Bytes readers may hand out: all but the last until verified."""
+        """Bytes readers may hand out: while the writer streams, all it
+        wrote; otherwise all but the last until verified."""
         if self.state is State.DONE:
             return self.written
         if self.state is State.DISCARDED:
             return 0        # every reader goes on from its offset through its fallback
+        if self.state is State.STREAMING and not self.tailing:
+            return self.written
         return min(self.written, self.expected_size - 1)
+
+    def copied(self) -> bool:
+        """Whether the writer has every byte of the image in the file."""
+        return not self.tailing and self.written >= self.expected_size
+
+    def settled(self, timeout: float | None = None) -> State:
+        """The outcome, once there is one (or the state after ``timeout``)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.state not in (State.PENDING, State.STREAMING),
+                               timeout)
+            return self.state
 
     # -- the writer's pump thread ---------------------------------------------------
     def _pump(self) -> None:
@@ -313,7 +334,6 @@ class Fill:
             except OSError as err:
                 self._end(State.DISCARDED, str(err))
                 return
-            self._digests.update(chunk)
             with self.cond:
                 self.written += len(chunk)
                 self.cond.notify_all()
@@ -321,7 +341,24 @@ class Fill:
             # local file) would otherwise starve every other green thread:
             # its readers would see nothing, nor notice a client gone.
             time.sleep(0)
+        self.close_upstream()
+        if self.written == self.expected_size:
+            self._hash_written()
         self._end_verified()
+
+    def _hash_written(self) -> None:
+        """Hash the file the writer filled: it is in the page cache still,
+        and its readers did not wait for this."""
+        digests = Digests(self.expected_multihash[0] if self.expected_multihash else None,
+                          background=True)
+        offset = 0
+        while offset < self.written:
+            data = os.pread(self.fd, min(CHUNK_SIZE, self.written - offset), offset)
+            if not data:
+                break
+            digests.update(data)
+            offset += len(data)
+        self._digests = digests
 
     def close_upstream(self) -> None:
         if self._upstream_close is not None:
@@ -449,7 +486,7 @@ class Fill:
             # Decided under the same lock as the count, so no request can
             # join a fill that is about to be abandoned.
             abandoned = (self.readers == 1 and self.state is State.STREAMING
-                         and not self.ending)
+                         and not self.ending and not self.copied())
             if abandoned:
                 self.ending = True
                 self.state = State.FAILED
@@ -511,6 +548,8 @@ class FillReader:
                 limit = fill.deliverable()
                 if self.offset < limit:
                     return "read", limit
+                if self.offset >= fill.expected_size and fill.copied():
+                    return "end", 0         # the store's bytes, all sent
                 state = fill.state
                 if state is State.DONE:
                     return "end", 0
@@ -568,7 +607,13 @@ class FillReader:
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
-        self.fill.reader_left()
+        fill = self.fill
+        fill.reader_left()
+        if self.offset >= fill.expected_size and fill.copied():
+            # The client has every byte already; the request ends once the
+            # file is judged, so whoever made it (a prefetcher run, the
+            # next request on this connection) finds the image cached.
+            fill.settled()
 
     def __del__(self) -> None:
         # A reader dropped without close() must not pin the fill open.

@@ -136,10 +136,15 @@ def cache_dir_of(dep: harness.Deployment) -> Path:
     return Path(dep.api.sections["DEFAULT"]["image_cache_dir"])
 
 
-def cached_files(dep: harness.Deployment) -> list[str]:
+def cached_files(dep: harness.Deployment, settle: bool = True) -> list[str]:
+    """The complete files; with ``settle``, once no fill is under way (a
+    miss's file is hashed and admitted after its last byte went out)."""
+    if settle:
+        harness.wait_until(lambda: not files_in(dep, "incomplete"), 30,
+                           message="the fills under way to end")
     base = cache_dir_of(dep)
     return sorted(p.name for p in base.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name != "cache.db")
+                  if p.is_file() and not p.name.startswith((".", "cache.db")))
 
 
 def files_in(dep: harness.Deployment, sub: str) -> list[str]:
@@ -394,7 +399,7 @@ def test_cron_pruner_during_twenty_downloads(glance: harness.Deployment,
     result = run_tool("cache_pruner", conf)
     assert result.returncode == 0, result.stderr + tool_log(conf)
     assert "Pruned 2 images; image cache now holds %d bytes" % size in tool_log(conf)
-    assert len(cached_files(glance)) == 1
+    assert len(cached_files(glance, settle=False)) == 1
 
     release.set()
     web.gate.set()
@@ -621,6 +626,7 @@ def test_altered_cache_file_is_not_served(glance: harness.Deployment) -> None:
     data = os.urandom(5 * CHUNK_SIZE)       # several chunks: the first ones go out
     image_id = upload(glance, data)
     assert download(glance, image_id).content == data
+    assert cached_files(glance) == [image_id]
     path = cache_dir_of(glance) / image_id
 
     # Different size: noticed before the first byte, served from the store.

@@ -23,8 +23,9 @@ both in the same cache:
   disk is moved to ``invalid/`` and not used. glance-cache-cleaner hashes
   every cached file again.
 - Miss: the API answers; a 200 with data is written into the cache while it
-  streams and admitted only when size, checksum and multihash (the
-  registry's, for an image that has one) match.
+  streams, at store speed, and once it has all gone out the file is hashed
+  and admitted only when size, checksum and multihash (the registry's, for
+  an image that has one) match.
 - Concurrent misses for the same image share one store read, however many
   api workers (and glance-cache-prefetcher) receive them
   (``glance_clone.cache.fill``). A worker that finds another process
