@@ -156,8 +156,7 @@ class Importer:
         try:
             length, complete = self.staging.write(
                 image_id, chunks, start, total, resumable=piece is not None,
-                inspector=inspection.for_image(self.conf, image.record.get("disk_format"),
-                                               image.record.get("container_format")))
+                inspector=self._inspector(image.record))
         except exception.ClientDisconnected:
             if piece is None:
                 self._requeue(context, image_id, image_status.UPLOADING)
@@ -172,6 +171,16 @@ class Importer:
         if complete:
             self._record_size(context, image_id, length)
         return length
+
+    def _inspector(self, record: dict) -> inspection.Inspection | None:
+        """How staged data is inspected: as uploads are, unless it may be
+        compressed (image_decompression configured): then it is inspected
+        once decompressed, by the conversion plugin and the upload path."""
+        plugins = getattr(self.runner, "plugins", None)
+        if plugins and plugins.decompresses:
+            return None
+        return inspection.for_image(self.conf, record.get("disk_format"),
+                                    record.get("container_format"))
 
     def _record_size(self, context: RequestContext, image_id: str, size: int) -> None:
         values: dict[str, Any] = {"size": size}

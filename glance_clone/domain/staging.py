@@ -69,6 +69,11 @@ class StagingArea:
     def _part(self, image_id: str) -> str:
         return self.path(image_id) + PART
 
+    def scratch(self, image_id: str) -> str:
+        """Where work on complete staged data (import plugins) writes its
+        output, removed with the staged data."""
+        return self._part(image_id)
+
     def write(self, image_id: str, chunks: Iterator[bytes], start: int = 0,
               total: int | None = None, resumable: bool = False,
               inspector: Inspector | None = None) -> tuple[int, bool]:

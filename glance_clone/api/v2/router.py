@@ -25,6 +25,7 @@ from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.image_import import Importer
 from glance_clone.domain.images import ImageService
 from glance_clone.domain.import_lock import ImportLock
+from glance_clone.domain.import_plugins import Plugins
 from glance_clone.domain.import_runner import ImportRunner
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
@@ -85,7 +86,8 @@ class API(wsgi.Router):
                           lambda: conf.task.task_stall_timeout, context.admin_context)
         staging_area = StagingArea(conf)
         self.import_runner = ImportRunner(conf, self.task_repository, lock,
-                                          deleter.uploader, staging_area, self.stores)
+                                          deleter.uploader, staging_area, self.stores,
+                                          plugins=Plugins(conf))
         self.importer = Importer(conf, self.catalog, staging_area, self.task_repository,
                                  lock, self.import_runner)
         legacy = ImportTask(conf, self.task_repository, self.catalog, self.schemas,

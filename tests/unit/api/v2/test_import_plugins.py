@@ -1,0 +1,160 @@
+"""Import plugins from glance-image-import.conf: decompression (and its
+bombs), conversion by qemu-img (never of data that failed inspection) and
+injected metadata; a refusal fails the task and leaves nothing behind."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import eventlet
+import pytest
+
+from glance_clone.common import exception
+from glance_clone.domain.import_plugins import Plugins, conversion
+from tests.support import disk_images
+from tests.support.file_server import served  # noqa: F401 (fixture)
+
+from .conftest import ADMIN, V2
+from .test_import import do_import, stage, staged_files, wait_status
+from .test_import_reliability import _tasks_of
+
+RAW = bytes(range(256)) * 4096          # 1 MiB
+
+
+def plugins(v2: V2, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "glance-image-import.conf"
+    path.write_text(text)
+    v2.stack.v2.import_runner.plugins = Plugins(v2.stack.conf, str(path))
+
+
+def image(v2: V2, disk_format: str = "raw", **caller) -> dict:
+    return v2.create(caller or None, name="i", disk_format=disk_format,
+                     container_format="bare")
+
+
+def direct(v2: V2, data: bytes, disk_format: str = "raw", **caller) -> dict:
+    made = image(v2, disk_format, **caller)
+    assert stage(v2, made["id"], data, **caller).status_int == 204
+    assert do_import(v2, made["id"], **caller).status_int == 202
+    return made
+
+
+def finished(v2: V2, image_id: str) -> dict:
+    for _ in range(500):
+        [task] = _tasks_of(v2, image_id)
+        if task["status"] in ("success", "failure"):
+            return task
+        eventlet.sleep(0.01)
+    raise AssertionError(task)
+
+
+def failed(v2: V2, image_id: str, words: str) -> None:
+    task = finished(v2, image_id)
+    assert task["status"] == "failure" and words in task["message"], task
+    shown = v2.call("GET", "/images/" + image_id).json
+    assert shown["status"] == "queued" and shown["size"] is None
+    assert staged_files(v2) == [] and v2.stack.stored_files() == []
+
+
+def zipped(*members: tuple[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_decompression(v2: V2, tmp_path, served) -> None:  # noqa: F811
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_decompression\n")
+    made = direct(v2, gzip.compress(RAW))
+    shown = wait_status(v2, made["id"], "active")
+    assert shown["size"] == len(RAW)
+    assert v2.call("GET", "/images/%s/file" % made["id"]).body == RAW
+    folder, url = served
+    (folder / "one.zip").write_bytes(zipped(("disk.raw", RAW)))
+    other = image(v2)
+    assert do_import(v2, other["id"], "web-download", url + "/one.zip").status_int == 202
+    assert wait_status(v2, other["id"], "active")["size"] == len(RAW)
+    # Not compressed: left as it is.
+    plain = direct(v2, RAW)
+    assert wait_status(v2, plain["id"], "active")["size"] == len(RAW)
+
+
+def test_decompression_refusals_and_bombs(v2_with, tmp_path) -> None:
+    v2 = v2_with({"image_size_cap": 2 * 1024 * 1024})
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_decompression\n")
+    bomb = direct(v2, gzip.compress(bytes(3 * 1024 * 1024)))
+    failed(v2, bomb["id"], "decompressed data goes past image_size_cap")
+    two = direct(v2, zipped(("a", b"1"), ("b", b"2")))
+    failed(v2, two["id"], "exactly one file")
+    lha = direct(v2, b"\x00\x00-lh5-" + bytes(100))
+    failed(v2, lha["id"], "LHA")
+    broken = direct(v2, gzip.compress(os.urandom(100_000))[:5000])
+    failed(v2, broken["id"], "could not be decompressed")
+
+
+def test_conversion(v2: V2, tmp_path) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = "
+                          "image_decompression, image_conversion\n"
+                          "[image_conversion]\noutput_format = raw\n")
+    qcow2 = disk_images.qcow2(tmp_path, "2M")
+    made = direct(v2, gzip.compress(qcow2), "qcow2")
+    shown = wait_status(v2, made["id"], "active")
+    assert (shown["disk_format"], shown["size"], shown["virtual_size"]) == (
+        "raw", 2 * 1024 * 1024, 2 * 1024 * 1024)
+    assert v2.call("GET", "/images/%s/file" % made["id"]).body == bytes(2 * 1024 * 1024)
+    # Already the output format: stored as it is.
+    raw = direct(v2, RAW)
+    assert wait_status(v2, raw["id"], "active")["size"] == len(RAW)
+
+
+def test_conversion_never_runs_on_unsafe_data(v2: V2, tmp_path, served,  # noqa: F811
+                                              monkeypatch) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
+    ran: list = []
+    monkeypatch.setattr(conversion, "_run", lambda *args: ran.append(args))
+    folder, url = served
+    (folder / "unsafe.qcow2").write_bytes(disk_images.qcow2_with_backing_file(tmp_path))
+    (folder / "iso.raw").write_bytes(disk_images.iso())
+    made = image(v2, "qcow2")
+    assert do_import(v2, made["id"], "web-download", url + "/unsafe.qcow2").status_int == 202
+    failed(v2, made["id"], "safety")
+    # ISO data is never converted: refused unless declared iso.
+    iso = image(v2, "raw")
+    assert do_import(v2, iso["id"], "web-download", url + "/iso.raw").status_int == 202
+    failed(v2, iso["id"], "ISO")
+    assert ran == []
+
+
+def test_qemu_img_refusals_fail_the_task(v2: V2, tmp_path, monkeypatch) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
+    monkeypatch.setattr(conversion, "_run", lambda args, cpu, memory: (
+        '{"backing-filename": "/etc/passwd"}' if args[1] == "info" else ""))
+    made = direct(v2, disk_images.qcow2(tmp_path), "qcow2")
+    failed(v2, made["id"], "backing file")
+
+
+def test_injected_metadata(v2: V2, tmp_path) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = inject_image_metadata\n"
+                          "[inject_metadata_properties]\n"
+                          "inject = hw_rng_model:virtio,os_glance_x:y\n")
+    mine = direct(v2, RAW)
+    shown = wait_status(v2, mine["id"], "active")
+    assert shown["hw_rng_model"] == "virtio" and "os_glance_x" not in shown
+    theirs = direct(v2, RAW, **ADMIN)
+    assert finished(v2, theirs["id"])["status"] == "success"
+    shown = v2.call("GET", "/images/" + theirs["id"], **ADMIN).json
+    assert shown["status"] == "active" and "hw_rng_model" not in shown
+
+
+def test_unknown_plugins_stop_the_start(v2: V2, tmp_path) -> None:
+    path = tmp_path / "glance-image-import.conf"
+    path.write_text("[image_import_opts]\nimage_import_plugins = image_conversion, nope\n")
+    with pytest.raises(exception.ConfigError, match="nope"):
+        Plugins(v2.stack.conf, str(path))
+    # None found beside the configuration: no plugins.
+    assert not Plugins(v2.stack.conf)
