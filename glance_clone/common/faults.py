@@ -59,6 +59,17 @@ STATUS_EXCEPTIONS: dict[int, type[exception.GlanceError]] = {
 
 # Set on the WSGI environ by the version negotiation filter: "v1" or "v2".
 API_VERSION = "glance.api_version"
+# Before that filter ran (the request guard's refusals), a v1 request is
+# known by its first path segment.
+V1_SEGMENTS = ("v1", "v1.0", "v1.1")
+
+
+def _is_v1(environ: dict) -> bool:
+    version = environ.get(API_VERSION)
+    if version is not None:
+        return bool(version == "v1")
+    first = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0]
+    return first in V1_SEGMENTS
 
 
 class ErrorPage(exc.WSGIHTTPException):
@@ -66,7 +77,7 @@ class ErrorPage(exc.WSGIHTTPException):
     request's API negotiates it (see the module docstring)."""
 
     def generate_response(self, environ: dict, start_response: Callable) -> Any:
-        if environ.get(API_VERSION) == "v1":
+        if _is_v1(environ):
             accept = environ.get("HTTP_ACCEPT", "")
             legacy = "text/html" if "html" in accept or "*/*" in accept else "text/plain"
             environ = dict(environ, HTTP_ACCEPT=legacy)

@@ -68,3 +68,13 @@ def test_v1_middleware_error_is_not_json(stack: Stack) -> None:
                        headers={"Accept": "application/json",
                                 "X-Identity-Status": "Invalid"})
     assert v2.status_int == 401 and v2.json["code"] == "401 Unauthorized"
+
+
+def test_refusals_before_version_negotiation_keep_each_apis_form(stack: Stack) -> None:
+    """The request guard refuses an undecodable URL before the version is
+    chosen: a v1 path still gets v1's page, a v2 path v2's."""
+    json_accept = {"Accept": "application/json"}
+    v1 = stack.request("/v1/images?name=%FF", tenant="t1", headers=json_accept)
+    assert (v1.status_int, v1.content_type) == (400, "text/plain")
+    v2 = stack.request("/v2/images?name=%FF", tenant="t1", headers=json_accept)
+    assert v2.status_int == 400 and v2.json["code"] == "400 Bad Request"
