@@ -151,6 +151,12 @@ class Keystone:
                 "name": "glance-test-" + uuid.uuid4().hex[:12],
                 "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S")}},
         ).json()["application_credential"]
+        # Removed before its user: deleting the user leaves the credential's
+        # role rows behind in a SQLite Keystone (no foreign keys there), and
+        # the next credential, given the freed internal id, then collides
+        # with them (409) in every later run against the same Keystone.
+        self._created.append("/users/%s/application_credentials/%s"
+                             % (user.id, credential["id"]))
         auth = v3.ApplicationCredential(
             auth_url=self.url, application_credential_id=credential["id"],
             application_credential_secret=credential["secret"])
