@@ -132,7 +132,8 @@ def patch_changes(schemas: Schemas, media_type: str, body: Any) -> list[Change]:
                                         "\"value\"." % op)
             value = raw["value"]
             # One location is checked as a list of one.
-            schemas.validate_image({name: [value] if position is not None else value})
+            schemas.validate_image({name: [value] if position is not None else value},
+                                   partial=True)
         changes.append(Change(op, name, value, add_conflicts=media_type == PATCH_V20,
                               position=position))
     return changes

@@ -16,7 +16,7 @@ from glance_clone.api.v2.bodies import NoBody
 from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.members import MembersController
-from glance_clone.api.v2.schemas import Schemas
+from glance_clone.api.v2.schemas import SCHEMA_FILE, Schemas, custom_properties
 from glance_clone.api.v2.task_import import ImportTask
 from glance_clone.api.v2.tasks import ImageTasksController, TasksController
 from glance_clone.common import background, config, context, policy, wsgi
@@ -74,7 +74,8 @@ class API(wsgi.Router):
                                     deleter, image_locations)
         self.sharing = Sharing(conf, repository, self.catalog, enforcer)
         self.schemas = Schemas(conf.image_format.disk_formats,
-                               conf.image_format.container_formats)
+                               conf.image_format.container_formats,
+                               *custom_properties(conf.find_file(SCHEMA_FILE)))
         self.enforcer = enforcer
         self.task_repository = TaskRepository(conf, self.registry, deleter.writes)
         # The reaper and the import lock look at the tasks of every

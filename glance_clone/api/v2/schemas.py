@@ -1,13 +1,22 @@
 """The v2 JSON schemas: served at ``/v2/schemas/...`` and used, the very
 same objects, to validate request bodies (create, patch, members).
 
-The image schema's format enums come from ``[image_format]``; the rest is
-fixed. Validation errors become 400 with jsonschema's message.
+The image schema's format enums come from ``[image_format]``. A deployer
+may add typed properties in ``schema-image.json``, found like the other
+config files (the config directories, then ``~/.glance``, ``/etc/glance``
+...): a JSON object of property schemas, or ``{"properties": {...},
+"required": [...]}``. They appear in the image schema with ``"is_base":
+false``, are validated like the base attributes and are stored as
+additional properties; the file shipped in ``etc/`` declares those newer
+Glance ships (kernel_id, ramdisk_id, instance_uuid, architecture,
+os_distro, os_version, description and the Cinder encryption key pair).
+Validation errors become 400 with jsonschema's message.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import jsonschema
@@ -155,31 +164,83 @@ MEMBERS_SCHEMA: dict = {
 }
 
 
+SCHEMA_FILE = "schema-image.json"
+
+
+def custom_properties(path: str | None) -> tuple[dict[str, dict], list[str]]:
+    """The deployer's properties and required names from ``path`` (none
+    without a file); raises ConfigError naming the file and the fix."""
+    if path is None:
+        return {}, []
+
+    def bad(why: str) -> exception.ConfigError:
+        return exception.ConfigError("%s: %s; fix it or remove the file" % (path, why))
+
+    try:
+        with open(path, encoding="utf-8") as source:
+            document = json.load(source)
+    except (OSError, ValueError) as err:
+        raise bad("not readable JSON (%s)" % err) from None
+    if not isinstance(document, dict):
+        raise bad("not a JSON object")
+    required: Any = []
+    if isinstance(document.get("properties"), dict):
+        required = document.get("required") or []
+        document = document["properties"]
+    if not isinstance(required, list) or not all(isinstance(n, str) for n in required):
+        raise bad("'required' is not a list of names")
+    base = image_properties([], [])
+    properties = {}
+    for name, schema in document.items():
+        if name in base:
+            raise bad("'%s' is a base attribute of images" % name)
+        if not isinstance(schema, dict):
+            raise bad("the schema of '%s' is not an object" % name)
+        properties[name] = dict(schema, is_base=False)
+    try:
+        jsonschema.Draft4Validator.check_schema({"properties": properties})
+    except jsonschema.exceptions.SchemaError as err:
+        raise bad("not a valid JSON schema (%s)" % err.message) from None
+    return properties, list(required)
+
+
 class Schemas:
     """The schemas of one configuration, built once."""
 
-    def __init__(self, disk_formats: list[str], container_formats: list[str]) -> None:
+    def __init__(self, disk_formats: list[str], container_formats: list[str],
+                 custom: dict[str, dict] | None = None,
+                 required: list[str] | None = None) -> None:
         self.image = image_schema(disk_formats, container_formats)
+        self.image["properties"].update(custom or {})
+        if required:
+            self.image["required"] = list(required)
         self.images = images_schema(self.image)
         self.member = MEMBER_SCHEMA
         self.members = MEMBERS_SCHEMA
         self._image_validator = jsonschema.Draft4Validator(self.image)
+        # A patch checks one attribute: the deployer's required names do not
+        # apply to it.
+        self._partial_validator = jsonschema.Draft4Validator(
+            {k: v for k, v in self.image.items() if k != "required"})
 
     def document(self, name: str) -> dict:
         """A schema as served (a copy: callers may not change ours)."""
         return copy.deepcopy(getattr(self, name))
 
-    def validate_image(self, document: dict) -> None:
-        """Raises Invalid when ``document`` (whole or partial) breaks the
-        image schema."""
-        error = jsonschema.exceptions.best_match(
-            self._image_validator.iter_errors(document))
+    def validate_image(self, document: dict, partial: bool = False) -> None:
+        """Raises Invalid when ``document`` (whole, or with ``partial`` one
+        attribute of a patch) breaks the image schema."""
+        validator = self._partial_validator if partial else self._image_validator
+        error = jsonschema.exceptions.best_match(validator.iter_errors(document))
         if error is not None:
             raise exception.Invalid("Provided object does not match schema "
                                     "'image': %s" % error.message)
 
     def base_properties(self) -> frozenset[str]:
-        return frozenset(self.image["properties"])
+        """Image attributes (the deployer's typed properties are not: they
+        are stored as additional properties)."""
+        return frozenset(name for name, schema in self.image["properties"].items()
+                         if schema.get("is_base", True))
 
     def read_only_properties(self) -> frozenset[str]:
         return frozenset(name for name, prop in self.image["properties"].items()
