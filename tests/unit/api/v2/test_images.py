@@ -212,3 +212,13 @@ def test_format_lists_are_the_newest_glances(v2: V2, stack) -> None:
         "x-image-meta-name": "v1", "x-image-meta-disk_format": "ploop",
         "x-image-meta-container_format": "compressed"})
     assert res.status_int == 201, res.text
+
+
+def test_formats_of_an_importing_image_stay(v2: V2, stack) -> None:
+    from glance_clone.common.context import admin_context
+    made = v2.create(name="n", disk_format="raw", container_format="bare")
+    stack.v2.registry.update_image(admin_context(), made["id"], {"status": "importing"})
+    res = v2.patch(made["id"], [{"op": "replace", "path": "/disk_format",
+                                 "value": "qcow2"}])
+    assert res.status_int == 403
+    assert v2.call("GET", "/images/" + made["id"]).json["disk_format"] == "raw"
