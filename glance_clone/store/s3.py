@@ -414,6 +414,28 @@ class S3Driver(Driver):
                 self._delete_quietly(client, bucket, image_id)
             raise
 
+    def remove_leftovers(self, image_id: str, keep: Iterable[str] = ()) -> None:
+        """Abort the multipart uploads of ``<image_id>`` a dead writer left
+        (their parts go with them), and remove the object unless a location
+        in ``keep`` names it."""
+        creds, bucket = self.credentials, self.bucket
+        client = self._client(creds)
+        try:
+            found = client.list_multipart_uploads(Bucket=bucket, Prefix=image_id)
+            for upload in found.get("Uploads", []):
+                if upload["Key"] == image_id:
+                    client.abort_multipart_upload(Bucket=bucket, Key=image_id,
+                                                  UploadId=upload["UploadId"])
+                    LOG.info("Aborted a multipart upload of image %s left by a "
+                             "write that did not finish", image_id)
+        except self._client_error as err:
+            code, status = _code_and_status(err)
+            if status != 404 and code not in _NOT_FOUND:
+                raise _read_error(err) from err
+            return
+        if location_url(creds, bucket, image_id) not in keep:
+            self._delete_quietly(client, bucket, image_id)
+
     def _delete_quietly(self, client: Any, bucket: str, key: str) -> None:
         try:
             client.delete_object(Bucket=bucket, Key=key)

@@ -50,6 +50,7 @@ before ``Content-Length`` bytes raises instead of ending short.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ TIMEOUT = 120.0
 # Request bodies are handed to the HTTP client in pieces this large: upload
 # chunks arrive as 1 MiB reads, and passing them whole avoids slicing copies.
 WRITE_SIZE = MiB
+# What follows an image id in the names of its segments.
+SEGMENT_NAME = re.compile(r"-[0-9]{5,}")
 NOT_FOUND_MESSAGE = "Swift could not find the image data."
 _INTERFACES = {"publicurl": "public", "internalurl": "internal", "adminurl": "admin"}
 
@@ -393,6 +396,31 @@ class SwiftDriver(Driver):
         written.append(image_id)
         manifest = f"{quote(container, safe='')}/{quote(image_id, safe='')}-"
         conn.put_object(container, image_id, None, headers={"X-Object-Manifest": manifest})
+
+    def remove_leftovers(self, image_id: str, keep: Iterable[str] = ()) -> None:
+        """Remove the object ``<image_id>`` and its segments
+        (``<image_id>-NNNNN``) a dead writer left, unless a location in
+        ``keep`` names the object."""
+        creds, container = self.credentials, self.container
+        if location_url(creds, container, image_id) in keep:
+            return
+        conn = self._connect(creds)
+        try:
+            _, listing = conn.get_container(container, prefix=image_id, full_listing=True)
+        except Exception as err:
+            conn.close()
+            if _status(err) == 404:
+                return
+            raise _read_error(err) from err
+        conn.close()
+        names = [e["name"] for e in listing if e["name"] == image_id
+                 or SEGMENT_NAME.fullmatch(e["name"][len(image_id):])]
+        # The manifest last in the list: _remove_quietly deletes it first.
+        names.sort(key=lambda name: name == image_id)
+        if names:
+            LOG.info("Removing %d Swift object(s) of image %s left by a write that "
+                     "did not finish", len(names), image_id)
+        self._remove_quietly(creds, container, names)
 
     def _remove_quietly(self, creds: Credentials, container: str, names: list[str]) -> None:
         """Delete what a failed upload wrote, manifest first; log what remains."""

@@ -297,3 +297,21 @@ def test_interrupted_download_raises(make_driver: Callable[..., S3Driver],
     data = image(3 * MiB)
     url, _, _, _ = driver.add(str(uuid.uuid4()), chunks_of(data), len(data))
     check_interrupted_download(driver, cutter, url, data)
+
+
+def test_leftovers_of_a_dead_writer_are_removed(driver: S3Driver, s3: Any,
+                                                s3_listing: Listing,
+                                                s3_bucket: str) -> None:
+    """A multipart upload a dead writer never finished, and a finished
+    object the record never took, go; a kept location stays."""
+    driver.remove_leftovers(str(uuid.uuid4()))       # no bucket yet
+    image_id, other = str(uuid.uuid4()), str(uuid.uuid4())
+    driver.add(other, iter([b"x" * 10]), 10)
+    s3.create_multipart_upload(Bucket=s3_bucket, Key=image_id)
+    assert s3_listing(s3_bucket) == [other, "upload:" + image_id]
+    driver.remove_leftovers(image_id)
+    assert s3_listing(s3_bucket) == [other]
+    driver.remove_leftovers(other, keep=[location_url(driver.credentials, s3_bucket, other)])
+    assert s3_listing(s3_bucket) == [other]
+    driver.remove_leftovers(other)
+    assert s3_listing(s3_bucket) == []

@@ -372,3 +372,23 @@ def test_through_the_store_set(swift_env: dict[str, str], swift_container: str,
     it, got_size = stores.get(url)
     assert b"".join(it) == b"hello" and got_size == 5
     stores.delete(url)
+
+
+def test_leftovers_of_a_dead_writer_are_removed(driver: SwiftDriver, swift_conn: Any,
+                                                swift_listing: Listing,
+                                                swift_container: str) -> None:
+    """What a writer that died leaves: segments without their manifest, or a
+    finished object the record never took; a kept location stays."""
+    image_id, other = str(uuid.uuid4()), str(uuid.uuid4())
+    url, *_ = driver.add(image_id, chunks_of(image(3 * MiB)), 0)
+    swift_conn.delete_object(swift_container, image_id)
+    driver.add(other, chunks_of(image(10)), 10)
+    assert len(swift_listing(swift_container)) == 4
+    driver.remove_leftovers(image_id)
+    assert swift_listing(swift_container) == [other]
+    other_url = location_url(driver.credentials, swift_container, other)
+    driver.remove_leftovers(other, keep=[other_url])
+    assert swift_listing(swift_container) == [other]
+    driver.remove_leftovers(other)
+    assert swift_listing(swift_container) == []
+    driver.remove_leftovers(str(uuid.uuid4()))
