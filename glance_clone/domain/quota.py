@@ -8,6 +8,7 @@ counted as size x number of live locations.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from glance_clone.common import exception
@@ -29,10 +30,10 @@ def parse_storage_quota(raw: str) -> int:
     return int(match.group(1)) * UNITS[match.group(2) or "B"]
 
 
-def storage_used(registry: Any, context: RequestContext, exclude_id: str | None) -> int:
-    """Bytes the caller's owner already keeps in stores."""
+def owned_images(registry: Any, context: RequestContext) -> Iterator[dict[str, Any]]:
+    """The caller's owner's images that are neither killed nor deleted,
+    read page by page through the registry."""
     owner = context.owner
-    used = 0
     marker = None
     params: dict[str, Any] = {"limit": PAGE}
     if context.is_admin:
@@ -42,16 +43,27 @@ def storage_used(registry: Any, context: RequestContext, exclude_id: str | None)
             params["marker"] = marker
         page = registry.get_images_detailed(context, **params)
         if not page:
-            return used
+            return
         for image in page:
-            if image.get("owner") != owner or image["id"] == exclude_id:
+            if image.get("owner") != owner:
                 continue
             if image["status"] in (image_status.KILLED, image_status.DELETED):
                 continue
-            live = [loc for loc in image.get("location_data") or []
-                    if loc.get("status") == "active"]
-            used += (image.get("size") or 0) * len(live)
+            yield image
         marker = page[-1]["id"]
+
+
+def stored_bytes(image: dict[str, Any]) -> int:
+    """What an image takes in stores: its size once per live location."""
+    live = [loc for loc in image.get("location_data") or []
+            if loc.get("status") == "active"]
+    return (image.get("size") or 0) * len(live)
+
+
+def storage_used(registry: Any, context: RequestContext, exclude_id: str | None) -> int:
+    """Bytes the caller's owner already keeps in stores."""
+    return sum(stored_bytes(image) for image in owned_images(registry, context)
+               if image["id"] != exclude_id)
 
 
 def remaining_storage(conf: Any, registry: Any, context: RequestContext,

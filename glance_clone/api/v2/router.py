@@ -15,6 +15,7 @@ from glance_clone.api.v1 import router as v1_router
 from glance_clone.api.v2.bodies import NoBody
 from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
 from glance_clone.api.v2.images import ImagesController, SchemasController
+from glance_clone.api.v2.info import UsageController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import SCHEMA_FILE, Schemas, custom_properties
 from glance_clone.api.v2.task_import import ImportTask
@@ -152,6 +153,9 @@ class API(wsgi.Router):
         connect(mapper, "/images/{image_id}/import", imports, {"POST": "import_image"})
         connect(mapper, "/info/import", info, {"GET": "import_methods"})
         connect(mapper, "/info/stores", info, {"GET": "stores"})
+        usage = wsgi.Resource(UsageController(self.conf, self.registry),
+                              deserializer=NoBody(wsgi.JSONDeserializer(), ("usage",)))
+        connect(mapper, "/info/usage", usage, {"GET": "usage"})
         connect(mapper, "/images/{image_id}/tags/{tag}", images,
                 {"PUT": "add_tag", "DELETE": "remove_tag"})
         connect(mapper, "/images/{image_id}/members", members,
