@@ -425,6 +425,56 @@ class RbdDriver(Driver):
             session.close()
 
 
+    # --- leftovers ----------------------------------------------------------
+    def remove_leftovers(self, image_id: str, keep: Iterable[str] = ()) -> None:
+        """Remove the RBD image ``image_id`` in this store's pool and its
+        snapshots (a writer that died left it half written, or finished it
+        and died before its location was recorded), unless a location in
+        ``keep`` names it. Raises InUseByStore while a client still has it
+        open (a dead client's watch lapses after Ceph's watch timeout; the
+        reaper tries again), RemoteServiceUnavailable."""
+        if any(self._names(url, image_id) for url in keep):
+            return
+        try:
+            removed = blocking(self._remove_leftovers, image_id)
+        except Exception as err:
+            raise self._read_error(err) from err
+        if removed:
+            LOG.info("Removed RBD image %s/%s, left by a write that did not finish",
+                     self.pool, image_id)
+
+    def _names(self, url: str, image_id: str) -> bool:
+        try:
+            loc = self._location(url)
+        except exception.BadStoreUri:
+            return False
+        return (loc.pool, loc.image) == (self.pool, image_id)
+
+    def _remove_leftovers(self, image_id: str) -> bool:
+        rbd = self._rbd
+        session = self._connect(self.pool, writing=False)
+        try:
+            remove_image(rbd, session.ioctx, image_id)
+        except rbd.ImageNotFound:
+            return False
+        except rbd.ImageBusy as err:
+            raise exception.InUseByStore(
+                f"RBD image {image_id} is still open by another client.") from err
+        finally:
+            session.close()
+        return True
+
+
+def remove_image(rbd: Any, ioctx: Any, name: str) -> None:
+    """Remove RBD image ``name`` with all its snapshots, protected or not."""
+    with rbd.Image(ioctx, name) as image:
+        for snap in list(image.list_snaps()):
+            if image.is_protected_snap(snap["name"]):
+                image.unprotect_snap(snap["name"])
+            image.remove_snap(snap["name"])
+    rbd.RBD().remove(ioctx, name)
+
+
 def _check(completion: Any) -> None:
     """Raise OSError when the aio read or write of ``completion`` failed."""
     result = completion.get_return_value()
@@ -614,14 +664,7 @@ class _Upload:
 
     def _remove(self) -> None:
         assert self.session is not None
-        rbd = self.driver._rbd
-        ioctx = self.session.ioctx
-        with rbd.Image(ioctx, self.name) as image:
-            for snap in list(image.list_snaps()):
-                if image.is_protected_snap(snap["name"]):
-                    image.unprotect_snap(snap["name"])
-                image.remove_snap(snap["name"])
-        rbd.RBD().remove(ioctx, self.name)
+        remove_image(self.driver._rbd, self.session.ioctx, self.name)
         self.created = False
         LOG.info("Removed RBD image %s/%s of a failed upload", self.pool, self.name)
 

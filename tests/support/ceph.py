@@ -42,13 +42,10 @@ def remove_image(ioctx: Any, name: str) -> None:
     nothing when it is gone already."""
     import rbd
 
+    from glance_clone.store import rbd as rbd_store
+
     try:
-        with rbd.Image(ioctx, name) as image:
-            for snap in list(image.list_snaps()):
-                if image.is_protected_snap(snap["name"]):
-                    image.unprotect_snap(snap["name"])
-                image.remove_snap(snap["name"])
-        rbd.RBD().remove(ioctx, name)
+        rbd_store.remove_image(rbd, ioctx, name)
     except rbd.ImageNotFound:
         pass
 

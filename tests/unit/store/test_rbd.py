@@ -400,3 +400,28 @@ def test_unreachable_monitors_fail_within_the_connect_timeout(
     started = time.monotonic()
     write_fails(driver, ioctx, names(), exception.ServiceUnavailable, "monitors")
     assert time.monotonic() - started < 10
+
+
+def test_leftovers_of_a_dead_writer_are_removed(driver: RbdDriver, ioctx: Any,
+                                                names: Callable[[], str], fsid: str) -> None:
+    """What a writer that died leaves: an image without its snapshot (killed
+    mid-write), or a finished one the record never took; a kept location
+    stays, and an image another client holds open is in use until it lets go."""
+    import rbd
+
+    half, finished = names(), names()
+    rbd.RBD().create(ioctx, half, 3 * MiB, old_format=False)
+    with rbd.Image(ioctx, half) as img:
+        img.write(image(MiB), 0)
+    url, *_ = driver.add(finished, chunks_of(image(2 * MiB)), 0)
+    driver.remove_leftovers(half)
+    assert in_pool(ioctx, half) == []
+    driver.remove_leftovers(finished, keep=[url])
+    assert in_pool(ioctx, finished) == [finished, f"{finished}@snap"]
+    with rbd.Image(ioctx, finished):
+        with pytest.raises(exception.InUseByStore):
+            driver.remove_leftovers(finished, keep=["rbd://elsewhere", "file:///x"])
+    assert in_pool(ioctx, finished) == [finished]
+    driver.remove_leftovers(finished)
+    assert in_pool(ioctx, finished) == []
+    driver.remove_leftovers(names())
