@@ -16,6 +16,7 @@ apply::
     get_image_location  role:admin
     delete_image_location  role:admin
     add_image_location, fetch_image_location  role:admin or role:service
+    stores_info_detail  role:admin or role:service
 
 NOTE: Glance 11.0.2's in-code defaults lacked ``publicize_image``, so without
 a policy file anybody could make an image public; its shipped policy.json
@@ -37,8 +38,8 @@ modify_image, delete_image, download_image, upload_image, copy_from,
 publicize_image, set_image_location, get_members, modify_member,
 delete_member, manage_image_cache, context_is_admin. The v2 API adds
 communitize_image, add_member, get_member, deactivate, reactivate,
-get_image_location, delete_image_location, add_image_location and
-fetch_image_location, and
+get_image_location, delete_image_location, add_image_location,
+fetch_image_location and stores_info_detail, and
 for tasks tasks_api_access (admin-only by default), add_task, get_task and
 get_tasks.
 """
@@ -76,6 +77,8 @@ DEFAULT_RULES: dict[str, str] = {
     # The v2.17 location API, for services that wrote the bytes.
     "add_image_location": "role:admin or role:service",
     "fetch_image_location": "role:admin or role:service",
+    # Store settings in GET /v2/info/stores/detail.
+    "stores_info_detail": "role:admin or role:service",
     # The whole Tasks API, before the task rules: admin-only, as in newer
     # Glance.
     "tasks_api_access": "role:admin",

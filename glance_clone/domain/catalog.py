@@ -190,6 +190,21 @@ class ImageCatalog:
             context, image, [Change("add", "locations", value, position="-")])
         self.images.move(context, image, image_status.ACTIVE, **values)
 
+    def delete_from_store(self, context: RequestContext, store_id: str,
+                          image_id: str) -> None:
+        """Remove the image's location in named store ``store_id`` and its
+        data there, never the last location; raises NotFound (no named
+        stores, image, no location there), Conflict (unknown store,
+        status), Forbidden (policy, last location)."""
+        check_writable(context)
+        self.locations.check_store(store_id)
+        image = self.get(context, image_id)
+        position = self.locations.position_in_store(context, image, store_id)
+        values, removed = self.locations.changed(
+            context, image, [Change("remove", "locations", position=position)])
+        self.images.save(context, image, values)
+        self.locations.remove_data(removed)
+
     def image_locations(self, context: RequestContext, image_id: str) -> list[dict]:
         return self.locations.listed(context, self.get(context, image_id))
 

@@ -25,6 +25,11 @@ the one location of a queued image (``add_image_location``; callers
 without the ``service`` or ``admin`` role only http(s) URLs), ``GET``
 lists them (``fetch_image_location``); both rules default to admins and
 services, and neither needs ``show_multiple_locations``.
+
+``DELETE /v2/stores/{store_id}/{image_id}`` (v2.10, named stores only)
+removes an active image's location in one store, as a remove of that
+position would, under ``get_image_location`` and ``delete_image_location``
+but without needing ``show_multiple_locations``.
 """
 
 from __future__ import annotations
@@ -162,14 +167,48 @@ class Locations:
             live.append(self._new_location(image, live, loc, values))
 
     def _remove(self, image: Image, live: list[dict], position: Any) -> None:
-        if image.status != image_status.ACTIVE:
-            raise exception.Conflict("Locations can only be removed from an active "
-                                     "image.")
+        _check_active(image)
         if not isinstance(position, int) or not 0 <= position < len(live):
             raise exception.Invalid("Invalid position for removing a location.")
-        if len(live) == 1:
-            raise exception.Forbidden("Cannot remove last location in the image.")
+        _check_not_last(live)
         del live[position]
+
+    # -- DELETE /v2/stores/{store_id}/{image_id} ---------------------------------
+    def check_store(self, store_id: str) -> None:
+        """Raises NotFound without named stores, Conflict for a store id
+        this node does not have."""
+        if not self.stores.multi:
+            raise exception.NotFound("Multi backend is not supported at this site.")
+        if store_id not in self.stores.stores:
+            raise exception.Conflict("Unknown store '%s'." % store_id)
+
+    def position_in_store(self, context: RequestContext, image: Image,
+                          store_id: str) -> int:
+        """Where in the image's locations is the one of ``store_id``, for
+        its removal; raises Forbidden (policy, last location), Conflict
+        (status), NotFound (no location in that store)."""
+        target = image.policy_target()
+        for rule in ("get_image_location", "delete_image_location"):
+            self.policy.enforce(context, rule, target)
+        live = image.live_locations()
+        _check_active(image)
+        _check_not_last(live)
+        position = next((index for index, loc in enumerate(live)
+                         if self._store_of(loc) == store_id), None)
+        if position is None:
+            raise exception.NotFound("Image %s is not available in store '%s'."
+                                     % (image.id, store_id))
+        return position
+
+    def _store_of(self, location: dict[str, Any]) -> str | None:
+        """The store id a location names, else the store serving its URL."""
+        store = (location.get("metadata") or {}).get("store")
+        if store:
+            return str(store)
+        try:
+            return self.stores.store_for_uri(location["url"]).id
+        except exception.GlanceError:
+            return None
 
     def _new_location(self, image: Image, live: list[dict], value: dict,
                       values: dict) -> dict:
@@ -248,6 +287,19 @@ class Locations:
             except exception.GlanceError as err:
                 LOG.error("The data of a removed location was left in its store "
                           "(%s): %s", redact_url(url), err)
+
+
+def _check_active(image: Image) -> None:
+    """Locations are removed only from active images (Conflict)."""
+    if image.status != image_status.ACTIVE:
+        raise exception.Conflict("Locations can only be removed from an active "
+                                 "image.")
+
+
+def _check_not_last(live: list[dict]) -> None:
+    """An image keeps at least one location (Forbidden)."""
+    if len(live) == 1:
+        raise exception.Forbidden("Cannot remove last location in the image.")
 
 
 def _check_api_hash(data: Any) -> None:

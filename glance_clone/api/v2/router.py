@@ -18,6 +18,7 @@ from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.info import UsageController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import SCHEMA_FILE, Schemas, custom_properties
+from glance_clone.api.v2.stores import StoresController
 from glance_clone.api.v2.task_import import ImportTask
 from glance_clone.api.v2.tasks import ImageTasksController, TasksController
 from glance_clone.common import background, config, context, policy, wsgi
@@ -156,6 +157,12 @@ class API(wsgi.Router):
         usage = wsgi.Resource(UsageController(self.conf, self.registry),
                               deserializer=NoBody(wsgi.JSONDeserializer(), ("usage",)))
         connect(mapper, "/info/usage", usage, {"GET": "usage"})
+        stores = wsgi.Resource(StoresController(self.stores, self.enforcer, self.catalog),
+                               deserializer=NoBody(wsgi.JSONDeserializer(),
+                                                   ("detail", "delete_from_store")))
+        connect(mapper, "/info/stores/detail", stores, {"GET": "detail"})
+        connect(mapper, "/stores/{store_id}/{image_id}", stores,
+                {"DELETE": "delete_from_store"})
         connect(mapper, "/images/{image_id}/tags/{tag}", images,
                 {"PUT": "add_tag", "DELETE": "remove_tag"})
         connect(mapper, "/images/{image_id}/members", members,
