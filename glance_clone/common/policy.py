@@ -17,6 +17,7 @@ apply::
     delete_image_location  role:admin
     add_image_location, fetch_image_location  role:admin or role:service
     stores_info_detail  role:admin or role:service
+    copy_image          role:admin
 
 NOTE: Glance 11.0.2's in-code defaults lacked ``publicize_image``, so without
 a policy file anybody could make an image public; its shipped policy.json
@@ -79,6 +80,9 @@ DEFAULT_RULES: dict[str, str] = {
     "fetch_image_location": "role:admin or role:service",
     # Store settings in GET /v2/info/stores/detail.
     "stores_info_detail": "role:admin or role:service",
+    # copy-image imports write to the operator's stores: admin-only, as in
+    # Glance.
+    "copy_image": "role:admin",
     # The whole Tasks API, before the task rules: admin-only, as in newer
     # Glance.
     "tasks_api_access": "role:admin",

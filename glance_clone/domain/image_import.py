@@ -34,7 +34,9 @@ from glance_clone.domain import image_status, inspection, reserved, task_status,
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.entity import Image
 from glance_clone.domain.import_lock import ImportLock
+from glance_clone.domain.region_download import GLANCE_DOWNLOAD
 from glance_clone.domain.staging import StagingArea
+from glance_clone.domain.store_copy import COPY_IMAGE
 from glance_clone.store import source_filter
 
 LOG = logging.getLogger(__name__)
@@ -52,14 +54,15 @@ class Method:
 
     # The image status POST /import needs.
     needs: str
-    # (importer, image, the request's "method" object) -> extra task input;
-    # raises the request's 4xx.
-    check: Callable[[Importer, Image, dict], dict]
+    # (importer, context, image, the request's "method" object) -> extra
+    # task input; raises the request's 4xx.
+    check: Callable[[Importer, RequestContext, Image, dict], dict]
     # (runner, context, task input, image record) -> the bytes to store.
     source: Callable[[Any, RequestContext, dict, dict], Source]
 
 
-def _check_direct(importer: Importer, image: Image, method: dict) -> dict:
+def _check_direct(importer: Importer, context: RequestContext, image: Image,
+                  method: dict) -> dict:
     if not importer.staging.holds(image.id):
         raise exception.Conflict("Image %s has no staged data on this node" % image.id)
     return {}
@@ -70,7 +73,8 @@ def _direct_source(runner: Any, context: RequestContext, task_input: dict,
     return runner.staging.read(record["id"]), record.get("size")
 
 
-def _check_web(importer: Importer, image: Image, method: dict) -> dict:
+def _check_web(importer: Importer, context: RequestContext, image: Image,
+               method: dict) -> dict:
     uri = method.get("uri")
     if not isinstance(uri, str) or not uri:
         raise exception.Invalid("A web-download import needs 'method': {'uri': ...}")
@@ -86,14 +90,28 @@ def _web_source(runner: Any, context: RequestContext, task_input: dict,
     return chunks, size
 
 
+def _check_download(importer: Importer, context: RequestContext, image: Image,
+                    method: dict) -> dict:
+    return dict(importer.downloads.check(importer, context, image, method))
+
+
+def _download_source(runner: Any, context: RequestContext, task_input: dict,
+                     record: dict) -> Source:
+    chunks, size = runner.downloads.source(runner, context, task_input, record)
+    return chunks, size
+
+
 METHODS: dict[str, Method] = {
     GLANCE_DIRECT: Method(image_status.UPLOADING, _check_direct, _direct_source),
     WEB_DOWNLOAD: Method(image_status.QUEUED, _check_web, _web_source),
+    # Filled from an image of another region (region_download.RegionDownload,
+    # the importer's and the runner's ``downloads``).
+    GLANCE_DOWNLOAD: Method(image_status.QUEUED, _check_download, _download_source),
 }
 
 OPTS = [
-    cfg.ListOpt("enabled_import_methods", default=[GLANCE_DIRECT, WEB_DOWNLOAD],
-                item_type=cfg.types.String(choices=tuple(METHODS)),
+    cfg.ListOpt("enabled_import_methods", default=[GLANCE_DIRECT, WEB_DOWNLOAD, COPY_IMAGE],
+                item_type=cfg.types.String(choices=(*METHODS, COPY_IMAGE)),
                 help="Import methods of POST /v2/images/{id}/import."),
     cfg.StrOpt("worker_self_reference_url",
                help="This api node's own URL, recorded in the "
@@ -109,6 +127,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 class Importer:
     def __init__(self, conf: cfg.ConfigOpts, catalog: ImageCatalog, staging: StagingArea,
                  repository: tasks.TaskRepository, lock: ImportLock, runner: Any,
+                 copies: Any = None, downloads: Any = None,
                  spawn: Callable[..., Any] = eventlet.spawn_n) -> None:
         register_opts(conf)
         self.conf = conf
@@ -117,6 +136,9 @@ class Importer:
         self.repository = repository
         self.lock = lock
         self.runner = runner
+        # copy-image (copy_import.CopyImport): its own checks and task.
+        self.copies = copies
+        self.downloads = downloads
         self.spawn = spawn
 
     def methods(self) -> list[str]:
@@ -214,6 +236,9 @@ class Importer:
         if name not in self.methods():
             raise exception.Invalid("Unknown import method name '%s'; enabled: %s"
                                     % (name, ", ".join(self.methods())))
+        if name == COPY_IMAGE:
+            self.copies.start(context, image_id, body)
+            return
         method = METHODS[name]
         image = self.catalog.owned(context, image_id, "modify_image")
         if image.status != method.needs:
@@ -225,7 +250,7 @@ class Importer:
             if not image.record.get(attribute):
                 raise exception.Conflict("'%s' needs to be set before import"
                                          % attribute)
-        extra = method.check(self, image, body["method"])
+        extra = method.check(self, context, image, body["method"])
         image_status.check(image.status, image_status.IMPORTING,
                            image.record.get("disk_format"),
                            image.record.get("container_format"))

@@ -55,10 +55,13 @@ PAGE = 200
 class ImportRunner:
     def __init__(self, conf: cfg.ConfigOpts, repository: tasks.TaskRepository,
                  lock: ImportLock, uploader: Uploader, staging: StagingArea,
-                 stores: Any, plugins: Plugins | None = None) -> None:
+                 stores: Any, plugins: Plugins | None = None,
+                 downloads: Any = None) -> None:
         self.conf = conf
         # Import plugins (glance-image-import.conf); none by default.
         self.plugins = plugins
+        # glance-download's source (region_download.RegionDownload).
+        self.downloads = downloads
         self.repository = repository
         self.lock = lock
         self.uploader = uploader
@@ -71,7 +74,7 @@ class ImportRunner:
 
     def store_id(self) -> str:
         """The store an import writes to: the default one."""
-        return str(self.stores.default_scheme)
+        return str(self.stores.default_id)
 
     # -- running -------------------------------------------------------------
     def run(self, context: RequestContext, task: dict,

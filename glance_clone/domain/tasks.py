@@ -34,7 +34,9 @@ TASK_OPTS = [
 # The types the Tasks API creates: a task of any other type is refused
 # there.
 IMPORT = "import"
-TYPES = (IMPORT,)
+EXPORT = "export"
+CLONE = "clone"
+TYPES = (IMPORT, EXPORT, CLONE)
 # Types glance-api creates itself: the work of POST /v2/images/{id}/import.
 API_IMAGE_IMPORT = "api_image_import"
 INTERNAL_TYPES = (API_IMAGE_IMPORT,)

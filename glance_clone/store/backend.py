@@ -183,6 +183,18 @@ class StoreSet:
         """Driver serving ``uri``; raises BadStoreUri, UnknownScheme."""
         return self.store_for_uri(uri).driver
 
+    def target(self, name: str | None) -> Store:
+        """The store new data named ``name`` goes to: the store of that id,
+        else the first of that scheme, the default one when None. Raises
+        UnknownScheme."""
+        store = self.stores.get(name) if name else self.default
+        if store is None:
+            candidates = self._by_scheme.get(name.lower()) if name else None
+            if not candidates or not candidates[0].id:
+                raise exception.UnknownScheme(scheme=name)
+            store = candidates[0]
+        return store
+
     def add(self, image_id: str, chunks: Iterable[bytes], size: int,
             scheme: str | None = None) -> AddResult:
         """Write image data to the store named ``scheme`` (a store id, or a
@@ -192,12 +204,7 @@ class StoreSet:
         the metadata's ``store`` is the store's id. Raises as
         ``Driver.add`` plus UnknownScheme.
         """
-        store = self.stores.get(scheme) if scheme else self.default
-        if store is None:
-            candidates = self._by_scheme.get(scheme.lower()) if scheme else None
-            if not candidates or not candidates[0].id:
-                raise exception.UnknownScheme(scheme=scheme)
-            store = candidates[0]
+        store = self.target(scheme)
         url, written, checksum, metadata = store.driver.add(image_id, chunks, size)
         if self.multi:
             metadata = dict(metadata or {}, store=store.id)
@@ -222,10 +229,9 @@ class StoreSet:
 
     def remove_leftovers(self, image_id: str, keep: Iterable[str] = (),
                          scheme: str | None = None) -> None:
-        """What a dead writer of ``image_id`` left in ``scheme``'s store
-        (default_store when None); see ``Driver.remove_leftovers``."""
-        driver = self.driver_for_scheme(scheme or self.default_scheme)
-        driver.remove_leftovers(image_id, keep)
+        """What a dead writer of ``image_id`` left in the store named
+        ``scheme`` (as ``add`` names it); see ``Driver.remove_leftovers``."""
+        self.target(scheme).driver.remove_leftovers(image_id, keep)
 
     def set_acls(self, url: str, public: bool = False,
                  read_tenants: list[str] | None = None,

@@ -98,6 +98,17 @@ class _CheckedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
 
+def checked_session(peer_check: PeerCheck) -> requests.Session:
+    """A session without proxies or .netrc whose every connection passes
+    ``peer_check(host, peer address)`` once connected."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _CheckedAdapter(peer_check)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 def _content_length(response: requests.Response) -> int | None:
     try:
         size = int(response.headers.get("Content-Length", ""))
@@ -244,12 +255,7 @@ class HttpDriver(Driver):
         source_filter.check_address(self.conf, host, address, host)
 
     def _session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False
-        adapter = _CheckedAdapter(self._peer_check)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
+        return checked_session(self._peer_check)
 
     def _open(self, url: str, method: str,
               clock: _Clock) -> tuple[requests.Session, requests.Response]:

@@ -17,6 +17,7 @@ from glance_clone.api.v2 import router as v2_router
 from glance_clone.common import config, context_middleware, request_guard
 from glance_clone.db import api as db_api
 from glance_clone.db import migration, session
+from glance_clone.domain import regions
 from glance_clone.registry import api as registry_api
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import backend, named
@@ -68,14 +69,19 @@ def make_conf(tmp_path: Any, overrides: dict[str, Any] | None = None) -> cfg.Con
     conf.set_override("node_staging_uri", "file://%s" % (tmp_path / "staging"))
     conf.set_override("allowed_hosts", ["127.0.0.1"], group="import_filtering_opts")
     conf.set_override("send_identity_headers", True)
-    # Named stores first: their sections exist once they are declared.
+    # Named stores and regions first: their sections exist once they are
+    # declared.
+    declaring = ("enabled_backends", "enabled_regions")
+    regions.register_opts(conf)
     for key, value in sorted((overrides or {}).items(),
-                             key=lambda item: item[0] != "enabled_backends"):
+                             key=lambda item: item[0] not in declaring):
         group, _, name = key.rpartition(".")
         conf.set_override(name, value, group=group or None)
         if key == "enabled_backends":
             for store_id, store_type in value.items():
                 named.register_section(conf, store_id, backend.DRIVERS[store_type])
+        elif key == "enabled_regions":
+            regions.register_opts(conf)
     return conf
 
 

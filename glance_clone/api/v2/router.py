@@ -19,22 +19,35 @@ from glance_clone.api.v2.info import UsageController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import SCHEMA_FILE, Schemas, custom_properties
 from glance_clone.api.v2.stores import StoresController
+from glance_clone.api.v2.task_clone import CloneTask
+from glance_clone.api.v2.task_export import ExportTask
 from glance_clone.api.v2.task_import import ImportTask
 from glance_clone.api.v2.tasks import ImageTasksController, TasksController
 from glance_clone.common import background, config, context, policy, wsgi
-from glance_clone.domain import image_import, locations, quota, staging, task_reaper
+from glance_clone.domain import (
+    copy_import,
+    image_import,
+    locations,
+    quota,
+    regions,
+    staging,
+    task_reaper,
+)
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.copy_import import CopyImport
 from glance_clone.domain.image_import import Importer
 from glance_clone.domain.images import ImageService
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.import_plugins import Plugins
 from glance_clone.domain.import_runner import ImportRunner
 from glance_clone.domain.locations import Locations
+from glance_clone.domain.region_download import RegionDownload
+from glance_clone.domain.regions import Regions
 from glance_clone.domain.repository import ImageRepository
 from glance_clone.domain.sharing import Sharing
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.task_reaper import TaskReaper, never_raises
-from glance_clone.domain.tasks import API_IMAGE_IMPORT, IMPORT, TaskRepository
+from glance_clone.domain.tasks import API_IMAGE_IMPORT, CLONE, EXPORT, IMPORT, TaskRepository
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.store import source_filter
 
@@ -53,6 +66,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     image_import.register_opts(conf)
     locations.register_opts(conf)
     task_reaper.register_opts(conf)
+    regions.register_opts(conf)
 
 
 class API(wsgi.Router):
@@ -88,20 +102,29 @@ class API(wsgi.Router):
         lock = ImportLock(deleter.writes, admin_tasks,
                           lambda: conf.task.task_stall_timeout, context.admin_context)
         staging_area = StagingArea(conf)
+        self.regions = Regions(conf)
+        downloads = RegionDownload(conf, self.regions)
         self.import_runner = ImportRunner(conf, self.task_repository, lock,
                                           deleter.uploader, staging_area, self.stores,
-                                          plugins=Plugins(conf))
+                                          plugins=Plugins(conf), downloads=downloads)
+        copies = CopyImport(conf, self.catalog, self.stores, self.task_repository, lock,
+                            context.admin_context)
         self.importer = Importer(conf, self.catalog, staging_area, self.task_repository,
-                                 lock, self.import_runner)
+                                 lock, self.import_runner, copies, downloads)
         legacy = ImportTask(conf, self.task_repository, self.catalog, self.schemas,
                             self.stores, deleter.uploader)
-        self.task_types = {IMPORT: legacy}
+        self.task_types = {
+            IMPORT: legacy,
+            EXPORT: ExportTask(conf, self.task_repository, self.catalog, self.stores),
+            CLONE: CloneTask(conf, self.task_repository, self.catalog, self.stores,
+                             self.regions)}
         # The reaper's image writes need an admin's view of every image.
         admin_runner = ImportRunner(conf, admin_tasks, lock, deleter.uploader,
                                     staging_area, self.stores)
         self.task_reaper = TaskReaper(
             conf, admin_tasks,
-            {IMPORT: legacy.revert, API_IMAGE_IMPORT: admin_runner.revert},
+            {IMPORT: legacy.revert,
+             API_IMAGE_IMPORT: copy_import.by_method(copies.revert, admin_runner.revert)},
             context.admin_context,
             sweeps=[never_raises("Repairing imports", admin_runner.sweep_images),
                     never_raises("Sweeping staged data", admin_runner.sweep_staging)])

@@ -35,6 +35,7 @@ from oslo_config import cfg
 
 from glance_clone.api.v2 import bodies
 from glance_clone.api.v2.schemas import Schemas
+from glance_clone.api.v2.tasks import check_input_keys
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status, task_reaper, task_status, tasks
@@ -70,14 +71,9 @@ class ImportTask:
     def heartbeat(self) -> float:
         return task_reaper.lease_interval(self.conf)
 
-    def check(self, task_input: dict) -> None:
+    def check(self, context: RequestContext, task_input: dict) -> None:
         """Raises Invalid for input that can never work."""
-        missing = sorted(INPUT_KEYS - set(task_input))
-        if missing:
-            raise exception.Invalid("Input does not contain '%s' field" % missing[0])
-        extra = sorted(set(task_input) - INPUT_KEYS)
-        if extra:
-            raise exception.Invalid("Input has unknown fields: %s" % ", ".join(extra))
+        check_input_keys(task_input, INPUT_KEYS)
         url = task_input["import_from"]
         if not isinstance(url, str):
             raise exception.Invalid("'import_from' must be a URL")

@@ -47,6 +47,16 @@ def _create_values(body: Any) -> tuple[str, dict]:
     return body["type"], body["input"]
 
 
+def check_input_keys(task_input: dict, keys: frozenset[str]) -> None:
+    """Raises Invalid unless ``task_input`` has exactly ``keys``."""
+    missing = sorted(keys - set(task_input))
+    if missing:
+        raise exception.Invalid("Input does not contain '%s' field" % missing[0])
+    extra = sorted(set(task_input) - keys)
+    if extra:
+        raise exception.Invalid("Input has unknown fields: %s" % ", ".join(extra))
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise exception.Invalid("Invalid %s value: %s (use one of %s)"
@@ -98,8 +108,8 @@ def task_view(task: dict, stub: bool = False) -> dict[str, Any]:
 class TaskType(Protocol):
     """What runs one type of task."""
 
-    def check(self, task_input: dict) -> None:
-        """Raises Invalid for input that can never work."""
+    def check(self, context: Any, task_input: dict) -> None:
+        """Raises a 4xx error for input that cannot work (for this caller)."""
 
     def start(self, context: Any, task: dict) -> None:
         """Run the new task off the request path."""
@@ -121,7 +131,7 @@ class TasksController:
         self._access(req, "add_task")
         task_type, task_input = _create_values(body)
         runner = self.types[task_type]
-        runner.check(task_input)
+        runner.check(req.context, task_input)
         task = self.repository.create(req.context, task_type, task_input)
         runner.start(req.context, task)
         response = json_response(req, task_view(task), status=201)

@@ -95,6 +95,6 @@ def test_lost_answers_are_settled_by_reading_back(setup):
 def test_refusals(setup):
     repo, _ = setup
     with pytest.raises(exception.Invalid):
-        repo.create(A, "export", {})
+        repo.create(A, "conversion", {})
     with pytest.raises(exception.Forbidden):
         repo.create(RequestContext(user="nobody"), "import", {})

@@ -48,7 +48,8 @@ def test_info_import_and_stores(v2: V2) -> None:
     assert res.status_int == 200
     assert res.json == {"import-methods": {"description": "Import methods available.",
                                            "type": "array",
-                                           "value": ["glance-direct", "web-download"]}}
+                                           "value": ["glance-direct", "web-download",
+                                                     "copy-image"]}}
     res = v2.call("GET", "/info/stores")
     assert res.json == {"stores": [{"id": "file", "default": "true"},
                                    {"id": "http", "read-only": "true"}]}
@@ -107,7 +108,7 @@ def test_import_refusals(v2: V2) -> None:
     path = "/images/%s/import" % image["id"]
     for body in (None, {}, {"method": "glance-direct"}, {"method": {}}):
         assert v2.call("POST", path, body).status_int == 400
-    res = do_import(v2, image["id"], "copy-image")
+    res = do_import(v2, image["id"], "glance-download")
     assert res.status_int == 400 and "Unknown import method" in res.text
     # Not staged yet.
     res = do_import(v2, image["id"])

@@ -241,7 +241,8 @@ def test_progress_is_reported_at_a_bounded_rate(v2_with) -> None:
 
 def test_clients_learn_the_methods_and_projectless_callers_import(v2: V2) -> None:
     res = v2.call("POST", "/images", {"name": "x"})
-    assert res.headers["OpenStack-image-import-methods"] == "glance-direct,web-download"
+    assert res.headers["OpenStack-image-import-methods"] == (
+        "glance-direct,web-download,copy-image")
     operator = {"tenant": None, "roles": "admin"}
     image = v2.create(operator, name="i", disk_format="raw", container_format="bare")
     assert image["owner"] is None

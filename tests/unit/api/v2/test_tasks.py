@@ -107,7 +107,7 @@ def test_failed_import_fails_the_task_and_kills_the_image(v2: V2, source: str, p
 @pytest.mark.parametrize("body, text", [
     ({"input": {}}, "Task 'type' is required"),
     ({"type": "import"}, "Task 'input' is required"),
-    ({"type": "export", "input": {}}, "does not match schema"),
+    ({"type": "conversion", "input": {}}, "does not match schema"),
     ({"type": "import", "input": {}, "bogus": 1}, "does not match schema"),
     (_body("http://127.0.0.1/x", extra=1), "unknown fields: extra"),
     ({"type": "import", "input": {"import_from": "http://127.0.0.1/x"}},
@@ -175,14 +175,16 @@ def test_list_filters_sorts_and_pages(v2: V2) -> None:
     assert [t["status"] for t in rest["tasks"]] == ["success"] and "next" not in rest
     found = v2.call("GET", "/tasks?status=success&type=import", **ADMIN).json["tasks"]
     assert [t["id"] for t in found] == [ids[2]]
-    for query in ("status=bogus", "type=export", "sort_key=input", "sort_dir=up",
+    assert v2.call("GET", "/tasks?type=export", **ADMIN).json["tasks"] == []
+    for query in ("status=bogus", "type=conversion", "sort_key=input", "sort_dir=up",
                   "limit=-1", "marker=not-a-uuid", "marker=" + str(uuid.uuid4())):
         assert v2.call("GET", "/tasks?" + query, **ADMIN).status_int == 400, query
 
 
 def test_schemas(v2: V2) -> None:
     task = v2.call("GET", "/schemas/task").json
-    assert task["name"] == "task" and task["properties"]["type"]["enum"] == ["import"]
+    assert task["name"] == "task" and task["properties"]["type"]["enum"] == [
+        "import", "export", "clone"]
     assert task["properties"]["status"]["enum"] == ["pending", "processing",
                                                     "success", "failure"]
     tasks = v2.call("GET", "/schemas/tasks").json

@@ -1,0 +1,132 @@
+"""The ``glance-download`` import method: a queued image filled from an
+image of another region (see ``regions``), metadata and bytes.
+
+``{"method": {"name": "glance-download", "glance_region": <name>,
+"glance_image_id": <id>}}``: the region must be configured and the id a
+UUID (else 400), and the remote image, read at once as the caller, must
+be there (else 404) and active (else 409). The local image then takes its
+disk and container formats and the properties whose names start with one
+of ``[glance_download_properties] extra_properties`` (``os_glance_*``
+never), as the owner could set them on a queued image.
+
+The task streams the remote data into our store (through the import
+runner's upload path: size cap, quotas, inspection), checked against the
+remote image's size and MD5 as it passes: data that does not match fails
+the import and nothing is kept. ``glance_service_interface`` is accepted
+and ignored: the region's api URL is the operator's, not a catalog's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from oslo_config import cfg
+
+from glance_clone.common import config, exception
+from glance_clone.common.context import RequestContext
+from glance_clone.domain import image_status, reserved
+from glance_clone.domain.regions import Regions
+from glance_clone.domain.remote_glance import RemoteGlance
+
+GLANCE_DOWNLOAD = "glance-download"
+VIEW_ONLY = ("self", "file", "schema", "stores", "locations", "direct_url")
+UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+OPTS = [
+    cfg.ListOpt("extra_properties",
+                default=["hw_", "trait:", "os_distro", "os_secure_boot", "os_type"],
+                help="Prefixes of the remote image's properties a "
+                     "glance-download import copies."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    config.register_once(conf, OPTS, group="glance_download_properties")
+
+
+def _verified(chunks: Iterable[bytes], checksum: str | None) -> Iterator[bytes]:
+    """``chunks``; raises BadGateway at the end when their MD5 is not
+    ``checksum`` (the store then drops what it wrote)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    for chunk in chunks:
+        md5.update(chunk)
+        yield chunk
+    if checksum and md5.hexdigest() != checksum:
+        raise exception.BadGateway("The data from the region does not match its "
+                                   "image (MD5 %s, expected %s)"
+                                   % (md5.hexdigest(), checksum))
+
+
+class RegionDownload:
+    def __init__(self, conf: cfg.ConfigOpts, regions: Regions,
+                 remote_factory: Any = RemoteGlance) -> None:
+        register_opts(conf)
+        self.conf = conf
+        self.regions = regions
+        self.remote_factory = remote_factory
+
+    def _remote(self, context: RequestContext, method: dict) -> tuple[RemoteGlance, str]:
+        region = self.regions.get(method.get("glance_region"))
+        image_id = method.get("glance_image_id")
+        if not isinstance(image_id, str) or not UUID.fullmatch(image_id):
+            raise exception.Invalid("A glance-download import needs 'glance_image_id', "
+                                    "the id of an image of the region")
+        return self.remote_factory(region, context), image_id
+
+    def check(self, importer: Any, context: RequestContext, image: Any,
+              method: dict) -> dict:
+        """Read the remote image and give the local one its formats and
+        properties; what the task needs: the remote size and checksum."""
+        remote, remote_id = self._remote(context, method)
+        try:
+            found = remote.get_image(remote_id)
+        finally:
+            remote.close()
+        if found is None:
+            raise exception.NotFound("Region %s has no image %s (that you can read)"
+                                     % (remote.region.name, remote_id))
+        if found.get("status") != image_status.ACTIVE:
+            raise exception.Conflict("Image %s of region %s is %s, not active"
+                                     % (remote_id, remote.region.name, found.get("status")))
+        prefixes = tuple(self.conf.glance_download_properties.extra_properties)
+        # The remote view mixes attributes and properties: names our record
+        # has as attributes, and the view's links, are not properties.
+        properties = {
+            name: value for name, value in found.items()
+            if name.startswith(prefixes) and name not in image.record
+            and name not in VIEW_ONLY and not reserved.is_reserved(name)
+            and isinstance(value, str)}
+        importer.catalog.images.writes.change(
+            context, image.id, {"disk_format": found.get("disk_format"),
+                                "container_format": found.get("container_format"),
+                                "properties": properties},
+            from_state=image_status.QUEUED,
+            applied=lambda rec: rec.get("disk_format") == found.get("disk_format"))
+        return {"remote": {"size": found.get("size"), "checksum": found.get("checksum")}}
+
+    def source(self, runner: Any, context: RequestContext, task_input: dict,
+               record: dict) -> tuple[Iterable[bytes], int | None]:
+        remote, remote_id = self._remote(context, task_input["import_req"]["method"])
+        expected = task_input["remote"]
+        chunks = remote.download(remote_id, expected["size"])
+        return _Stream(_verified(chunks, expected["checksum"]), chunks,
+                       remote), expected["size"]
+
+
+class _Stream:
+    """The verified chunks; ``close`` lets go of the response and session."""
+
+    def __init__(self, chunks: Iterator[bytes], response: Any, remote: RemoteGlance) -> None:
+        self._chunks = chunks
+        self._response = response
+        self._remote = remote
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._response.close()
+        self._remote.close()

@@ -1,0 +1,103 @@
+"""glance-download: a queued image filled from an image of another region
+(a second in-process deployment)."""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from typing import Any
+
+import pytest
+
+from glance_clone.domain.remote_glance import RemoteGlance
+from tests.support.stack import Stack, make_stack
+from tests.support.wsgi_adapter import session_for
+
+from .conftest import V2
+from .test_import import wait_status
+
+DATA = b"remote-bytes" * 20_000
+
+
+@pytest.fixture
+def regions(tmp_path: pathlib.Path) -> tuple[V2, V2]:
+    for name in ("east", "here"):
+        (tmp_path / name).mkdir()
+    east = make_stack(tmp_path / "east")
+    here = make_stack(tmp_path / "here", {
+        "enabled_import_methods": ["glance-direct", "glance-download"],
+        "enabled_regions": ["east"],
+        "region_east.api_url": "http://east.example",
+        "region_east.auth": "identity_headers"})
+    here.v2.importer.downloads.remote_factory = (
+        lambda region, context: RemoteGlance(region, context, session_for(east.api)))
+    return V2(here), V2(east)
+
+
+def remote_image(east: V2, data: bytes = DATA, **extra: Any) -> dict:
+    image = east.create(name="r", disk_format="raw", container_format="bare",
+                        os_distro="debian", hw_disk_bus="scsi", other="x", **extra)
+    if data:
+        assert east.upload(image["id"], data).status_int == 204
+    return image
+
+
+def download(here: V2, image_id: str, region: Any = "east", remote_id: Any = None,
+             **kw: Any) -> Any:
+    return here.call("POST", "/images/%s/import" % image_id, {"method": {
+        "name": "glance-download", "glance_region": region,
+        "glance_image_id": remote_id}}, **kw)
+
+
+def queued(here: V2) -> dict:
+    return here.create(name="local", disk_format="qcow2", container_format="ovf")
+
+
+def stored(stack: Stack) -> list[str]:
+    return stack.stored_files() if pathlib.Path(stack.datadir).exists() else []
+
+
+def test_glance_download_copies_metadata_and_data(regions: tuple[V2, V2]) -> None:
+    here, east = regions
+    remote = remote_image(east, b"\0" * 100_000)
+    image = queued(here)
+    res = download(here, image["id"], remote_id=remote["id"])
+    assert res.status_int == 202, res.text
+    shown = wait_status(here, image["id"], "active")
+    assert (shown["disk_format"], shown["container_format"]) == ("raw", "bare")
+    assert shown["os_distro"] == "debian"
+    assert shown["hw_disk_bus"] == "scsi" and "other" not in shown
+    assert shown["checksum"] == hashlib.md5(b"\0" * 100_000,
+                                            usedforsecurity=False).hexdigest()
+    assert here.call("GET", "/images/%s/file" % image["id"]).body == b"\0" * 100_000
+
+
+def test_glance_download_refusals(regions: tuple[V2, V2]) -> None:
+    here, east = regions
+    remote = remote_image(east)
+    image = queued(here)
+    for region, remote_id, status, text in [
+            ("west", remote["id"], 400, "Unknown region"),
+            ("east", "not-a-uuid", 400, "glance_image_id"),
+            ("east", "00000000-0000-0000-0000-000000000000", 404, "has no image"),
+            ("east", remote_image(east, b"")["id"], 409, "not active")]:
+        res = download(here, image["id"], region, remote_id)
+        assert res.status_int == status and text in res.text, res.text
+    # The region answers as the caller: another project's image is not there.
+    other = east.create(name="o", disk_format="raw", container_format="bare",
+                        visibility="private", caller={"tenant": "t2"})
+    res = download(here, image["id"], remote_id=other["id"])
+    assert res.status_int == 404
+    assert here.call("GET", "/images/" + image["id"]).json["status"] == "queued"
+
+
+def test_data_that_does_not_match_the_region_is_not_kept(regions: tuple[V2, V2]) -> None:
+    here, east = regions
+    remote = remote_image(east, DATA)
+    path = pathlib.Path(east.stack.datadir) / remote["id"]
+    path.write_bytes(b"y" * len(DATA))
+    image = queued(here)
+    assert download(here, image["id"], remote_id=remote["id"]).status_int == 202
+    shown = wait_status(here, image["id"], "queued")
+    assert shown["os_glance_failed_import"]
+    assert stored(here.stack) == []
