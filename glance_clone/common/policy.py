@@ -11,6 +11,7 @@ apply::
     context_is_admin    role:admin
     default             ""  (everyone; the fallback for unnamed actions)
     manage_image_cache  role:admin
+    cache_list, cache_image, cache_delete  role:admin
     publicize_image     role:admin
     communitize_image   role:admin
     get_image_location  role:admin
@@ -40,7 +41,8 @@ publicize_image, set_image_location, get_members, modify_member,
 delete_member, manage_image_cache, context_is_admin. The v2 API adds
 communitize_image, add_member, get_member, deactivate, reactivate,
 get_image_location, delete_image_location, add_image_location,
-fetch_image_location and stores_info_detail, and
+fetch_image_location, stores_info_detail, cache_list, cache_image and
+cache_delete, and
 for tasks tasks_api_access (admin-only by default), add_task, get_task and
 get_tasks.
 """
@@ -71,6 +73,10 @@ DEFAULT_RULES: dict[str, str] = {
     "context_is_admin": "role:admin",
     "default": "",
     "manage_image_cache": "role:admin",
+    # The v2 cache API.
+    "cache_list": "role:admin",
+    "cache_image": "role:admin",
+    "cache_delete": "role:admin",
     "publicize_image": "role:admin",
     "communitize_image": "role:admin",
     "get_image_location": "role:admin",

@@ -11,8 +11,10 @@ import routes
 from oslo_config import cfg
 
 from glance_clone.api import property_protections
+from glance_clone.api.middleware.cache import open_cache
 from glance_clone.api.v1 import router as v1_router
 from glance_clone.api.v2.bodies import NoBody
+from glance_clone.api.v2.cache import CacheController
 from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.info import UsageController
@@ -23,6 +25,7 @@ from glance_clone.api.v2.task_clone import CloneTask
 from glance_clone.api.v2.task_export import ExportTask
 from glance_clone.api.v2.task_import import ImportTask
 from glance_clone.api.v2.tasks import ImageTasksController, TasksController
+from glance_clone.cache import options as cache_options
 from glance_clone.common import background, config, context, policy, wsgi
 from glance_clone.domain import (
     copy_import,
@@ -67,6 +70,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     locations.register_opts(conf)
     task_reaper.register_opts(conf)
     regions.register_opts(conf)
+    cache_options.register_opts(conf)
 
 
 class API(wsgi.Router):
@@ -139,6 +143,13 @@ class API(wsgi.Router):
         background.register("task reaper", api.task_reaper.loop)
         return api
 
+    def _cache_controller(self) -> CacheController:
+        # The cache filter keeps its own handle on the same directory.
+        configured = bool(self.conf.image_cache_dir)
+        cache, reason = (open_cache(self.conf, "the v2 cache API answers 503")
+                         if configured else (None, ""))
+        return CacheController(configured, cache, reason, self.enforcer, self.catalog)
+
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
         # Reads, deletes and actions that take no body refuse one (400).
@@ -186,6 +197,11 @@ class API(wsgi.Router):
         connect(mapper, "/info/stores/detail", stores, {"GET": "detail"})
         connect(mapper, "/stores/{store_id}/{image_id}", stores,
                 {"DELETE": "delete_from_store"})
+        cache = wsgi.Resource(self._cache_controller(),
+                              deserializer=NoBody(wsgi.JSONDeserializer(),
+                                                  ("index", "queue", "delete", "clear")))
+        connect(mapper, "/cache", cache, {"GET": "index", "DELETE": "clear"})
+        connect(mapper, "/cache/{image_id}", cache, {"PUT": "queue", "DELETE": "delete"})
         connect(mapper, "/images/{image_id}/tags/{tag}", images,
                 {"PUT": "add_tag", "DELETE": "remove_tag"})
         connect(mapper, "/images/{image_id}/members", members,
