@@ -69,13 +69,15 @@ def download_response(req: wsgi.Request, image: dict, chunks: Any, length: int,
 class ImagesController:
     def __init__(self, conf: Any, catalog: ImageCatalog, schemas: Schemas,
                  delete: Callable[[Any, str], None] | None = None,
-                 import_methods: Callable[[], list[str]] = list) -> None:
+                 import_methods: Callable[[], list[str]] = list,
+                 store_ids: Callable[[], list[str]] = list) -> None:
         self.conf = conf
         self.catalog = catalog
         self.schemas = schemas
         # The importer's delete also removes staged data.
         self._delete = delete or catalog.delete
         self.import_methods = import_methods
+        self.store_ids = store_ids
 
     def index(self, req: wsgi.Request) -> webob.Response:
         params = query_items(req)
@@ -103,6 +105,10 @@ class ImagesController:
         if methods:
             # Clients (openstacksdk's use_import) read how the data may come.
             response.headers["OpenStack-image-import-methods"] = ",".join(methods)
+        stores = self.store_ids()
+        if stores:
+            # Named stores only, as Glance: where an import may put the data.
+            response.headers["OpenStack-image-store-ids"] = ",".join(stores)
         return response
 
     def show(self, req: wsgi.Request, image_id: str) -> webob.Response:

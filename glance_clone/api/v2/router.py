@@ -134,6 +134,10 @@ class API(wsgi.Router):
                     never_raises("Sweeping staged data", admin_runner.sweep_staging)])
         super().__init__(self._mapper())
 
+    def _named_store_ids(self) -> list[str]:
+        """The stores images may be written to, when they are named."""
+        return self.stores.writable() if self.stores.multi else []
+
     @classmethod
     def factory(cls, global_conf: dict, **local_conf: str) -> API:
         api = cls(config.conf_for_factory())
@@ -155,7 +159,8 @@ class API(wsgi.Router):
         # Reads, deletes and actions that take no body refuse one (400).
         images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas,
                                                 self.importer.delete,
-                                                self.importer.methods),
+                                                self.importer.methods,
+                                                self._named_store_ids),
                                deserializer=NoBody(_ImagesDeserializer(), (
                                    "show", "delete", "deactivate", "reactivate",
                                    "add_tag", "remove_tag", "download")))

@@ -36,7 +36,10 @@ def test_info_stores_lists_the_named_stores(v2_with, tmp_path: pathlib.Path) -> 
 def test_uploads_go_to_the_default_store_and_say_so(v2_with,
                                                     tmp_path: pathlib.Path) -> None:
     v2 = named_stores(v2_with, tmp_path)
-    image = v2.create(name="i", disk_format="raw", container_format="bare")
+    res = v2.call("POST", "/images", {"name": "i", "disk_format": "raw",
+                                      "container_format": "bare"})
+    assert res.headers["OpenStack-image-store-ids"] == "fast,cheap"
+    image = res.json
     assert "stores" not in image
     assert v2.upload(image["id"], b"data").status_int == 204
     shown = v2.call("GET", "/images/" + image["id"]).json
@@ -166,3 +169,8 @@ def test_a_copy_whose_node_died_is_undone(v2_with, tmp_path: pathlib.Path) -> No
     assert "os_glance_import_task" not in shown and shown["status"] == "active"
     assert shown["os_glance_failed_import"] == "cheap"
     assert list((tmp_path / "cheap").iterdir()) == []
+
+
+def test_no_store_ids_without_named_stores(v2: V2) -> None:
+    res = v2.call("POST", "/images", {"name": "i"})
+    assert res.status_int == 201 and "OpenStack-image-store-ids" not in res.headers
