@@ -30,6 +30,17 @@ LOG = logging.getLogger(__name__)
 Work = Callable[[RequestContext, dict, Lease], dict]
 
 
+def claim(repository: TaskRepository, context: RequestContext, task: dict) -> dict | None:
+    """The task moved to processing for this worker, or None when another
+    worker claimed it or the reaper failed it first (the registry's
+    compare-and-set decides; no local flag could across nodes)."""
+    try:
+        return repository.move(context, task, task_status.PROCESSING)
+    except exception.GlanceError as err:
+        LOG.info("Task %s not run: %s", task["id"], err)
+        return None
+
+
 class TaskRunner:
     """Claims a task and runs ``work(context, task, lease)`` under the
     task's lease: success with the result it returns, failure with the
@@ -48,11 +59,10 @@ class TaskRunner:
         self.spawn(self.run, context, task)
 
     def run(self, context: RequestContext, task: dict) -> None:
-        try:
-            task = self.repository.move(context, task, task_status.PROCESSING)
-        except exception.GlanceError as err:
-            LOG.info("Task %s not run: %s", task["id"], err)
+        claimed = claim(self.repository, context, task)
+        if claimed is None:
             return
+        task = claimed
         lease = self.lease_factory(self.repository, context, task,
                                    lease_interval(self.conf))
         try:

@@ -38,7 +38,7 @@ from glance_clone.api.v2.schemas import Schemas
 from glance_clone.api.v2.tasks import check_input_keys
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, task_reaper, task_status, tasks
+from glance_clone.domain import image_status, task_reaper, task_runner, task_status, tasks
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.task_lease import Lease
 from glance_clone.domain.tasks import TaskRepository
@@ -97,12 +97,10 @@ class ImportTask:
 
     def run(self, context: RequestContext, task: dict) -> None:
         """Claim and run the task; never raises."""
-        try:
-            task = self.repository.move(context, task, task_status.PROCESSING)
-        except exception.GlanceError as err:
-            # Another worker claimed it, or the reaper failed it first.
-            LOG.info("Task %s not run: %s", task["id"], err)
+        claimed = task_runner.claim(self.repository, context, task)
+        if claimed is None:
             return
+        task = claimed
         image_id = None
         try:
             image = self.catalog.create(context, self._image_values(task["input"]))
