@@ -13,7 +13,7 @@ an nginx from Debian's packages on loopback, then measures:
 - this machine's single-core md5 rate (the ceiling of a checksummed
   upload), and nginx taking the same upload from ``curl -T``: the client
   sends with sendfile(2), so it is not what limits nginx,
-- a Range read of the last MiB of the RSS image against a whole 1 MiB
+- a Range read (v1 and v2) of the last MiB of the RSS image against a whole 1 MiB
   image, and, through an api with the image cache, a miss (filled while
   served) and hits against uncached downloads,
 - the same transfers and operations through the v2 API (a JSON create,
@@ -390,7 +390,7 @@ def main() -> int:
             assert status in (201, 204), status
             return seconds
 
-        report("upload %d MiB (md5 on glance)" % args.size_mib, size,
+        report("upload %d MiB (md5+sha512)" % args.size_mib, size,
                *paired(glance_up, nginx_up, args.repeat))
         curl_s = curl_upload(nginx.port, size)
         if curl_s is not None:
@@ -426,7 +426,7 @@ def main() -> int:
             v2_ids.append(image_id)
             return seconds
 
-        report("v2 upload %d MiB (md5 on glance)" % args.size_mib, size,
+        report("v2 upload %d MiB (md5+sha512)" % args.size_mib, size,
                *paired(glance_up_v2, nginx_up, args.repeat))
 
         def glance_down_v2() -> float:
@@ -458,15 +458,15 @@ def main() -> int:
         # A resumed download: the last MiB of the big image against a whole
         # 1 MiB image; both are one store open and 1 MiB sent.
         _, small_id = glance_upload(api, MIB, "small")
-        last_mib, whole_mib = [], []
-        for _ in range(max(3, args.repeat)):
-            last_mib.append(timed(download, "127.0.0.1", api, "/v1/images/%s" % rss_id,
-                                  {"Range": "bytes=-%d" % MIB}, 206)[0])
-            whole_mib.append(timed(download, "127.0.0.1", api,
-                                   "/v1/images/%s" % small_id)[0])
-        last_s, whole_s = statistics.median(last_mib), statistics.median(whole_mib)
-        print("Range: last MiB of %d MiB %.1f ms, whole 1 MiB image %.1f ms (%.1fx)"
-              % (args.rss_mib, last_s * 1000, whole_s * 1000, last_s / whole_s))
+        for label, path in (("v1", "/v1/images/%s"), ("v2", "/v2/images/%s/file")):
+            last_mib, whole_mib = [], []
+            for _ in range(max(3, args.repeat)):
+                last_mib.append(timed(download, "127.0.0.1", api, path % rss_id,
+                                      {"Range": "bytes=-%d" % MIB}, 206)[0])
+                whole_mib.append(timed(download, "127.0.0.1", api, path % small_id)[0])
+            last_s, whole_s = statistics.median(last_mib), statistics.median(whole_mib)
+            print("%s Range: last MiB of %d MiB %.1f ms, whole 1 MiB image %.1f ms (%.1fx)"
+                  % (label, args.rss_mib, last_s * 1000, whole_s * 1000, last_s / whole_s))
 
         cache_figures(base, api, ids[0], size, args.repeat)
 

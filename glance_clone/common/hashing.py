@@ -13,29 +13,19 @@ more than the overlap gains, so one digest is computed in place; only two
 digests (md5 and a multihash) go to threads by default, where they run
 side by side instead of one after the other.
 
-Under eventlet's monkey patching the native threads are eventlet's thread
-pool (``tpool``) and the request greenthread waits green, so the hub serves
-other requests meanwhile; elsewhere (tools, tests) a plain thread pool is used.
+The threads are ``common.offload``'s.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import eventlet.patcher
-import eventlet.tpool
+from glance_clone.common import offload
+from glance_clone.common.offload import Job
 
 MD5 = "md5"
-# Chunks smaller than this are hashed in place: handing them to a thread
-# costs more than hashing them.
-BACKGROUND_MIN = 64 * 1024
-
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
 
 
 def new(algorithm: str) -> Any:
@@ -67,34 +57,6 @@ def recorded_multihash(image: Mapping[str, Any]) -> Multihash | None:
     return str(algorithm), str(value)
 
 
-def _green() -> bool:
-    return bool(eventlet.patcher.is_monkey_patched("thread"))
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="hashing")
-        return _executor
-
-
-class _Job:
-    """One hash update running on a native thread; ``wait`` re-raises its error."""
-
-    def __init__(self, fn: Callable[[bytes], None], data: bytes) -> None:
-        if _green():
-            self._handle: Any = eventlet.spawn(eventlet.tpool.execute, fn, data)
-            self._wait = self._handle.wait
-        else:
-            self._handle = _pool().submit(fn, data)
-            self._wait = self._handle.result
-
-    def wait(self) -> None:
-        self._wait()
-
-
 class Digests:
     """The md5 and, when ``multihash`` names an algorithm, that hash of one stream.
 
@@ -109,17 +71,17 @@ class Digests:
         if multihash:
             self._hashers.append(new(multihash))
         self._background = len(self._hashers) > 1 if background is None else background
-        self._jobs: list[_Job] = []
+        self._jobs: list[Job] = []
 
     def update(self, data: bytes) -> None:
         self._settle()
-        if not self._background or len(data) < BACKGROUND_MIN:
+        if not self._background or len(data) < offload.MIN_SIZE:
             for hasher in self._hashers:
                 hasher.update(data)
             return
         if not isinstance(data, bytes):
             data = bytes(data)      # the caller may reuse its buffer
-        self._jobs = [_Job(hasher.update, data) for hasher in self._hashers]
+        self._jobs = [Job(hasher.update, data) for hasher in self._hashers]
 
     def _settle(self) -> None:
         jobs, self._jobs = self._jobs, []
