@@ -22,6 +22,7 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming
+from glance_clone.common.hashing import recorded_multihash
 from glance_clone.domain import image_status
 from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites, holds
@@ -123,9 +124,12 @@ class StoreCopier:
             return held[target]
         chunks, _size = self.stores.get(self._source(record))
         try:
+            multihash = recorded_multihash(record)
             data = Incoming(count(chunks, record.get("size")),
                             expected_size=record.get("size"),
-                            expected_checksum=record.get("checksum"))
+                            expected_checksum=record.get("checksum"),
+                            expected_multihash=multihash,
+                            multihash=multihash[0] if multihash else None)
             url, _written, _md5, metadata = self.stores.add(
                 image_id, data, record.get("size") or 0, target)
         finally:

@@ -87,6 +87,15 @@ def test_a_copy_that_does_not_match_leaves_nothing(stack: Stack,
     assert list(store_copy.holding(stack.v2.stores, record(stack, image["id"]))) == ["fast"]
 
 
+def test_a_copy_is_checked_against_the_multihash_too(stack: Stack,
+                                                     tmp_path: pathlib.Path) -> None:
+    image = active_image(stack)
+    stack.v2.registry.update_image(ADMIN, image["id"], {"os_hash_value": "0" * 128})
+    with pytest.raises(exception.ImageDataMismatch, match="recorded multihash"):
+        copier(stack).copy_to(ADMIN, image["id"], "cheap")
+    assert files(tmp_path, "cheap") == []
+
+
 def test_remove_takes_a_copy_back(stack: Stack, tmp_path: pathlib.Path) -> None:
     image = active_image(stack)
     url = copier(stack).copy_to(ADMIN, image["id"], "cheap")
