@@ -1,13 +1,19 @@
 """The versions document served at ``/`` (300) and ``/versions`` (200).
 
-Only the API versions this project serves are listed: v2.7 (CURRENT) down
-to v2.0 when ``enable_v2_api`` is on, then v1.1 and v1.0 when
-``enable_v1_api`` is on. v2.6 brought interoperable import (stage, import,
-``/v2/info/import``), v2.7 ``os_hidden`` and the multihash. Later minors
-(multiple stores, the cache API, ``/v2/info/usage``) are not all served, so
-none is listed, not even v2.17 whose location API is: clients read the
-newest minor as a promise of everything below it. ``enable_v3_api`` is accepted so existing config
-files load, and adds nothing.
+Only the API versions this project serves are listed, newest first, and
+each selects its API in a path (``/v2.15/images``) or an ``Accept``
+header. With ``enable_v2_api``: v2.17 (CURRENT: the location API), v2.15
+(``/v2/info/usage``), v2.7 (``os_hidden``, multihash) down to v2.0 (v2.6
+brought interoperable import); with ``image_cache_dir`` set also v2.16 and
+v2.14 (the cache API). Then v1.1 and v1.0 with ``enable_v1_api``.
+
+As newer Glance does, the list has gaps: a minor is listed when what it
+brought is served in this configuration. Not listed: v2.8 and v2.9 (import
+into chosen stores: here ``stores``/``all_stores`` only steer copy-image),
+v2.10 to v2.13 (newer Glance lists them only beside v2.8 with several
+stores) and v2.18 (the cache's clean, prune and nodes routes).
+``enable_v3_api`` is accepted so existing config files load, and adds
+nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import webob
 import webob.dec
 from oslo_config import cfg
 
+from glance_clone.cache import options as cache_options
 from glance_clone.common import config
 
 API_OPTS = [
@@ -33,22 +40,40 @@ API_OPTS = [
 ]
 
 V1_IDS = ("v1.1", "v1.0")
-# Newest first; the first is CURRENT.
-V2_IDS = ("v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0")
-# Path segments that select an API (v2.8 and later are not served).
+# Served in every configuration, newest first; the first is CURRENT.
+V2_IDS = ("v2.17", "v2.15", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1",
+          "v2.0")
+# Served with image_cache_dir set (the cache API).
+V2_CACHE_IDS = ("v2.16", "v2.14")
+# Path segments that select v1.
 V1_NAMES = frozenset(("v1",) + V1_IDS)
-V2_NAMES = frozenset(("v2",) + V2_IDS)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, API_OPTS)
+    cache_options.register_opts(conf)
+
+
+def _minor(version_id: str) -> int:
+    return int(version_id.split(".")[1])
+
+
+def v2_ids(conf: cfg.ConfigOpts) -> list[str]:
+    """The v2 minors served in this configuration, newest first."""
+    served = V2_IDS + (V2_CACHE_IDS if conf.image_cache_dir else ())
+    return sorted(served, key=_minor, reverse=True)
+
+
+def v2_names(conf: cfg.ConfigOpts) -> frozenset[str]:
+    """Path segments (and Accept versions) that select v2."""
+    return frozenset(["v2", *v2_ids(conf)])
 
 
 def versions_document(conf: cfg.ConfigOpts, host_url: str) -> dict[str, Any]:
     base = (conf.public_endpoint or host_url).rstrip("/")
     versions = []
     if conf.enable_v2_api:
-        for index, version_id in enumerate(V2_IDS):
+        for index, version_id in enumerate(v2_ids(conf)):
             versions.append({"id": version_id,
                              "status": "CURRENT" if index == 0 else "SUPPORTED",
                              "links": [{"rel": "self", "href": base + "/v2/"}]})

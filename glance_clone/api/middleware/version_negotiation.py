@@ -2,7 +2,8 @@
 
 The version comes from an ``Accept: application/vnd.openstack.images-<v>``
 header, else from the first path segment, which is then removed. v1, v1.0
-and v1.1 select v1; v2 and v2.0 to v2.7 select v2 (each when enabled);
+and v1.1 select v1; v2 and the v2 minors of the versions document select
+v2 (each when enabled);
 anything else answers 300 with the versions document. ``/versions``
 answers 200 with the same document. The chosen version is noted on the
 request: error pages take the form of that API (``faults.ErrorPage``).
@@ -50,7 +51,7 @@ class VersionNegotiationFilter(wsgi.Middleware):
             req.path_info = "/v1" + rest
             req.environ[faults.API_VERSION] = "v1"
             return None
-        if requested in versions.V2_NAMES and self.conf.enable_v2_api:
+        if requested in versions.v2_names(self.conf) and self.conf.enable_v2_api:
             req.path_info = "/v2" + rest
             req.environ[faults.API_VERSION] = "v2"
             return None

@@ -13,16 +13,18 @@ V1_ENTRIES = [
      "links": [{"rel": "self", "href": "http://localhost/v1/"}]},
     {"id": "v1.0", "status": "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v1/"}]}]
+V2_MINORS = (17, 15, 7, 6, 5, 4, 3, 2, 1, 0)
 V2_ENTRIES = [
-    {"id": "v2.%d" % minor, "status": "CURRENT" if minor == 7 else "SUPPORTED",
+    {"id": "v2.%d" % minor, "status": "CURRENT" if minor == 17 else "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v2/"}]}
-    for minor in (7, 6, 5, 4, 3, 2, 1, 0)]
+    for minor in V2_MINORS]
 V1_DOC = {"versions": V1_ENTRIES}
 DOC = {"versions": V2_ENTRIES + V1_ENTRIES}
 
 
 @pytest.mark.parametrize("path", ["/", "/images", "/v1.2/images", "/v1.a/images",
-                                  "/v10", "/v2.8/images", "/v2.17/images", "/v3/images",
+                                  "/v10", "/v2.8/images", "/v2.9/images", "/v2.14/images",
+                                  "/v2.16/images", "/v2.18/images", "/v3/images",
                                   "/v1images", "/x/v1/images", "/v2images"])
 def test_unknown_versions_get_300_with_document(stack, path):
     response = stack.request(path, tenant="t1")
@@ -43,7 +45,7 @@ def test_versions_document_uses_public_endpoint(stack_with):
     stack = stack_with({"public_endpoint": "https://glance.example:9292/"})
     response = stack.request("/", tenant="t1")
     hrefs = [v["links"][0]["href"] for v in response.json["versions"]]
-    assert hrefs == ["https://glance.example:9292/v2/"] * 8 + [
+    assert hrefs == ["https://glance.example:9292/v2/"] * len(V2_MINORS) + [
         "https://glance.example:9292/v1/"] * 2
 
 
@@ -60,12 +62,28 @@ def test_disabled_v2_is_not_served_nor_advertised(stack_with):
     assert stack.request("/v2/images", tenant="t1").status_int == 300
 
 
-@pytest.mark.parametrize("prefix", ["/v2", "/v2.0", "/v2.3", "/v2.5", "/v2.6", "/v2.7"])
+@pytest.mark.parametrize("prefix", ["/v2", "/v2.0", "/v2.3", "/v2.5", "/v2.6", "/v2.7",
+                                    "/v2.15", "/v2.17"])
 def test_v2_names_select_v2(stack, prefix):
     image = create_image(stack, headers={"x-image-meta-is_public": "true"}, **ADMIN)
     response = stack.request(prefix + "/images", tenant="t1")
     assert response.status_int == 200, response.text
     assert [i["id"] for i in response.json["images"]] == [image["id"]]
+
+
+def test_a_cache_directory_adds_the_cache_api_minors(stack_with, tmp_path):
+    stack = stack_with({"image_cache_dir": str(tmp_path)})
+    listed = stack.request("/versions").json["versions"]
+    assert [(v["id"], v["status"]) for v in listed][:5] == [
+        ("v2.17", "CURRENT"), ("v2.16", "SUPPORTED"), ("v2.15", "SUPPORTED"),
+        ("v2.14", "SUPPORTED"), ("v2.7", "SUPPORTED")]
+    for prefix in ("/v2.14", "/v2.16"):
+        response = stack.request(prefix + "/cache", tenant="admin-t", roles="admin")
+        assert response.status_int == 200, response.text
+    accept = {"Accept": "application/vnd.openstack.images-v2.16"}
+    assert stack.request("/cache", headers=accept, tenant="admin-t",
+                         roles="admin").status_int == 200
+    assert stack.request("/v2.18/cache", tenant="admin-t", roles="admin").status_int == 300
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/v1.0", "/v1.1"])
