@@ -35,6 +35,7 @@ from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.entity import Image
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.region_download import GLANCE_DOWNLOAD
+from glance_clone.domain.stage_host import Caller, StageHosts
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.store_copy import COPY_IMAGE
 from glance_clone.store import source_filter
@@ -114,9 +115,12 @@ OPTS = [
                 item_type=cfg.types.String(choices=(*METHODS, COPY_IMAGE)),
                 help="Import methods of POST /v2/images/{id}/import."),
     cfg.StrOpt("worker_self_reference_url",
-               help="This api node's own URL, recorded in the "
-                    "os_glance_stage_host property of the images it stages, "
-                    "to tell which node holds their staged data."),
+               help="This api node's own URL (http or https, as the other "
+                    "api nodes reach it), recorded in the os_glance_stage_host "
+                    "property of the images it stages: a glance-direct import "
+                    "or a delete of such an image that reaches another node "
+                    "is sent on to this one. Needed when the api nodes do not "
+                    "share node_staging_uri."),
 ]
 
 
@@ -140,6 +144,7 @@ class Importer:
         self.copies = copies
         self.downloads = downloads
         self.spawn = spawn
+        self.stage_hosts = StageHosts(conf.worker_self_reference_url)
 
     def methods(self) -> list[str]:
         return list(dict.fromkeys(self.conf.enabled_import_methods))
@@ -225,12 +230,18 @@ class Importer:
         return self.staging.staged_length(image_id) or 0
 
     # -- import ------------------------------------------------------------------
-    def import_image(self, context: RequestContext, image_id: str, body: Any) -> None:
+    def import_image(self, context: RequestContext, image_id: str, body: Any,
+                     caller: Caller | None = None) -> None:
         """Check an import request and start it (the caller answers 202).
+
+        A glance-direct import of data another node staged is sent on to
+        that node as ``caller`` (see ``stage_host``).
 
         Raises Invalid (bad body, unknown method, a web-download uri missing
         or refused by the source filter), NotFound, Forbidden and
-        Conflict (wrong status, formats unset, the lock held, a race).
+        Conflict (wrong status, formats unset, the lock held, a race), and
+        what the node holding the staged data answers (BadGateway,
+        GatewayTimeout when it cannot).
         """
         name = _method_name(body)
         if name not in self.methods():
@@ -250,6 +261,11 @@ class Importer:
             if not image.record.get(attribute):
                 raise exception.Conflict("'%s' needs to be set before import"
                                          % attribute)
+        if name == GLANCE_DIRECT and not self.staging.holds(image_id):
+            host = self.stage_hosts.elsewhere(image.record, caller)
+            if host is not None and caller is not None:
+                self.stage_hosts.send(caller, host, "POST", image_id, "/import", body)
+                return
         extra = method.check(self, context, image, body["method"])
         image_status.check(image.status, image_status.IMPORTING,
                            image.record.get("disk_format"),
@@ -283,10 +299,35 @@ class Importer:
             # Pending and untouched: the reaper fails it later.
             LOG.warning("Task %s not failed: %s", task["id"], err)
 
-    def delete(self, context: RequestContext, image_id: str) -> None:
-        """Delete the image as the catalog does, and its staged data."""
+    def delete(self, context: RequestContext, image_id: str,
+               caller: Caller | None = None) -> None:
+        """Delete the image as the catalog does, and its staged data. When
+        another node holds that data the delete is sent on to it, as
+        ``caller``; when it cannot be reached the image is deleted here
+        and that node's staging sweep removes the data later."""
+        if self.staging.staged_length(image_id) is None and caller is not None:
+            host = self._stage_host(context, image_id, caller)
+            if host is not None:
+                try:
+                    self.stage_hosts.send(caller, host, "DELETE", image_id)
+                    return
+                except (exception.BadGateway, exception.GatewayTimeout) as err:
+                    LOG.warning("Deleting image %s here; its staged data on %s "
+                                "goes with that node's staging sweep: %s",
+                                image_id, host, err)
         self.catalog.delete(context, image_id)
         self.staging.remove(image_id)
+
+    def _stage_host(self, context: RequestContext, image_id: str,
+                    caller: Caller) -> str | None:
+        """The other node holding the staged data of the caller's image."""
+        try:
+            image = self.catalog.get(context, image_id)
+        except exception.NotFound:
+            return None   # the catalog's delete says so
+        if image.status != image_status.UPLOADING:
+            return None
+        return self.stage_hosts.elsewhere(image.record, caller)
 
     # -- helpers -----------------------------------------------------------------
     def _move(self, context: RequestContext, image: Any, to_status: str) -> Any:

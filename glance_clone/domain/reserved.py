@@ -10,7 +10,8 @@ shown to callers, never set, changed or removed by them (403).
   import has written so far, and how many it expects (when known);
   updated at most every ``[task] task_progress_interval`` seconds.
 - ``os_glance_stage_host``: the node (``worker_self_reference_url``)
-  holding the image's staged data.
+  holding the image's staged data; not shown (``HIDDEN``): it is the
+  deployment's internal address.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ FAILED_IMPORT = "os_glance_failed_import"
 STAGE_HOST = "os_glance_stage_host"
 IMPORT_COPIED = "os_glance_import_copied"
 IMPORT_SIZE = "os_glance_import_size"
+# Never in an image's v2 view.
+HIDDEN = frozenset({STAGE_HOST})
 
 
 def is_reserved(name: Any) -> bool:

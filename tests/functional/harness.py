@@ -639,7 +639,10 @@ class Deployment:
             for api in self.apis:
                 api.sections["DEFAULT"]["registry_host"] = "127.0.0.1"
                 api.sections["DEFAULT"]["registry_port"] = self.registry.port
-            servers = [(self.registry, self.registry.port)] + [(api, None) for api in self.apis]
+            # An api node given a port before the start (a test that writes
+            # the node's own URL into its configuration) keeps it.
+            servers = [(self.registry, self.registry.port)] + [
+                (api, api.port or None) for api in self.apis]
             for server, port in servers:
                 server.launch(port)
             _db_sync(connection)

@@ -14,6 +14,7 @@ from glance_clone.api.v2.images import UPLOAD_TYPE, json_response, no_content
 from glance_clone.common import exception, faults, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.domain.image_import import Importer
+from glance_clone.domain.stage_host import Caller
 from glance_clone.store import backend
 
 
@@ -73,12 +74,13 @@ class ImportController:
 
     def import_image(self, req: wsgi.Request, image_id: str,
                      body: Any = None) -> webob.Response:
-        self.importer.import_image(req.context, image_id, body)
+        self.importer.import_image(req.context, image_id, body, Caller.of(req.headers))
         return webob.Response(request=req, status=202, content_type=None)
 
-    def delete(self, req: wsgi.Request, image_id: str) -> webob.Response:
-        self.importer.delete(req.context, image_id)
-        return no_content(req)
+    def delete_image(self, req: wsgi.Request, image_id: str) -> None:
+        """DELETE /v2/images/{id} (answered by ImagesController): the image
+        and its staged data, wherever the data is."""
+        self.importer.delete(req.context, image_id, Caller.of(req.headers))
 
 
 CONTENT_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")

@@ -68,14 +68,15 @@ def download_response(req: wsgi.Request, image: dict, chunks: Any, length: int,
 
 class ImagesController:
     def __init__(self, conf: Any, catalog: ImageCatalog, schemas: Schemas,
-                 delete: Callable[[Any, str], None] | None = None,
+                 delete: Callable[[wsgi.Request, str], None] | None = None,
                  import_methods: Callable[[], list[str]] = list,
                  store_ids: Callable[[], list[str]] = list) -> None:
         self.conf = conf
         self.catalog = catalog
         self.schemas = schemas
-        # The importer's delete also removes staged data.
-        self._delete = delete or catalog.delete
+        # The importer's delete (given the request: it may ask the api node
+        # holding the image's staged data) also removes staged data.
+        self._delete = delete or (lambda req, image_id: catalog.delete(req.context, image_id))
         self.import_methods = import_methods
         self.store_ids = store_ids
 
@@ -128,7 +129,7 @@ class ImagesController:
         return json_response(req, views.image_view(image))
 
     def delete(self, req: wsgi.Request, image_id: str) -> webob.Response:
-        self._delete(req.context, image_id)
+        self._delete(req, image_id)
         return no_content(req)
 
     def deactivate(self, req: wsgi.Request, image_id: str) -> webob.Response:

@@ -157,8 +157,9 @@ class API(wsgi.Router):
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
         # Reads, deletes and actions that take no body refuse one (400).
+        import_controller = ImportController(self.importer)
         images = wsgi.Resource(ImagesController(self.conf, self.catalog, self.schemas,
-                                                self.importer.delete,
+                                                import_controller.delete_image,
                                                 self.importer.methods,
                                                 self._named_store_ids),
                                deserializer=NoBody(_ImagesDeserializer(), (
@@ -167,7 +168,7 @@ class API(wsgi.Router):
         info = wsgi.Resource(InfoController(self.stores, self.importer),
                              deserializer=NoBody(wsgi.JSONDeserializer(),
                                                  ("import_methods", "stores")))
-        imports = wsgi.Resource(ImportController(self.importer),
+        imports = wsgi.Resource(import_controller,
                                 deserializer=ImportDeserializer())
         members = wsgi.Resource(MembersController(self.sharing),
                                 deserializer=NoBody(wsgi.JSONDeserializer(),

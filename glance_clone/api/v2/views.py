@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from glance_clone.domain import reserved
 from glance_clone.domain.entity import Image
 
 BASE_FIELDS = ("id", "name", "status", "visibility", "protected", "os_hidden",
@@ -31,6 +32,8 @@ def image_view(image: Image) -> dict[str, Any]:
     # Additional properties first, so a legacy property named like a base
     # attribute can never hide the attribute.
     for name, value in (record.get("properties") or {}).items():
+        if name in reserved.HIDDEN:
+            continue
         # v1 could store null values; v2 properties are strings.
         view[name] = "" if value is None else value
     for name in BASE_FIELDS:
