@@ -164,4 +164,6 @@ def test_a_broken_stage_is_continued_on_another_node(nodes) -> None:
                        message="the import")
     got = requests.get(two + "/v2/images/%s/file" % image["id"], headers=OWNER, timeout=30)
     assert got.content == data
-    assert os.listdir(nodes.base / "staging") == []
+    # The staged file goes just after the image is activated.
+    harness.wait_until(lambda: os.listdir(nodes.base / "staging") == [], 30,
+                       message="the staged file removed")
