@@ -28,8 +28,13 @@ FAILED_IMPORT = "os_glance_failed_import"
 STAGE_HOST = "os_glance_stage_host"
 IMPORT_COPIED = "os_glance_import_copied"
 IMPORT_SIZE = "os_glance_import_size"
-# Never in an image's v2 view.
+# Never in an image's view, v1 or v2.
 HIDDEN = frozenset({STAGE_HOST})
+
+
+def shown(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties an image's view may show: all but ``HIDDEN``."""
+    return {name: value for name, value in properties.items() if name not in HIDDEN}
 
 
 def is_reserved(name: Any) -> bool:

@@ -74,6 +74,14 @@ def test_data_staged_on_one_node_is_imported_through_another(nodes) -> None:
     assert staged_files(nodes, 0) == [image_id]
     shown = _show(two, image_id).json()
     assert shown["status"] == "uploading" and "os_glance_stage_host" not in shown
+    # Nor in v1, whose views show every other property: it is an internal URL.
+    head = requests.head(two + "/v1/images/" + image_id, headers=OWNER, timeout=30)
+    assert head.headers["x-image-meta-status"] == "uploading"
+    assert not [h for h in head.headers if "stage_host" in h.lower()]
+    detail = requests.get(two + "/v1/images/detail?is_public=none", headers=OWNER,
+                          timeout=30).json()["images"]
+    [listed] = [image for image in detail if image["id"] == image_id]
+    assert "os_glance_stage_host" not in listed["properties"]
     # Someone else's image: node two refuses before asking node one.
     assert _import(two, image_id, OTHER).status_code == 404
     res = _import(two, image_id)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from glance_clone.common import exception
+from glance_clone.domain import reserved
 
 META_PREFIX = "x-image-meta-"
 PROPERTY_PREFIX = "x-image-meta-property-"
@@ -157,7 +158,7 @@ def image_meta_headers(image: Mapping[str, Any]) -> list[tuple[str, str]]:
         value = image.get(field)
         if value is not None:
             headers.append((META_PREFIX + field, _to_wire(_header_value(value))))
-    for prop, value in (image.get("properties") or {}).items():
+    for prop, value in reserved.shown(image.get("properties") or {}).items():
         if value is not None:
             headers.append((PROPERTY_PREFIX + prop.lower(), _to_wire(_header_value(value))))
     if image.get("checksum"):

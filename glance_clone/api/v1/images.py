@@ -10,6 +10,7 @@ from glance_clone.api.v1 import headers as meta_headers
 from glance_clone.common import byte_range, exception, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.common.data_out import download_body
+from glance_clone.domain import reserved
 from glance_clone.domain.images import ImageData
 
 BODY_ENCODINGS = frozenset(("chunked", "compress", "deflate", "gzip", "identity"))
@@ -26,7 +27,10 @@ V1_FIELDS = meta_headers.RESPONSE_FIELDS + ("properties",)
 
 def public_image(image: dict) -> dict:
     """An image as v1 shows it."""
-    return {k: image[k] for k in V1_FIELDS if k in image}
+    shown = {k: image[k] for k in V1_FIELDS if k in image}
+    if shown.get("properties"):
+        shown["properties"] = reserved.shown(shown["properties"])
+    return shown
 
 
 def has_body(req: wsgi.Request) -> bool:

@@ -31,9 +31,7 @@ def image_view(image: Image) -> dict[str, Any]:
     view: dict[str, Any] = {}
     # Additional properties first, so a legacy property named like a base
     # attribute can never hide the attribute.
-    for name, value in (record.get("properties") or {}).items():
-        if name in reserved.HIDDEN:
-            continue
+    for name, value in reserved.shown(record.get("properties") or {}).items():
         # v1 could store null values; v2 properties are strings.
         view[name] = "" if value is None else value
     for name in BASE_FIELDS:
