@@ -151,18 +151,25 @@ class Importer:
 
     # -- stage -------------------------------------------------------------------
     def stage(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
-              piece: tuple[int, int] | None = None) -> int:
+              piece: tuple[int, int] | None = None, caller: Caller | None = None,
+              body_length: int | None = None) -> int:
         """Stage the image's data, or with ``piece`` = (start, total) the
         part of it from byte ``start`` (resumable staging, ours); the
-        number of bytes staged so far.
+        number of bytes staged so far. ``body_length`` is the request
+        body's, when known.
 
-        The first piece moves a queued image to ``uploading``; once all the
-        data is staged its size is recorded. Raises NotFound (glance-direct
-        disabled, no such image), Forbidden, Conflict (not queued, data
-        already staged), StagedLengthMismatch (``start`` is not where the
-        staged data ends), ImageSizeLimitExceeded, Invalid. A piece cut
-        short keeps what arrived; any other failure removes the staged
-        data and queues the image again.
+        The first piece moves a queued image to ``uploading`` and records
+        this node as its stage host; once all the data is staged its size
+        is recorded. A later piece that reaches a node without the staged
+        bytes is sent on to their stage host, as ``caller``.
+
+        Raises NotFound (glance-direct disabled, no such image), Forbidden,
+        Conflict (not queued, data already staged), StagedLengthMismatch
+        (``start`` is not where the staged data ends),
+        ImageSizeLimitExceeded, Invalid, and what the stage host answers
+        (BadGateway, GatewayTimeout when it cannot). A piece cut short
+        keeps what arrived; any other failure removes the staged data and
+        queues the image again.
         """
         if GLANCE_DIRECT not in self.methods():
             raise exception.NotFound("The glance-direct import method is not enabled")
@@ -171,10 +178,16 @@ class Importer:
         if self.staging.holds(image_id):
             raise exception.Conflict("Image %s already has staged data" % image_id)
         staged = self.staging.staged_length(image_id)
+        if piece is not None and staged is None and caller is not None:
+            host = self._stage_host(context, image_id, caller, image)
+            if host is not None:
+                return self.stage_hosts.stage(caller, host, image_id, chunks, piece,
+                                              body_length)
         if image.status == image_status.QUEUED:
             if start:
                 raise exception.StagedLengthMismatch(staged or 0)
-            image = self._move(context, image, image_status.UPLOADING)
+            image = self._move(context, image, image_status.UPLOADING,
+                               **self._stage_host_record())
         elif image.status != image_status.UPLOADING or piece is None:
             raise exception.Conflict("Image %s is %s; only a queued image can be "
                                      "staged" % (image_id, image.status))
@@ -209,11 +222,14 @@ class Importer:
         return inspection.for_image(self.conf, record.get("disk_format"),
                                     record.get("container_format"))
 
+    def _stage_host_record(self) -> dict[str, Any]:
+        """What records this node as the stage host of an image it begins
+        staging (nothing when it has no worker_self_reference_url)."""
+        url = self.conf.worker_self_reference_url
+        return {"properties": {reserved.STAGE_HOST: url}} if url else {}
+
     def _record_size(self, context: RequestContext, image_id: str, size: int) -> None:
         values: dict[str, Any] = {"size": size}
-        if self.conf.worker_self_reference_url:
-            values["properties"] = {
-                reserved.STAGE_HOST: self.conf.worker_self_reference_url}
         try:
             self.catalog.images.writes.change(context, image_id, values,
                                               from_state=image_status.UPLOADING,
@@ -223,11 +239,18 @@ class Importer:
             self._requeue(context, image_id, image_status.UPLOADING)
             raise
 
-    def staged_length(self, context: RequestContext, image_id: str) -> int:
-        """How many bytes of the image are staged (0: none); raises
-        NotFound, Forbidden."""
-        self.catalog.owned(context, image_id, "modify_image")
-        return self.staging.staged_length(image_id) or 0
+    def staged_length(self, context: RequestContext, image_id: str,
+                      caller: Caller | None = None) -> int:
+        """How many bytes of the image are staged (0: none), here or on
+        its stage host (asked as ``caller``); raises NotFound, Forbidden,
+        and what the stage host answers."""
+        image = self.catalog.owned(context, image_id, "modify_image")
+        staged = self.staging.staged_length(image_id)
+        if staged is None and caller is not None:
+            host = self._stage_host(context, image_id, caller, image)
+            if host is not None:
+                return self.stage_hosts.staged_length(caller, host, image_id)
+        return staged or 0
 
     # -- import ------------------------------------------------------------------
     def import_image(self, context: RequestContext, image_id: str, body: Any,
@@ -319,20 +342,22 @@ class Importer:
         self.staging.remove(image_id)
 
     def _stage_host(self, context: RequestContext, image_id: str,
-                    caller: Caller) -> str | None:
+                    caller: Caller, image: Image | None = None) -> str | None:
         """The other node holding the staged data of the caller's image."""
-        try:
-            image = self.catalog.get(context, image_id)
-        except exception.NotFound:
-            return None   # the catalog's delete says so
+        if image is None:
+            try:
+                image = self.catalog.get(context, image_id)
+            except exception.NotFound:
+                return None   # the catalog's delete says so
         if image.status != image_status.UPLOADING:
             return None
         return self.stage_hosts.elsewhere(image.record, caller)
 
     # -- helpers -----------------------------------------------------------------
-    def _move(self, context: RequestContext, image: Any, to_status: str) -> Any:
+    def _move(self, context: RequestContext, image: Any, to_status: str,
+              **values: Any) -> Any:
         try:
-            return self.catalog.images.move(context, image, to_status)
+            return self.catalog.images.move(context, image, to_status, **values)
         except exception.StatusConflict:
             raise exception.Conflict("Image %s changed status meanwhile" % image.id) \
                 from None

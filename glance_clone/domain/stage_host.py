@@ -2,10 +2,12 @@
 
 Each api node stages into its own ``node_staging_uri`` unless the nodes
 share one directory. A node whose ``worker_self_reference_url`` is set
-records it in ``os_glance_stage_host`` of the images it stages. A
-glance-direct import, or the delete of a staged image, that reaches a node
-without the staged data is sent on to the node named there, with the
-caller's identity headers; that node's answer is the caller's.
+records it in ``os_glance_stage_host`` of the images it stages, when the
+first byte arrives. A glance-direct import, the delete of a staged image,
+and the pieces of a resumable stage that continue it (and the reading of
+its staged length) that reach a node without the staged data are sent on
+to the node named there, with the caller's identity headers; that node's
+answer is the caller's.
 
 Where requests go is the operator's choice only: the property is reserved
 (no caller can set, change or remove it) and glance-api writes it from its
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -76,16 +78,36 @@ class StageHosts:
             return None
         return host
 
+    def stage(self, caller: Caller, host: str, image_id: str, chunks: Iterator[bytes],
+              piece: tuple[int, int], length: int | None) -> int:
+        """Send a piece of a resumable stage, ``piece`` = (start, total)
+        with a body of ``length`` bytes (None: chunked), on to ``host``,
+        which holds the bytes staged before it; the staged length it
+        answers. Raises as ``send``, StagedLengthMismatch for its 416."""
+        start, total = piece
+        end = min(start + length, total) - 1 if length else total - 1
+        headers = {"Content-Type": "application/octet-stream",
+                   "Content-Range": "bytes %d-%d/%d" % (start, end, total)}
+        data = _Sized(chunks, length) if length else chunks
+        return _answered_size(self.send(caller, host, "PUT", image_id, "/stage",
+                                        data=data, headers=headers))
+
+    def staged_length(self, caller: Caller, host: str, image_id: str) -> int:
+        """How many bytes of the image ``host`` holds staged."""
+        return _answered_size(self.send(caller, host, "GET", image_id, "/stage"))
+
     def send(self, caller: Caller, host: str, method: str, image_id: str,
-             action: str = "", body: Any = None) -> None:
+             action: str = "", body: Any = None, data: Iterable[bytes] | None = None,
+             headers: Mapping[str, str] | None = None) -> requests.Response:
         """``method`` on ``host``'s /v2/images/<image_id><action>, as the
-        caller. Raises the exception of the other node's 4xx, BadGateway
-        (it failed or cannot be reached), GatewayTimeout."""
+        caller, with the JSON ``body`` or the bytes ``data``; its answer
+        when it succeeded. Raises the exception of the other node's 4xx,
+        BadGateway (it failed or cannot be reached), GatewayTimeout."""
         url = "%s/v2/images/%s%s" % (host, quote(image_id, safe=""), action)
-        headers = dict(caller.headers, **{FORWARDED_HEADER: "1",
-                                          "Accept": "text/plain"})
+        sent = dict(caller.headers, **(headers or {}))
+        sent.update({FORWARDED_HEADER: "1", "Accept": "text/plain"})
         try:
-            reply = requests.request(method, url, headers=headers, json=body,
+            reply = requests.request(method, url, headers=sent, json=body, data=data,
                                      timeout=TIMEOUT, allow_redirects=False)
         except requests.RequestException as err:
             late = isinstance(err, requests.Timeout)
@@ -98,8 +120,13 @@ class StageHosts:
         if reply.status_code < 300:
             LOG.info("%s of image %s done by node %s, which holds its staged data",
                      method, image_id, host)
-            return
+            return reply
         message = faults.explanation_from_body(reply.text)[:1000]
+        staged = _staged_size(reply)
+        if reply.status_code == 416 and staged is not None:
+            raise exception.StagedLengthMismatch(staged)
+        if reply.status_code == 415:
+            raise exception.UnsupportedMediaType(message)
         if 400 <= reply.status_code < 500 and reply.status_code in faults.STATUS_EXCEPTIONS:
             raise faults.exception_for_status(reply.status_code, message)
         LOG.warning("Node %s holding the staged data of image %s answered %s: %s",
@@ -107,3 +134,32 @@ class StageHosts:
         raise exception.BadGateway(
             "The api node holding the image's staged data answered %s."
             % reply.status_code)
+
+
+class _Sized:
+    """Body chunks of a known length: requests sends them with that
+    Content-Length (not chunked), as the client sent them to us."""
+
+    def __init__(self, chunks: Iterator[bytes], length: int) -> None:
+        self.chunks = chunks
+        self.length = length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _staged_size(reply: requests.Response) -> int | None:
+    """The staged length in another node's answer, if it says."""
+    value = reply.headers.get(faults.STAGED_SIZE_HEADER, "")
+    return int(value) if value.isdigit() else None
+
+
+def _answered_size(reply: requests.Response) -> int:
+    size = _staged_size(reply)
+    if size is None:
+        raise exception.BadGateway("The api node holding the image's staged data "
+                                   "did not say how much is staged.")
+    return size

@@ -1,13 +1,15 @@
 """Staging on api nodes that do not share a staging directory: each node
 has its own ``node_staging_uri`` and its own ``worker_self_reference_url``.
-Data staged on node one is imported, or its image deleted, through node
-two: node two sends the request on to node one, which holds the data.
+Data staged on node one is imported, or its image deleted, or a broken
+stage on it continued, through node two: node two sends the request on to
+node one, which holds the data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +135,90 @@ def test_a_stage_host_that_is_down(nodes) -> None:
     res = requests.delete(two + "/v2/images/" + image_id, headers=OWNER, timeout=30)
     assert res.status_code == 204, res.text
     assert _show(two, image_id).status_code == 404
+
+
+def _piece(base: str, image_id: str, start: int, data, total: int,
+           length: int | None = None) -> requests.Response:
+    """A piece of a resumable stage from byte ``start``; ``data`` bytes
+    (sent with their length) or an iterator (sent chunked)."""
+    end = start + (len(data) if length is None else length) - 1
+    return requests.put(base + "/v2/images/%s/stage" % image_id, data=data, timeout=30,
+                        headers=dict(OWNER, **{
+                            "Content-Type": "application/octet-stream",
+                            "Content-Range": "bytes %d-%d/%d" % (start, end, total)}))
+
+
+def _staged_length(base: str, image_id: str, method: str = "HEAD",
+                   headers: dict | None = None) -> requests.Response:
+    return requests.request(method, base + "/v2/images/%s/stage" % image_id,
+                            headers=headers or OWNER, timeout=30)
+
+
+def test_a_broken_stage_is_continued_through_another_node(nodes) -> None:
+    """The first piece reaches node one and breaks mid-body; node one is
+    its stage host from its first byte. Reading the staged length and
+    sending the rest through node two reach node one; the data is staged
+    there alone and imports whole."""
+    one, two = nodes.urls
+    res = requests.post(one + "/v2/images", headers=OWNER, timeout=30, json={
+        "name": "resumed", "disk_format": "raw", "container_format": "bare"})
+    image_id = res.json()["id"]
+    total = len(DATA)
+    half = total // 2
+    with socket.create_connection(("127.0.0.1", nodes.apis[0].port), timeout=30) as sock:
+        head = ("PUT /v2/images/%s/stage HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n"
+                "Content-Range: bytes 0-%d/%d\r\n" % (image_id, total, total - 1, total))
+        head += "".join("%s: %s\r\n" % item for item in OWNER.items()) + "\r\n"
+        sock.sendall(head.encode() + DATA[:half])
+    harness.wait_until(lambda: _staged_length(one, image_id).headers.get(
+        "OpenStack-image-staged-size") == str(half), 30, message="the first half staged")
+    for method in ("HEAD", "GET"):
+        res = _staged_length(two, image_id, method)
+        assert res.status_code == 204, res.text
+        assert res.headers["OpenStack-image-staged-size"] == str(half)
+    # Node two checks the caller before asking node one.
+    assert _staged_length(two, image_id, headers=OTHER).status_code == 404
+    # A wrong start: node one's 416, with its staged length.
+    wrong = _piece(two, image_id, 0, DATA[:10], total)
+    assert wrong.status_code == 416, wrong.text
+    assert wrong.headers["OpenStack-image-staged-size"] == str(half)
+    # The rest through node two: a chunked piece, then one with a length.
+    quarter = half + (total - half) // 2
+    res = _piece(two, image_id, half, iter([DATA[half:quarter - 1000],
+                                           DATA[quarter - 1000:quarter]]),
+                 total, length=quarter - half)
+    assert res.status_code == 204, res.text
+    assert res.headers["OpenStack-image-staged-size"] == str(quarter)
+    assert staged_files(nodes, 0) == [image_id + ".part"]
+    res = _piece(two, image_id, quarter, DATA[quarter:], total)
+    assert res.status_code == 204, res.text
+    assert res.headers["OpenStack-image-staged-size"] == str(total)
+    assert staged_files(nodes, 0) == [image_id] and staged_files(nodes, 1) == []
+    assert _show(two, image_id).json()["size"] == total
+    # Complete: node two sends nothing on any more (no piece is left).
+    assert _piece(two, image_id, total - 1, DATA[-1:], total).status_code == 409
+    res = _import(two, image_id)
+    assert res.status_code == 202, res.text
+    harness.wait_until(lambda: _show(two, image_id).json()["status"] == "active", 30,
+                       message="the image active")
+    data = requests.get(two + "/v2/images/%s/file" % image_id, headers=OWNER, timeout=30)
+    assert data.content == DATA
+    harness.wait_until(lambda: staged_files(nodes, 0) == [], 30,
+                       message="the staged file removed")
+
+
+def test_a_piece_through_another_node_while_the_stage_host_is_down(nodes) -> None:
+    one, two = nodes.urls
+    res = requests.post(one + "/v2/images", headers=OWNER, timeout=30, json={
+        "name": "resumed", "disk_format": "raw", "container_format": "bare"})
+    image_id = res.json()["id"]
+    total = len(DATA)
+    assert _piece(one, image_id, 0, DATA[:1000], total).status_code == 204
+    nodes.apis[0].stop()
+    res = _piece(two, image_id, 1000, DATA[1000:], total)
+    assert res.status_code == 502, res.text
+    assert "staged data cannot be reached" in res.text
+    assert _staged_length(two, image_id).status_code == 502
+    assert staged_files(nodes, 1) == []
+    assert _show(two, image_id).json()["status"] == "uploading"

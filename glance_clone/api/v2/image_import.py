@@ -62,7 +62,7 @@ class ImportController:
         try:
             staged = self.importer.stage(req.context, image_id,
                                          body_chunks(req.environ["wsgi.input"], length),
-                                         piece)
+                                         piece, Caller.of(req.headers), length)
         except exception.ImageFormatRefused as err:
             # As a refused upload: 415 on v2.
             raise exception.UnsupportedMediaType(str(err)) from err
@@ -70,7 +70,8 @@ class ImportController:
 
     def staged(self, req: wsgi.Request, image_id: str) -> webob.Response:
         """GET/HEAD: how much of the image is staged (resumable staging)."""
-        return _staged(req, self.importer.staged_length(req.context, image_id))
+        return _staged(req, self.importer.staged_length(req.context, image_id,
+                                                        Caller.of(req.headers)))
 
     def import_image(self, req: wsgi.Request, image_id: str,
                      body: Any = None) -> webob.Response:

@@ -49,16 +49,30 @@ def test_only_identity_headers_go_along() -> None:
 
 
 class _Node(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     answer: tuple[int, str] = (202, "")
+    # Headers of the answer besides Content-Length and Location.
+    answer_headers: dict[str, str] = {}
     seen: list[dict[str, Any]] = []
     hang = threading.Event()
 
-    def _reply(self) -> None:
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return body
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def _reply(self) -> None:
+        body = self._body()
+        json_body = self.headers.get("Content-Type") == "application/json"
         self.seen.append({"method": self.command, "path": self.path,
                           "headers": dict(self.headers),
-                          "body": json.loads(body) if body else None})
+                          "body": json.loads(body) if body and json_body else body or None})
         if self.answer[0] == 0:
             self.hang.wait(5)
             return
@@ -66,10 +80,12 @@ class _Node(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", str(len(text)))
         self.send_header("Location", "http://10.0.0.1/")
+        for name, value in self.answer_headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(text.encode())
 
-    do_POST = do_DELETE = _reply
+    do_POST = do_DELETE = do_PUT = do_GET = _reply
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -79,6 +95,7 @@ class _Node(http.server.BaseHTTPRequestHandler):
 def node() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Node)
     _Node.seen = []
+    _Node.answer_headers = {}
     _Node.hang.clear()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield "http://127.0.0.1:%d" % server.server_address[1]
@@ -129,3 +146,53 @@ def test_a_node_that_is_gone() -> None:
     with pytest.raises(exception.BadGateway, match="cannot be reached"):
         StageHosts(SELF).send(Caller.of(OWNER), "http://127.0.0.1:%d" % port,
                               "DELETE", "i1")
+
+
+STAGED = "OpenStack-image-staged-size"
+
+
+@pytest.mark.parametrize("length", [7, None])
+def test_a_piece_goes_on_with_its_range_and_length(node: str, length: int | None) -> None:
+    """A body of known length goes with that Content-Length, a chunked one
+    chunked; the Content-Range ends where the body does."""
+    _Node.answer, _Node.answer_headers = (204, ""), {STAGED: "12"}
+    staged = StageHosts(SELF).stage(Caller.of(OWNER), node, "i1", iter([b"abc", b"defg"]),
+                                    (5, 20), length)
+    assert staged == 12
+    (seen,) = _Node.seen
+    assert (seen["method"], seen["path"], seen["body"]) == (
+        "PUT", "/v2/images/i1/stage", b"abcdefg")
+    headers = seen["headers"]
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers[FORWARDED_HEADER] == "1" and headers["X-Auth-Token"] == "tok"
+    if length is None:
+        assert headers["Transfer-Encoding"] == "chunked"
+        assert headers["Content-Range"] == "bytes 5-19/20"
+    else:
+        assert headers["Content-Length"] == "7" and "Transfer-Encoding" not in headers
+        assert headers["Content-Range"] == "bytes 5-11/20"
+
+
+def test_the_staged_length_is_read_from_the_node(node: str) -> None:
+    _Node.answer, _Node.answer_headers = (204, ""), {STAGED: "4000"}
+    assert StageHosts(SELF).staged_length(Caller.of(OWNER), node, "i1") == 4000
+    assert [(s["method"], s["path"]) for s in _Node.seen] == [("GET", "/v2/images/i1/stage")]
+
+
+def test_a_node_that_does_not_say_what_it_staged(node: str) -> None:
+    _Node.answer = (204, "")
+    with pytest.raises(exception.BadGateway, match="did not say how much"):
+        StageHosts(SELF).staged_length(Caller.of(OWNER), node, "i1")
+
+
+def test_a_wrong_start_comes_back_with_the_staged_length(node: str) -> None:
+    _Node.answer, _Node.answer_headers = (416, "416 Bad\n\nno"), {STAGED: "3000"}
+    with pytest.raises(exception.StagedLengthMismatch) as err:
+        StageHosts(SELF).stage(Caller.of(OWNER), node, "i1", iter([b"x"]), (0, 9), 1)
+    assert err.value.size == 3000
+
+
+def test_refused_data_comes_back_as_a_415(node: str) -> None:
+    _Node.answer = (415, "415 Unsupported Media Type\n\nnot a raw image")
+    with pytest.raises(exception.UnsupportedMediaType, match="not a raw image"):
+        StageHosts(SELF).stage(Caller.of(OWNER), node, "i1", iter([b"x"]), (0, 9), 1)
