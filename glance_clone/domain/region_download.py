@@ -11,25 +11,29 @@ never), as the owner could set them on a queued image.
 
 The task streams the remote data into our store (through the import
 runner's upload path: size cap, quotas, inspection), checked against the
-remote image's size and MD5 as it passes: data that does not match fails
-the import and nothing is kept. ``glance_service_interface`` is accepted
+remote image's size, MD5 and multihash (``os_hash_algo`` and
+``os_hash_value``, when the remote has one in an algorithm hashlib
+offers) as it passes, before any import plugin changes it: data that
+does not match fails the import and nothing is kept. ``glance_service_interface`` is accepted
 and ignored: the region's api URL is the operator's, not a catalog's.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from oslo_config import cfg
 
-from glance_clone.common import config, exception
+from glance_clone.common import config, exception, hashing
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status, reserved
 from glance_clone.domain.regions import Regions
 from glance_clone.domain.remote_glance import RemoteGlance
+
+LOG = logging.getLogger(__name__)
 
 GLANCE_DOWNLOAD = "glance-download"
 VIEW_ONLY = ("self", "file", "schema", "stores", "locations", "direct_url")
@@ -47,17 +51,33 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, OPTS, group="glance_download_properties")
 
 
-def _verified(chunks: Iterable[bytes], checksum: str | None) -> Iterator[bytes]:
+def _verified(chunks: Iterable[bytes], checksum: str | None,
+              multihash: hashing.Multihash | None) -> Iterator[bytes]:
     """``chunks``; raises BadGateway at the end when their MD5 is not
-    ``checksum`` (the store then drops what it wrote)."""
-    md5 = hashlib.md5(usedforsecurity=False)
+    ``checksum`` or their multihash not ``multihash`` (the store, or the
+    staging area, then drops what it wrote)."""
+    digests = hashing.Digests(multihash[0] if multihash else None)
     for chunk in chunks:
-        md5.update(chunk)
+        digests.update(chunk)
         yield chunk
-    if checksum and md5.hexdigest() != checksum:
+    reason = digests.mismatch(checksum, multihash)
+    if reason:
         raise exception.BadGateway("The data from the region does not match its "
-                                   "image (MD5 %s, expected %s)"
-                                   % (md5.hexdigest(), checksum))
+                                   "image (%s)" % reason)
+
+
+def _multihash(found: dict, remote_id: str) -> hashing.Multihash | None:
+    """The remote image's multihash, when we can compute its algorithm."""
+    multihash = hashing.recorded_multihash(found)
+    if multihash is None:
+        return None
+    try:
+        hashing.check_algorithm(multihash[0])
+    except ValueError:
+        LOG.warning("Remote image %s: its multihash algorithm %r is not ours to "
+                    "compute; only its MD5 is checked", remote_id, multihash[0])
+        return None
+    return multihash
 
 
 class RegionDownload:
@@ -79,7 +99,8 @@ class RegionDownload:
     def check(self, importer: Any, context: RequestContext, image: Any,
               method: dict) -> dict:
         """Read the remote image and give the local one its formats and
-        properties; what the task needs: the remote size and checksum."""
+        properties; what the task needs: the remote size, checksum and
+        multihash."""
         remote, remote_id = self._remote(context, method)
         try:
             found = remote.get_image(remote_id)
@@ -105,15 +126,19 @@ class RegionDownload:
                                 "properties": properties},
             from_state=image_status.QUEUED,
             applied=lambda rec: rec.get("disk_format") == found.get("disk_format"))
-        return {"remote": {"size": found.get("size"), "checksum": found.get("checksum")}}
+        multihash = _multihash(found, remote_id)
+        return {"remote": {"size": found.get("size"), "checksum": found.get("checksum"),
+                           "multihash": list(multihash) if multihash else None}}
 
     def source(self, runner: Any, context: RequestContext, task_input: dict,
                record: dict) -> tuple[Iterable[bytes], int | None]:
         remote, remote_id = self._remote(context, task_input["import_req"]["method"])
         expected = task_input["remote"]
         chunks = remote.download(remote_id, expected["size"])
-        return _Stream(_verified(chunks, expected["checksum"]), chunks,
-                       remote), expected["size"]
+        multihash = expected.get("multihash")
+        verified = _verified(chunks, expected["checksum"],
+                             (multihash[0], multihash[1]) if multihash else None)
+        return _Stream(verified, chunks, remote), expected["size"]
 
 
 class _Stream:

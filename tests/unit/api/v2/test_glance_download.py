@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pathlib
 from typing import Any
 
 import pytest
 
+from glance_clone.common.context import RequestContext
 from glance_clone.domain.remote_glance import RemoteGlance
 from tests.support.stack import Stack, make_stack
 from tests.support.wsgi_adapter import session_for
 
 from .conftest import V2
-from .test_import import wait_status
+from .test_import import staged_files, wait_status
+from .test_import_plugins import finished, plugins
 
 DATA = b"remote-bytes" * 20_000
 
@@ -101,3 +104,69 @@ def test_data_that_does_not_match_the_region_is_not_kept(regions: tuple[V2, V2])
     shown = wait_status(here, image["id"], "queued")
     assert shown["os_glance_failed_import"]
     assert stored(here.stack) == []
+
+
+ROOT = RequestContext(user="root", tenant="admin-t", roles=("admin",), is_admin=True)
+
+
+def remote_with(east: V2, data: bytes, algorithm: str, value: str) -> dict:
+    """A remote image whose multihash the region records as given."""
+    image = remote_image(east, data)
+    east.stack.v2.registry.update_image(ROOT, image["id"], {"os_hash_algo": algorithm,
+                                                            "os_hash_value": value})
+    return image
+
+
+def fetched(here: V2, remote: dict) -> tuple[dict, dict]:
+    """A queued image glance-downloaded from ``remote``: it and its finished task."""
+    image = queued(here)
+    assert download(here, image["id"], remote_id=remote["id"]).status_int == 202
+    return image, finished(here, image["id"])
+
+
+def test_data_whose_multihash_does_not_match_is_not_kept(regions: tuple[V2, V2]) -> None:
+    """The MD5 matches; the multihash the region records does not."""
+    here, east = regions
+    image, task = fetched(here, remote_with(east, DATA, "sha512", "0" * 128))
+    assert task["status"] == "failure", task
+    assert ("does not match its image (sha512 %s, expected %s)"
+            % (hashlib.sha512(DATA).hexdigest(), "0" * 128)) in task["message"]
+    shown = wait_status(here, image["id"], "queued")
+    assert shown["os_glance_failed_import"] and shown["size"] is None
+    assert stored(here.stack) == [] and staged_files(here) == []
+
+
+def test_the_multihash_of_another_algorithm_is_checked_too(regions: tuple[V2, V2]) -> None:
+    here, east = regions
+    good = remote_with(east, DATA, "sha256", hashlib.sha256(DATA).hexdigest())
+    image, task = fetched(here, good)
+    assert task["status"] == "success", task
+    shown = here.call("GET", "/images/" + image["id"]).json
+    assert shown["os_hash_algo"] == "sha512"
+    assert shown["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+    _image, task = fetched(here, remote_with(east, DATA, "sha256", "1" * 64))
+    assert task["status"] == "failure" and "sha256" in task["message"], task
+    # An algorithm we cannot compute: the MD5 is still checked.
+    _image, task = fetched(here, remote_with(east, DATA, "blake9", "2" * 64))
+    assert task["status"] == "success", task
+
+
+def test_the_multihash_is_of_the_bytes_fetched_before_plugins(
+        regions: tuple[V2, V2], tmp_path: pathlib.Path) -> None:
+    """With image_decompression the region's hash is of the compressed
+    bytes it serves; ours is of what the plugin made of them."""
+    here, east = regions
+    plugins(here, tmp_path, "[image_import_opts]\n"
+                            "image_import_plugins = image_decompression\n")
+    packed = gzip.compress(DATA)
+    first, task = fetched(here, remote_with(east, packed, "sha512",
+                                            hashlib.sha512(packed).hexdigest()))
+    assert task["status"] == "success", task
+    shown = here.call("GET", "/images/" + first["id"]).json
+    assert shown["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+    assert here.call("GET", "/images/%s/file" % first["id"]).body == DATA
+    # A mismatch there leaves nothing staged either.
+    image, task = fetched(here, remote_with(east, packed, "sha512", "3" * 128))
+    assert task["status"] == "failure" and "sha512" in task["message"], task
+    assert wait_status(here, image["id"], "queued")["size"] is None
+    assert staged_files(here) == [] and stored(here.stack) == [first["id"]]
