@@ -217,6 +217,13 @@ class LimitExceeded(GlanceError):
     message = "The request returned a 413 Request Entity Too Large."
 
 
+class ProjectQuotaExceeded(LimitExceeded):
+    """Over a Keystone unified limit (``use_keystone_limits``)."""
+
+    message = ("Resource %(resource)s is over limit of %(limit)d for this project: "
+               "%(usage)d in use, %(delta)d more requested.")
+
+
 class ImageSizeLimitExceeded(LimitExceeded):
     message = "Denying attempt to upload image larger than %(limit)d bytes."
 

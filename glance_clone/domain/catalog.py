@@ -17,7 +17,7 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import downloads, image_status, quota, reserved
+from glance_clone.domain import downloads, image_status, quota, reserved, unified_limits, usage
 from glance_clone.domain.entity import Image
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
@@ -111,6 +111,8 @@ class ImageCatalog:
         values["tags"] = _unique(values.get("tags") or [])
         _check_tag_count(self.conf, len(values["tags"]))
         values.update(status=image_status.QUEUED, size=None)
+        usage.enforce(self.conf, self.images.registry, context,
+                      {unified_limits.IMAGE_COUNT_TOTAL: 1})
         try:
             return self._readable(context, self.images.add(context, values))
         except exception.StatusConflict:

@@ -30,7 +30,15 @@ from oslo_config import cfg
 
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, inspection, reserved, task_status, tasks
+from glance_clone.domain import (
+    image_status,
+    inspection,
+    reserved,
+    task_status,
+    tasks,
+    unified_limits,
+    usage,
+)
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.entity import Image
 from glance_clone.domain.import_lock import ImportLock
@@ -186,6 +194,9 @@ class Importer:
         if image.status == image_status.QUEUED:
             if start:
                 raise exception.StagedLengthMismatch(staged or 0)
+            usage.enforce(self.conf, self.catalog.images.registry, context,
+                          {unified_limits.IMAGE_STAGE_TOTAL: 0,
+                           unified_limits.IMAGE_COUNT_UPLOADING: 1})
             image = self._move(context, image, image_status.UPLOADING,
                                **self._stage_host_record())
         elif image.status != image_status.UPLOADING or piece is None:
@@ -270,6 +281,8 @@ class Importer:
         if name not in self.methods():
             raise exception.Invalid("Unknown import method name '%s'; enabled: %s"
                                     % (name, ", ".join(self.methods())))
+        usage.enforce(self.conf, self.catalog.images.registry, context,
+                      _import_deltas(name))
         if name == COPY_IMAGE:
             self.copies.start(context, image_id, body)
             return
@@ -364,6 +377,17 @@ class Importer:
 
     def _requeue(self, context: RequestContext, image_id: str, from_state: str) -> None:
         self.catalog.uploader.kill(context, image_id, from_state, image_status.QUEUED)
+
+
+def _import_deltas(method: str) -> dict[str, int]:
+    """What an import request adds to the Keystone quotas: no bytes yet
+    (the stored size is checked as it stands), and one more image
+    receiving data unless its data is already staged."""
+    deltas = {unified_limits.IMAGE_SIZE_TOTAL: 0}
+    if method != GLANCE_DIRECT:
+        deltas.update({unified_limits.IMAGE_STAGE_TOTAL: 0,
+                       unified_limits.IMAGE_COUNT_UPLOADING: 1})
+    return deltas
 
 
 def _method_name(body: Any) -> Any:

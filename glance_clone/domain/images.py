@@ -21,7 +21,7 @@ import eventlet
 from glance_clone.common import exception
 from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import downloads, image_status, quota
+from glance_clone.domain import downloads, image_status, quota, unified_limits, usage
 from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites, new_image_id
 from glance_clone.domain.upload import Uploader
@@ -156,6 +156,8 @@ class ImageService:
         if "location" in meta:
             self.policy.enforce(context, "set_image_location", {})
         self._check_sources(meta, data, copy_from)
+        usage.enforce(self.conf, self.registry, context,
+                      {unified_limits.IMAGE_COUNT_TOTAL: 1})
         declared = meta.get("size")
         size = self._external_size(declared, meta, copy_from)
         if size is not None:

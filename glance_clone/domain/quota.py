@@ -13,7 +13,7 @@ from typing import Any
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status
+from glance_clone.domain import image_status, unified_limits
 
 UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 QUOTA_RE = re.compile(r"^(\d+)(B|KB|MB|GB|TB)?$")
@@ -69,8 +69,10 @@ def storage_used(registry: Any, context: RequestContext, exclude_id: str | None)
 def remaining_storage(conf: Any, registry: Any, context: RequestContext,
                       image_id: str) -> int | None:
     """Bytes the caller may still store, or None when there is no quota."""
+    unified_limits.register_opts(conf)
     quota = parse_storage_quota(conf.user_storage_quota)
-    if quota == 0:
+    if quota == 0 or conf.use_keystone_limits:
+        # With Keystone's limits, user_storage_quota is not used.
         return None
     return max(0, quota - storage_used(registry, context, image_id))
 

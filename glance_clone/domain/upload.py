@@ -26,7 +26,7 @@ from oslo_config import cfg
 from glance_clone.common import config, exception, hashing
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming, Limit
-from glance_clone.domain import image_status, inspection, quota
+from glance_clone.domain import image_status, inspection, quota, unified_limits, usage
 from glance_clone.domain.registry_writes import RegistryWrites, holds
 
 LOG = logging.getLogger(__name__)
@@ -94,6 +94,10 @@ class Uploader:
         and whatever the stream, the store, the limits or the checks raise.
         """
         image_id = image["id"]
+        if start == image_status.QUEUED:
+            usage.enforce(self.conf, self.registry, context,
+                          {unified_limits.IMAGE_SIZE_TOTAL: 0,
+                           unified_limits.IMAGE_COUNT_UPLOADING: 1})
         try:
             if start != working:
                 self.writes.change(context, image_id, {"status": working},

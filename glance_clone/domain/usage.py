@@ -1,8 +1,9 @@
 """What a project uses against its quotas, as ``GET /v2/info/usage`` shows.
 
-Newer Glance reports this only with Keystone unified limits; this project
-has no unified limits, so the figures are counted from the images the
-registry holds and the limits are the ones the deployer configured:
+The figures are counted from the images the registry holds. With
+``use_keystone_limits`` the limits are Keystone's unified limits (see
+``unified_limits``); without, they are the ones the deployer configured
+(newer Glance then shows nothing; we show the usage all the same):
 
 - ``image_size_total``: MiB kept in stores (an image's size once per live
   location, as ``user_storage_quota`` counts), limit ``user_storage_quota``
@@ -14,16 +15,17 @@ registry holds and the limits are the ones the deployer configured:
   importing, or an import still writing stores).
 
 Sizes are whole MiB rounded down, as newer Glance counts them. A limit of
--1 means none: this project has no quota on image counts or staged bytes,
-and ``user_storage_quota = 0`` means no storage quota.
+-1 means none: without Keystone's limits there is no quota on image counts
+or staged bytes, and ``user_storage_quota = 0`` means no storage quota.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, quota, reserved
+from glance_clone.domain import image_status, quota, reserved, unified_limits
 
 MIB = 1024 ** 2
 UNLIMITED = -1
@@ -36,8 +38,8 @@ def _copying(image: dict[str, Any]) -> bool:
     return bool((image.get("properties") or {}).get(reserved.IMPORTING_TO))
 
 
-def project_usage(conf: Any, registry: Any, context: RequestContext) -> dict[str, Any]:
-    """``{quota name: {"usage": n, "limit": n}}`` for the caller's project."""
+def project_counts(registry: Any, context: RequestContext) -> dict[str, int]:
+    """The caller's project's usage of each quota (sizes in whole MiB)."""
     stored = staged = count = receiving = 0
     for image in quota.owned_images(registry, context):
         count += 1
@@ -46,11 +48,47 @@ def project_usage(conf: Any, registry: Any, context: RequestContext) -> dict[str
             staged += image.get("size") or 0
         if image["status"] in RECEIVING or _copying(image):
             receiving += 1
+    return {unified_limits.IMAGE_SIZE_TOTAL: stored // MIB,
+            unified_limits.IMAGE_STAGE_TOTAL: staged // MIB,
+            unified_limits.IMAGE_COUNT_TOTAL: count,
+            unified_limits.IMAGE_COUNT_UPLOADING: receiving}
+
+
+def configured_limits(conf: Any) -> dict[str, int]:
+    """The limits without Keystone's: ``user_storage_quota`` for the
+    stored size, none for the rest."""
     storage_quota = quota.parse_storage_quota(conf.user_storage_quota)
-    return {
-        "image_size_total": {"usage": stored // MIB,
-                             "limit": storage_quota // MIB if storage_quota else UNLIMITED},
-        "image_stage_total": {"usage": staged // MIB, "limit": UNLIMITED},
-        "image_count_total": {"usage": count, "limit": UNLIMITED},
-        "image_count_uploading": {"usage": receiving, "limit": UNLIMITED},
-    }
+    limits = dict.fromkeys(unified_limits.QUOTAS, UNLIMITED)
+    if storage_quota:
+        limits[unified_limits.IMAGE_SIZE_TOTAL] = storage_quota // MIB
+    return limits
+
+
+def project_usage(conf: Any, registry: Any, context: RequestContext) -> dict[str, Any]:
+    """``{quota name: {"usage": n, "limit": n}}`` for the caller's project."""
+    limits = None
+    if context.owner:
+        limits = unified_limits.limits_for(conf, context.owner)
+    if limits is None:
+        limits = configured_limits(conf)
+    counts = project_counts(registry, context)
+    return {name: {"usage": counts[name], "limit": limits[name]}
+            for name in unified_limits.QUOTAS}
+
+
+def enforce(conf: Any, registry: Any, context: RequestContext,
+            deltas: dict[str, int]) -> None:
+    """Raises ProjectQuotaExceeded (413) when ``deltas`` would take the
+    caller's project over one of its Keystone limits (see
+    ``unified_limits`` for where each is checked); does nothing when the
+    deployment does not use them."""
+    if not context.owner:
+        return   # the unauthenticated pipeline's operator has no project
+    limits = unified_limits.limits_for(conf, context.owner)
+    if limits is None:
+        return
+    counts = project_counts(registry, context)
+    for name, delta in deltas.items():
+        if counts[name] + delta > limits[name]:
+            raise exception.ProjectQuotaExceeded(
+                resource=name, limit=limits[name], usage=counts[name], delta=delta)

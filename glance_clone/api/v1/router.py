@@ -12,7 +12,7 @@ from glance_clone.api import property_protections
 from glance_clone.api.v1.images import ImagesController
 from glance_clone.api.v1.members import MembersController
 from glance_clone.common import config, exception, policy, wsgi
-from glance_clone.domain import inspection, quota, upload
+from glance_clone.domain import inspection, quota, unified_limits, upload
 from glance_clone.domain.images import ImageService
 from glance_clone.domain.members import MemberService
 from glance_clone.registry.client.v1 import client as registry_client
@@ -60,6 +60,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     property_protections.register_opts(conf)
     backend.register_opts(conf)
     registry_client.register_opts(conf)
+    unified_limits.register_opts(conf)
 
 
 def _store_set(conf: cfg.ConfigOpts) -> Any:
@@ -75,6 +76,7 @@ class API(wsgi.Router):
     def __init__(self, conf: cfg.ConfigOpts, registry: Any = None, stores: Any = None) -> None:
         register_opts(conf)
         quota.parse_storage_quota(conf.user_storage_quota)  # fail at start, not per upload
+        unified_limits.check_opts(conf)
         self.conf = conf
         self.registry = registry or RegistryClient(conf)
         self.stores = stores or _store_set(conf)

@@ -35,6 +35,7 @@ from glance_clone.domain import (
     regions,
     staging,
     task_reaper,
+    unified_limits,
 )
 from glance_clone.domain.catalog import ImageCatalog
 from glance_clone.domain.copy_import import CopyImport
@@ -79,6 +80,7 @@ class API(wsgi.Router):
     def __init__(self, conf: cfg.ConfigOpts, registry: Any = None, stores: Any = None) -> None:
         register_opts(conf)
         quota.parse_storage_quota(conf.user_storage_quota)
+        unified_limits.check_opts(conf)
         self.conf = conf
         self.registry = registry or RegistryClient(conf)
         self.stores = stores or v1_router._store_set(conf)
