@@ -52,7 +52,7 @@ from glance_clone.domain.sharing import Sharing
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.task_reaper import TaskReaper, never_raises
 from glance_clone.domain.tasks import API_IMAGE_IMPORT, CLONE, EXPORT, IMPORT, TaskRepository
-from glance_clone.registry.client.v1.client import RegistryClient
+from glance_clone.registry.client.v1.client import RegistryClient, admin_token
 from glance_clone.store import source_filter
 
 PAGING_OPTS = [
@@ -119,17 +119,18 @@ class API(wsgi.Router):
                                  lock, self.import_runner, copies, downloads)
         legacy = ImportTask(conf, self.task_repository, self.catalog, self.schemas,
                             self.stores, deleter.uploader)
+        clone = CloneTask(conf, self.task_repository, self.catalog, self.stores,
+                          self.regions, admin_token=lambda: admin_token(conf))
         self.task_types = {
             IMPORT: legacy,
             EXPORT: ExportTask(conf, self.task_repository, self.catalog, self.stores),
-            CLONE: CloneTask(conf, self.task_repository, self.catalog, self.stores,
-                             self.regions)}
+            CLONE: clone}
         # The reaper's image writes need an admin's view of every image.
         admin_runner = ImportRunner(conf, admin_tasks, lock, deleter.uploader,
                                     staging_area, self.stores)
         self.task_reaper = TaskReaper(
             conf, admin_tasks,
-            {IMPORT: legacy.revert,
+            {IMPORT: legacy.revert, CLONE: clone.revert,
              API_IMAGE_IMPORT: copy_import.by_method(copies.revert, admin_runner.revert)},
             context.admin_context,
             sweeps=[never_raises("Repairing imports", admin_runner.sweep_images),

@@ -118,15 +118,11 @@ class RegistryClient:
     # -- credentials and encryption ----------------------------------------
     def _service_token(self, refresh: bool = False) -> str | None:
         """A token from the admin credentials, when the caller's is not used."""
-        if (self.conf.use_user_token and not self.as_service) or not self._uses_keystone():
+        if (self.conf.use_user_token and not self.as_service) or not _admin_login(self.conf):
             return None
         if refresh or self._token is None:
             self._token = _keystone_token(self.conf)
         return self._token
-
-    def _uses_keystone(self) -> bool:
-        return (self.conf.auth_strategy == "keystone" or bool(self.conf.auth_url)) \
-            and bool(self.conf.admin_user)
 
     def _seal(self, image_meta: dict) -> dict:
         """Encrypt the location URLs of an image about to be written."""
@@ -345,6 +341,19 @@ def _domains(user_domain: str | None, project_domain: str | None) -> dict[str, s
     project = ({"project_domain_name": project_domain} if project_domain
                else {"project_domain_id": "default"})
     return user | project
+
+
+def _admin_login(conf: cfg.ConfigOpts) -> bool:
+    """Whether admin credentials for Keystone are configured."""
+    return (conf.auth_strategy == "keystone" or bool(conf.auth_url)) \
+        and bool(conf.admin_user)
+
+
+def admin_token(conf: cfg.ConfigOpts) -> str | None:
+    """A new token for the admin credentials, None when none are
+    configured; raises as ``_keystone_token``."""
+    register_opts(conf)
+    return _keystone_token(conf) if _admin_login(conf) else None
 
 
 def _keystone_token(conf: cfg.ConfigOpts) -> str:

@@ -3,20 +3,26 @@ local PUT target, clone to a second in-process deployment."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
+import eventlet
 import pytest
 
+from glance_clone.common.context import RequestContext, admin_context
 from glance_clone.domain.remote_glance import RemoteGlance
 from tests.support.stack import Stack, make_stack
 from tests.support.wsgi_adapter import session_for
 from tests.unit.store.test_put_target import Target, serving
 
 from .conftest import ADMIN, V2
+from .test_import_reliability import _age
 from .test_tasks import _finish
+
+ROOT = RequestContext(user="root", tenant="admin-t", roles=("admin",), is_admin=True)
 
 DATA = b"moved-bytes" * 30_000
 MD5 = hashlib.md5(DATA, usedforsecurity=False).hexdigest()
@@ -177,3 +183,103 @@ def test_a_failed_clone_leaves_nothing_in_the_region(regions: tuple[V2, Stack]) 
     task = _finish(here, create_task(here, "clone", image_id=image["id"],
                                      region="east").json["id"])
     assert task["status"] == "success" and task["result"]["image_id"] == unfinished["id"]
+
+
+# -- clone: a node dying mid-clone -------------------------------------------
+def held_clone(here: V2, image_id: str) -> dict:
+    """A clone task accepted and claimed by a node that then dies."""
+    held: list = []
+    clone = here.stack.v2.task_types["clone"]
+    clone.runner.spawn = lambda run, context, task: held.append(task)
+    assert create_task(here, "clone", image_id=image_id, region="east").status_int == 201
+    return here.stack.v2.task_repository.move(admin_context(), held[0], "processing")
+
+
+def made_by(here: V2, task: dict, image_id: str) -> dict:
+    """The clone the dying node made in the region, as the task makes it."""
+    clone = here.stack.v2.task_types["clone"]
+    context = RequestContext(user="u1", tenant="t1", roles=("member",))
+    remote = clone.remote_factory(clone.regions.get("east"), context)
+    record = here.stack.v2.catalog.get(context, image_id).record
+    made: dict = remote.create_image(clone._create_body(context, record, task["id"]))
+    return made
+
+
+def cloned_again(here: V2, image_id: str) -> dict:
+    """A clone task run to success on a live node."""
+    here.stack.v2.task_types["clone"].runner.spawn = eventlet.spawn_n
+    task = _finish(here, create_task(here, "clone", image_id=image_id,
+                                     region="east").json["id"])
+    assert task["status"] == "success", task
+    return task
+
+
+def test_the_reaper_deletes_the_clone_its_dead_task_left(regions: tuple[V2, Stack]) -> None:
+    here, east = regions
+    image = active(here)
+    task = held_clone(here, image["id"])
+    made_by(here, task, image["id"])
+    # A clone of the same image another task fills is not this task's.
+    other = held_clone(here, image["id"])
+    kept = made_by(here, other, image["id"])
+    assert len(east_images(east)) == 2
+    _age(here, task["id"])
+    assert here.stack.v2.task_reaper.reap() == 1
+    failed = here.call("GET", "/tasks/" + task["id"], **ADMIN).json
+    assert failed["status"] == "failure" and "interrupted" in failed["message"]
+    assert [i["id"] for i in east_images(east)] == [kept["id"]]
+
+
+def test_a_retry_takes_over_the_clone_of_a_dead_task(regions: tuple[V2, Stack]) -> None:
+    here, east = regions
+    image = active(here)
+    dead = held_clone(here, image["id"])
+    unfinished = made_by(here, dead, image["id"])
+    assert cloned_again(here, image["id"])["result"]["image_id"] == unfinished["id"]
+    clone = V2(east).call("GET", "/images/" + unfinished["id"]).json
+    assert clone["status"] == "active" and "cloned_by_task" not in clone
+    # The reaper failing the dead task leaves the finished clone alone.
+    _age(here, dead["id"])
+    assert here.stack.v2.task_reaper.reap() == 1
+    assert [i["id"] for i in east_images(east)] == [unfinished["id"]]
+
+
+def test_a_clone_stuck_in_saving_is_made_again(regions: tuple[V2, Stack]) -> None:
+    here, east = regions
+    image = active(here)
+    dead = held_clone(here, image["id"])
+    stuck = made_by(here, dead, image["id"])
+    east.v2.registry.update_image(ROOT, stuck["id"], {"status": "saving"})
+    task = cloned_again(here, image["id"])
+    [clone] = east_images(east)
+    assert clone["id"] == task["result"]["image_id"] != stuck["id"]
+    assert clone["status"] == "active" and clone["checksum"] == MD5
+
+
+def test_the_reaper_asks_a_token_region_with_the_admin_token(
+        regions: tuple[V2, Stack]) -> None:
+    here, east = regions
+    image = active(here)
+    first, second = held_clone(here, image["id"]), held_clone(here, image["id"])
+    for task in (first, second):
+        made_by(here, task, image["id"])
+    clone = here.stack.v2.task_types["clone"]
+    seen: list = []
+    identity_factory = clone.remote_factory
+
+    def remote_factory(region: Any, context: RequestContext) -> Any:
+        seen.append((region.auth, context.auth_token))
+        return identity_factory(region, context)
+
+    clone.remote_factory = remote_factory
+    regions_known = clone.regions._regions
+    regions_known["east"] = dataclasses.replace(regions_known["east"], auth="token")
+    # Without admin credentials the region is not asked: the clone waits
+    # for the next clone of the image to take it over.
+    _age(here, first["id"])
+    assert here.stack.v2.task_reaper.reap() == 1
+    assert seen == [] and len(east_images(east)) == 2
+    clone.admin_token = lambda: "admin-token"
+    _age(here, second["id"])
+    assert here.stack.v2.task_reaper.reap() == 1
+    assert seen == [("token", "admin-token")]
