@@ -4,7 +4,9 @@
   backend set, a store of the set's kind (file, Swift, S3, RBD).
 - export tasks to a real Swift TempURL and a real S3 presigned URL.
 - glance-download and clone between two deployments (two registry + api
-  pairs), the second configured as the first's region "east".
+  pairs), the second configured as the first's region "east"; also on the
+  keystone flavor with ``auth = token`` (the caller's token goes to the
+  region), against the real Keystone both check tokens at.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.functional import harness
+from tests.functional import harness, keystone_harness
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -196,16 +198,12 @@ def test_export_to_an_s3_presigned_url(plain: harness.Deployment) -> None:
 
 # -- regions -----------------------------------------------------------------------
 @contextlib.contextmanager
-def pair(tmp_path: Path, **east_options: Any
-         ) -> Iterator[tuple[harness.Deployment, harness.Deployment]]:
-    """``here`` and ``east``, east being here's region of that name."""
-    east = harness.Deployment(tmp_path / "east",
-                              api_options={"DEFAULT": east_options}).start()
+def started(east: harness.Deployment, here_for: Callable[[str], harness.Deployment]
+            ) -> Iterator[tuple[harness.Deployment, harness.Deployment]]:
+    """``east`` started, then the deployment ``here_for`` makes with east's URL."""
+    east.start()
     try:
-        here = harness.Deployment(tmp_path / "here", api_options={
-            "DEFAULT": {"enabled_regions": "east",
-                        "enabled_import_methods": "glance-direct,glance-download"},
-            "region_east": {"api_url": east.url, "auth": "identity_headers"}})
+        here = here_for(east.url)
         here.start()
         try:
             yield here, east
@@ -213,6 +211,18 @@ def pair(tmp_path: Path, **east_options: Any
             here.stop()
     finally:
         east.stop()
+
+
+def pair(tmp_path: Path, **east_options: Any
+         ) -> contextlib.AbstractContextManager[tuple[harness.Deployment,
+                                                      harness.Deployment]]:
+    """``here`` and ``east``, east being here's region of that name."""
+    return started(
+        harness.Deployment(tmp_path / "east", api_options={"DEFAULT": east_options}),
+        lambda url: harness.Deployment(tmp_path / "here", api_options={
+            "DEFAULT": {"enabled_regions": "east",
+                        "enabled_import_methods": "glance-direct,glance-download"},
+            "region_east": {"api_url": url, "auth": "identity_headers"}}))
 
 
 @pytest.fixture
@@ -275,3 +285,103 @@ def test_a_clone_the_region_refuses_leaves_nothing_there(tmp_path: Path) -> None
         assert "larger than 100000 bytes" in task["message"]
         assert call(east, "GET", "/v2/images", harness.admin()).json()["images"] == []
         assert east.stored_files() == []
+
+
+# -- auth = token, on a real Keystone ------------------------------------------------
+@pytest.fixture
+def token_regions(tmp_path: Path, keystone: keystone_harness.Keystone
+                  ) -> Iterator[tuple[harness.Deployment, harness.Deployment]]:
+    """``here`` and its region ``east`` on the keystone flavor, sharing the
+    Keystone; here speaks to east with the caller's token, and its reaper
+    with a token of its admin credentials (an admin ``operator``)."""
+    operator = keystone.user(roles=("admin",))
+    with started(keystone_harness.deployment(tmp_path / "east", keystone),
+                 lambda url: keystone_harness.deployment(tmp_path / "here", keystone,
+                                                         api_options={
+            "DEFAULT": {"enabled_regions": "east",
+                        "enabled_import_methods": "glance-direct,glance-download",
+                        "auth_url": keystone.url, "admin_user": operator.name,
+                        "admin_password": operator.password,
+                        "admin_tenant_name": operator.project_name,
+                        "admin_user_domain_name": operator.domain_name,
+                        "admin_project_domain_name": operator.domain_name},
+            "region_east": {"api_url": url, "auth": "token"},
+            "task": {"task_stall_timeout": 2}})) as deployments:
+        yield deployments
+
+
+def as_user(token: str, **headers: str) -> dict[str, str]:
+    return dict(headers, **{"X-Auth-Token": token})
+
+
+@pytest.mark.needs("keystone")
+def test_regions_with_the_callers_token(token_regions: Any,
+                                        keystone: keystone_harness.Keystone) -> None:
+    here, east = token_regions
+    member, stranger = keystone.user(), keystone.user()
+    admin = keystone.user(roles=("member", "admin"))   # the Tasks API is admin-only
+    token, stranger_token, admin_token = (keystone.token(u) for u in (member, stranger, admin))
+    # A private image of the member's project in east.
+    remote = call(east, "POST", "/v2/images", as_user(token), json={
+        "name": "far", "disk_format": "raw", "container_format": "bare"}).json()
+    res = call(east, "PUT", "/v2/images/%s/file" % remote["id"], data=DATA,
+               headers=as_user(token, **{"Content-Type": "application/octet-stream"}))
+    assert res.status_code == 204, res.text
+
+    def pull(user_token: str) -> tuple[dict, requests.Response]:
+        local = call(here, "POST", "/v2/images", as_user(user_token), json={
+            "name": "near", "disk_format": "raw", "container_format": "bare"}).json()
+        return local, call(here, "POST", "/v2/images/%s/import" % local["id"],
+                           as_user(user_token), json={"method": {
+                               "name": "glance-download", "glance_region": "east",
+                               "glance_image_id": remote["id"]}})
+
+    # East reads the image as the caller: another project's token finds nothing.
+    _local, res = pull(stranger_token)
+    assert res.status_code == 404 and "has no image" in res.text, res.text
+    local, res = pull(token)
+    assert res.status_code == 202, res.text
+
+    def pulled() -> dict | None:
+        shown = call(here, "GET", "/v2/images/" + local["id"], as_user(token)).json()
+        return shown if shown["status"] == "active" else None
+    assert wait(pulled, "the download")["checksum"] == MD5
+    assert call(here, "GET", "/v2/images/%s/file" % local["id"],
+                as_user(token)).content == DATA
+
+    # An admin clones the member's image to east: the clone is the member's.
+    task = call(here, "POST", "/v2/tasks", as_user(admin_token), json={
+        "type": "clone", "input": {"image_id": local["id"], "region": "east"}}).json()
+
+    def finished(task_id: str) -> dict | None:
+        found = call(here, "GET", "/v2/tasks/" + task_id, as_user(admin_token)).json()
+        return found if found["status"] in ("success", "failure") else None
+    done = wait(lambda: finished(task["id"]), "the clone")
+    assert done["status"] == "success", done["message"]
+    clone = call(east, "GET", "/v2/images/" + done["result"]["image_id"],
+                 as_user(token)).json()
+    assert clone["owner"] == member.project_id and clone["checksum"] == MD5
+    assert clone["cloned_from_image"] == local["id"] and "cloned_by_task" not in clone
+
+    # What a node dying mid-clone leaves: its task processing, and in east
+    # a queued clone marked with it. Here's reaper fails the task once it
+    # is 2 s old and deletes that clone, with a token of the admin
+    # credentials (the caller's is not kept).
+    dead_id = str(uuid.uuid4())
+    res = requests.post("http://127.0.0.1:%d/tasks" % here.registry.port, timeout=30,
+                        headers=harness.admin(), json={"task": {
+                            "id": dead_id, "type": "clone", "status": "processing",
+                            "owner": admin.project_id,
+                            "input": {"image_id": local["id"], "region": "east"}}})
+    assert res.status_code == 200, res.text
+    left = call(east, "POST", "/v2/images", as_user(token), json={
+        "name": "near", "disk_format": "raw", "container_format": "bare",
+        "cloned_from_image": local["id"], "cloned_by_task": dead_id}).json()
+    dead = wait(lambda: finished(dead_id), "the reaper", timeout=30)
+    assert dead["status"] == "failure" and "interrupted" in dead["message"]
+    wait(lambda: call(east, "GET", "/v2/images/" + left["id"],
+                      as_user(token)).status_code == 404, "the unfinished clone deleted",
+         timeout=30)
+    # The finished clone stays.
+    assert call(east, "GET", "/v2/images/" + clone["id"],
+                as_user(token)).json()["status"] == "active"
