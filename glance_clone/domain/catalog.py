@@ -176,22 +176,6 @@ class ImageCatalog:
         self.locations.remove_data(removed)
         return self._readable(context, image)
 
-    # -- the v2.17 location API ------------------------------------------------
-    def add_location(self, context: RequestContext, image_id: str, url: Any,
-                     validation_data: Any = None) -> None:
-        """Give a queued image its data's location (and hash), activating
-        it; raises ImageNotFound, Invalid, Forbidden, Conflict,
-        LimitExceeded."""
-        check_writable(context)
-        image = self.get(context, image_id)
-        self.locations.check_api_request(context, image, url, validation_data)
-        value: dict[str, Any] = {"url": url, "metadata": {}}
-        if validation_data is not None:
-            value["validation_data"] = validation_data
-        values, _ = self.locations.changed(
-            context, image, [Change("add", "locations", value, position="-")])
-        self.images.move(context, image, image_status.ACTIVE, **values)
-
     def delete_from_store(self, context: RequestContext, store_id: str,
                           image_id: str) -> None:
         """Remove the image's location in named store ``store_id`` and its

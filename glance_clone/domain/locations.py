@@ -19,12 +19,14 @@ locations and copy-from (no local files, no internal hosts unless
 allowed). Adding the first location to a queued image activates it with
 the size the store reports.
 
-The v2.17 location API does the same for services that wrote an image's
-bytes themselves (Cinder, Nova): ``POST /v2/images/{id}/locations`` adds
-the one location of a queued image (``add_image_location``; callers
-without the ``service`` or ``admin`` role only http(s) URLs), ``GET``
-lists them (``fetch_image_location``); both rules default to admins and
-services, and neither needs ``show_multiple_locations``.
+The v2.17 location API serves services that wrote an image's bytes
+themselves (Cinder, Nova): ``POST /v2/images/{id}/locations`` gives a
+queued image its one location (``add_image_location``; callers without
+the ``service`` or ``admin`` role only http(s) URLs) through a
+``location_import`` task that reads and checks the data first
+(``location_import``); ``GET`` lists them (``fetch_image_location``);
+both rules default to admins and services, and neither needs
+``show_multiple_locations``.
 
 ``DELETE /v2/stores/{store_id}/{image_id}`` (v2.10, named stores only)
 removes an active image's location in one store, as a remove of that
@@ -42,7 +44,7 @@ from oslo_config import cfg
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.redaction import redact_url
-from glance_clone.domain import image_status, quota, reserved
+from glance_clone.domain import image_status, quota
 from glance_clone.domain.entity import Image
 
 LOG = logging.getLogger(__name__)
@@ -254,7 +256,7 @@ class Locations:
                           validation_data: Any) -> None:
         """Raises Invalid (malformed), Forbidden (policy, a non-http URL
         from a caller that is neither admin nor service), Conflict (not
-        queued, being imported)."""
+        queued)."""
         if not isinstance(url, str) or not url:
             raise exception.Invalid("'url' must be a non-empty string.")
         if validation_data is not None:
@@ -267,8 +269,6 @@ class Locations:
         if image.status != image_status.QUEUED:
             raise exception.Conflict("A location can only be added to a queued image, "
                                      "not to one in status %s." % image.status)
-        if (image.properties.get(reserved.IMPORT_TASK)):
-            raise exception.Conflict("Image %s is being imported." % image.id)
 
     def listed(self, context: RequestContext, image: Image) -> list[dict[str, Any]]:
         """The locations of the v2.17 GET; raises Forbidden (policy)."""

@@ -37,9 +37,11 @@ IMPORT = "import"
 EXPORT = "export"
 CLONE = "clone"
 TYPES = (IMPORT, EXPORT, CLONE)
-# Types glance-api creates itself: the work of POST /v2/images/{id}/import.
+# Types glance-api creates itself: the work of POST /v2/images/{id}/import
+# and of POST /v2/images/{id}/locations.
 API_IMAGE_IMPORT = "api_image_import"
-INTERNAL_TYPES = (API_IMAGE_IMPORT,)
+LOCATION_IMPORT = "location_import"
+INTERNAL_TYPES = (API_IMAGE_IMPORT, LOCATION_IMPORT)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

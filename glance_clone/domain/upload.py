@@ -141,15 +141,7 @@ class Uploader:
         The store leaves nothing behind when this raises.
         """
         image_id = image["id"]
-        cap = self.conf.image_size_cap
-        limits: list[Limit] = [(cap, lambda: exception.ImageSizeLimitExceeded(limit=cap))]
-        remaining = quota.remaining_storage(self.conf, self.registry, context, image_id)
-        if remaining is not None:
-            if size_hint > remaining:
-                raise exception.StorageQuotaFull(
-                    reason="%d bytes left, %d declared" % (remaining, size_hint))
-            limits.append((remaining, lambda: exception.StorageQuotaFull(
-                reason="%d bytes left" % remaining)))
+        limits = self.limits(context, image_id, size_hint)
         # Size, hashes, limits and the disk format are checked as the data
         # streams: a refused upload raises inside the store's write, which
         # removes what it wrote.
@@ -169,6 +161,22 @@ class Uploader:
         return location, loc_meta, {"size": size, "checksum": checksum,
                                     "os_hash_algo": algorithm,
                                     "os_hash_value": data.multihash}
+
+    def limits(self, context: RequestContext, image_id: str,
+               size_hint: int) -> list[Limit]:
+        """What the data of an image may not pass: ``image_size_cap`` and
+        the owner's storage quota. Raises StorageQuotaFull when
+        ``size_hint`` is over the quota already."""
+        cap = self.conf.image_size_cap
+        limits: list[Limit] = [(cap, lambda: exception.ImageSizeLimitExceeded(limit=cap))]
+        remaining = quota.remaining_storage(self.conf, self.registry, context, image_id)
+        if remaining is not None:
+            if size_hint > remaining:
+                raise exception.StorageQuotaFull(
+                    reason="%d bytes left, %d declared" % (remaining, size_hint))
+            limits.append((remaining, lambda: exception.StorageQuotaFull(
+                reason="%d bytes left" % remaining)))
+        return limits
 
     def _while_saving(self, context: RequestContext, image_id: str,
                       chunks: Iterator[bytes],

@@ -140,19 +140,6 @@ class ImagesController:
         self.catalog.reactivate(req.context, image_id)
         return no_content(req)
 
-    # -- the v2.17 location API ------------------------------------------------
-    def add_location(self, req: wsgi.Request, image_id: str,
-                     body: Any = None) -> webob.Response:
-        if not isinstance(body, dict) or set(body) - {"url", "validation_data"}:
-            raise exception.Invalid("The body is {\"url\": ..., \"validation_data\": "
-                                    "{...}} (validation_data optional).")
-        self.catalog.add_location(req.context, image_id, body.get("url"),
-                                  body.get("validation_data"))
-        return webob.Response(request=req, status=202, content_type=None)
-
-    def locations(self, req: wsgi.Request, image_id: str) -> webob.Response:
-        return json_response(req, self.catalog.image_locations(req.context, image_id))
-
     # -- tags ------------------------------------------------------------------
     def add_tag(self, req: wsgi.Request, image_id: str, tag: str) -> webob.Response:
         self.catalog.add_tag(req.context, image_id, path_text(tag))

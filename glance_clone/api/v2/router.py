@@ -18,6 +18,7 @@ from glance_clone.api.v2.cache import CacheController
 from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
 from glance_clone.api.v2.images import ImagesController, SchemasController
 from glance_clone.api.v2.info import UsageController
+from glance_clone.api.v2.locations import LocationsController
 from glance_clone.api.v2.members import MembersController
 from glance_clone.api.v2.schemas import SCHEMA_FILE, Schemas, custom_properties
 from glance_clone.api.v2.stores import StoresController
@@ -44,6 +45,7 @@ from glance_clone.domain.images import ImageService
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.import_plugins import Plugins
 from glance_clone.domain.import_runner import ImportRunner
+from glance_clone.domain.location_import import LocationImport
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.region_download import RegionDownload
 from glance_clone.domain.regions import Regions
@@ -51,7 +53,14 @@ from glance_clone.domain.repository import ImageRepository
 from glance_clone.domain.sharing import Sharing
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.task_reaper import TaskReaper, never_raises
-from glance_clone.domain.tasks import API_IMAGE_IMPORT, CLONE, EXPORT, IMPORT, TaskRepository
+from glance_clone.domain.tasks import (
+    API_IMAGE_IMPORT,
+    CLONE,
+    EXPORT,
+    IMPORT,
+    LOCATION_IMPORT,
+    TaskRepository,
+)
 from glance_clone.registry.client.v1.client import RegistryClient, admin_token
 from glance_clone.store import source_filter
 
@@ -117,6 +126,9 @@ class API(wsgi.Router):
                             context.admin_context)
         self.importer = Importer(conf, self.catalog, staging_area, self.task_repository,
                                  lock, self.import_runner, copies, downloads)
+        self.location_import = LocationImport(
+            conf, self.catalog, image_locations, self.task_repository, lock,
+            deleter.uploader, self.stores, context.admin_context)
         legacy = ImportTask(conf, self.task_repository, self.catalog, self.schemas,
                             self.stores, deleter.uploader)
         clone = CloneTask(conf, self.task_repository, self.catalog, self.stores,
@@ -131,7 +143,8 @@ class API(wsgi.Router):
         self.task_reaper = TaskReaper(
             conf, admin_tasks,
             {IMPORT: legacy.revert, CLONE: clone.revert,
-             API_IMAGE_IMPORT: copy_import.by_method(copies.revert, admin_runner.revert)},
+             API_IMAGE_IMPORT: copy_import.by_method(copies.revert, admin_runner.revert),
+             LOCATION_IMPORT: self.location_import.revert},
             context.admin_context,
             sweeps=[never_raises("Repairing imports", admin_runner.sweep_images),
                     never_raises("Sweeping staged data", admin_runner.sweep_staging)])
@@ -190,8 +203,10 @@ class API(wsgi.Router):
                     {"POST": action})
         connect(mapper, "/images/{image_id}/file", images,
                 {"PUT": "upload", "GET": "download"})
-        connect(mapper, "/images/{image_id}/locations", images,
-                {"POST": "add_location", "GET": "locations"})
+        locations = wsgi.Resource(LocationsController(self.catalog, self.location_import),
+                                  deserializer=NoBody(wsgi.JSONDeserializer(), ("index",)))
+        connect(mapper, "/images/{image_id}/locations", locations,
+                {"POST": "add", "GET": "index"})
         connect(mapper, "/images/{image_id}/stage", imports,
                 {"PUT": "stage", "GET": "staged", "HEAD": "staged"})
         connect(mapper, "/images/{image_id}/import", imports, {"POST": "import_image"})

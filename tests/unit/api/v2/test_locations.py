@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from glance_clone.common.context import admin_context
 from tests.unit.api.v1.helpers import policy_file
 
 from .conftest import ADMIN, V2
@@ -189,67 +188,3 @@ def test_locations_are_still_refused_at_create(v2_with) -> None:
     for field in ("locations", "direct_url"):
         res = v2.call("POST", "/images", {field: []}, **ADMIN)
         assert res.status_int == 403
-
-
-# -- the v2.17 location API ------------------------------------------------------
-# A service acting in the image's project (it must be able to read it).
-SERVICE = {"tenant": "t1", "roles": "member,service", "user": "cinder"}
-
-
-def post_location(v2: V2, image_id: str, body: Any, **caller: Any) -> Any:
-    return v2.call("POST", "/images/%s/locations" % image_id, body, **caller)
-
-
-def test_a_service_gives_a_queued_image_its_location(v2: V2, remote) -> None:
-    data = b"written by a service"
-    url = remote.add("svc", data)
-    image = v2.create(name="q", **FORMATS)
-    digest = hashlib.sha256(data).hexdigest()
-    res = post_location(v2, image["id"], {"url": url, "validation_data": {
-        "os_hash_algo": "sha256", "os_hash_value": digest}}, **SERVICE)
-    assert res.status_int == 202, res.text
-    shown = show(v2, image["id"])
-    assert (shown["status"], shown["size"], shown["os_hash_value"]) == (
-        "active", len(data), digest)
-    assert "locations" not in shown  # show_multiple_locations is off
-    listed = v2.call("GET", "/images/%s/locations" % image["id"], **SERVICE)
-    assert listed.status_int == 200 and listed.json == [{"url": url, "metadata": {}}]
-    assert v2.call("GET", "/images/%s/file" % image["id"]).body == data
-    # Only a queued image takes one.
-    assert post_location(v2, image["id"], {"url": url + "2"}, **SERVICE).status_int == 409
-
-
-def test_location_api_refusals(v2_with, tmp_path, remote) -> None:
-    v2 = v2_with({"oslo_policy.policy_file": policy_file(tmp_path, {
-        "add_image_location": "role:member or role:service"})})
-    url = remote.add("x", b"data")
-    image = v2.create(name="q", **FORMATS)
-    owner: dict = {}
-    for body, code in (
-            ({"url": url, "extra": 1}, 400),
-            ({}, 400),
-            ({"url": url, "validation_data": {"os_hash_algo": "crc32",
-                                              "os_hash_value": "00"}}, 400),
-            ({"url": url, "validation_data": {"os_hash_algo": "sha256",
-                                              "os_hash_value": "ab"}}, 400),
-            ({"url": url, "validation_data": {"os_hash_algo": "md5"}}, 400),
-            ({"url": "file:///etc/passwd"}, 403),     # not http, not a service
-            ({"url": "http://169.254.169.254/x"}, 400)):  # the source filter
-        res = post_location(v2, image["id"], body, **owner)
-        assert res.status_int == code, (body, res.text)
-    assert post_location(v2, image["id"], {"url": "file:///etc/passwd"},
-                         **SERVICE).status_int == 400
-    assert post_location(v2, image["id"], {"url": url}, tenant="t2").status_int == 404
-    assert show(v2, image["id"])["status"] == "queued"
-    # While an import holds the image: 409.
-    v2.stack.v2.registry.update_image(admin_context(), image["id"], {
-        "properties": {"os_glance_import_task": "some-task"}})
-    assert post_location(v2, image["id"], {"url": url}, **owner).status_int == 409
-
-
-def test_location_api_is_for_admins_and_services_by_default(v2: V2, remote) -> None:
-    image = v2.create(name="q", **FORMATS)
-    res = post_location(v2, image["id"], {"url": remote.add("y", b"data")})
-    assert res.status_int == 403
-    assert v2.call("GET", "/images/%s/locations" % image["id"]).status_int == 403
-    assert v2.call("GET", "/images/%s/locations" % image["id"], **ADMIN).json == []
