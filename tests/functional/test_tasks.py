@@ -85,6 +85,8 @@ def _create(dep: harness.Deployment, url: str) -> dict:
             "image_properties": {"name": "imported", "disk_format": "raw",
                                  "container_format": "bare"}}})
     assert res.status_code == 201, res.text
+    # The Location header leads to the task.
+    assert res.headers["Location"] == dep.url + "/v2/tasks/" + res.json()["id"]
     return res.json()
 
 
@@ -113,6 +115,11 @@ def test_import_task_imports_the_image(dep, source) -> None:
     image = requests.get(dep.url + "/v2/images/" + image_id, headers=harness.admin(),
                          timeout=30).json()
     assert (image["status"], image["size"]) == ("active", len(DATA))
+    created = requests.post(dep.url + "/v2/images", json={"name": "located"},
+                            headers=harness.admin(), timeout=30)
+    assert created.status_code == 201, created.text
+    shown = requests.get(created.headers["Location"], headers=harness.admin(), timeout=30)
+    assert shown.status_code == 200 and shown.json()["name"] == "located"
     data = requests.get(dep.url + "/v2/images/%s/file" % image_id,
                         headers=harness.admin(), timeout=30)
     assert data.content == DATA

@@ -101,7 +101,8 @@ class ImagesController:
             raise exception.Invalid("Body expected in request.")
         image = self.catalog.create(req.context, bodies.create_values(self.schemas, body))
         response = json_response(req, views.image_view(image), status=201)
-        response.headers["Location"] = "%s/v2/images/%s" % (req.application_url, image.id)
+        # application_url is where this app is mounted: it ends in /v2.
+        response.headers["Location"] = "%s/images/%s" % (req.application_url, image.id)
         methods = self.import_methods()
         if methods:
             # Clients (openstacksdk's use_import) read how the data may come.

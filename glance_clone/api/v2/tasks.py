@@ -135,8 +135,8 @@ class TasksController:
         task = self.repository.create(req.context, task_type, task_input)
         runner.start(req.context, task)
         response = json_response(req, task_view(task), status=201)
-        response.headers["Location"] = "%s/v2/tasks/%s" % (req.application_url,
-                                                           task["id"])
+        # application_url is where this app is mounted: it ends in /v2.
+        response.headers["Location"] = "%s/tasks/%s" % (req.application_url, task["id"])
         return response
 
     def index(self, req: wsgi.Request) -> webob.Response:

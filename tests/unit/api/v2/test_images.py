@@ -11,7 +11,8 @@ def test_create_defaults_show_and_location(v2: V2) -> None:
     res = v2.call("POST", "/images", {})
     assert res.status_int == 201
     image = res.json
-    assert res.headers["Location"].endswith("/v2/images/" + image["id"])
+    # An absolute URL that leads to the image (with the host the request named).
+    assert res.headers["Location"] == "http://localhost/v2/images/" + image["id"]
     assert image["status"] == "queued" and image["visibility"] == "shared"
     assert image["owner"] == "t1" and image["protected"] is False
     assert image["os_hidden"] is False and image["tags"] == []
