@@ -37,9 +37,9 @@ from oslo_config import cfg
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, import_lock, reserved, tasks
+from glance_clone.domain import image_status, import_lock, import_targets, reserved, tasks
 from glance_clone.domain.import_lock import ImportLock
-from glance_clone.domain.store_copy import COPY_IMAGE, StoreCopier, holding, targets
+from glance_clone.domain.store_copy import COPY_IMAGE, StoreCopier, settle, targets
 from glance_clone.domain.task_lease import Lease
 from glance_clone.domain.task_reaper import Reverter
 from glance_clone.domain.task_runner import TaskRunner
@@ -62,15 +62,18 @@ class CopyImport:
         self.copier = StoreCopier(stores, catalog.images.writes)
 
     # -- the request ---------------------------------------------------------
-    def start(self, context: RequestContext, image_id: str, body: dict) -> None:
-        """Check the request and start the copy; raises Invalid, NotFound,
-        Forbidden (policy), Conflict (not active, store, lock)."""
+    def start(self, context: RequestContext, image_id: str, body: dict,
+              header: str | None = None) -> None:
+        """Check the request (``header``: its X-Image-Meta-Store) and start
+        the copy; raises Invalid, NotFound, Forbidden (policy), Conflict
+        (not active, store, lock)."""
         image = self.catalog.get(context, image_id)
         self.catalog.policy.enforce(context, "copy_image", image.policy_target())
         if image.status != image_status.ACTIVE:
             raise exception.Conflict("Image %s is %s: copy-image needs an active image"
                                      % (image_id, image.status))
-        stores, must_succeed = targets(self.stores, image.record, body)
+        stores = targets(self.stores, image.record, body, header)
+        must_succeed = import_targets.flags(body).must_succeed
         if not stores:
             LOG.info("Image %s is in every store already: nothing to copy", image_id)
             return
@@ -145,12 +148,8 @@ class CopyImport:
             record = self.catalog.images.writes.read(context, image_id)
             if record is None or import_lock.holder(record) != task_id:
                 return
-            held = holding(self.stores, record)
-            unfinished = [s for s in task["input"]["backend"] if s not in held]
-            for store_id in unfinished:
-                self.stores.remove_leftovers(image_id, list(held.values()), store_id)
-            self.lock.release(context, image_id, task_id, record["status"],
-                              failed_stores=unfinished)
+            settle(self.stores, self.lock, context, record, task_id,
+                   task["input"]["backend"])
         except exception.GlanceError as err:
             LOG.warning("Image %s: copy task %s not undone: %s", image_id, task_id, err)
 

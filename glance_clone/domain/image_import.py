@@ -32,6 +32,7 @@ from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import (
     image_status,
+    import_targets,
     inspection,
     reserved,
     task_status,
@@ -271,9 +272,13 @@ class Importer:
         A glance-direct import of data another node staged is sent on to
         that node as ``caller`` (see ``stage_host``).
 
+        The stores written are chosen by ``import_targets`` (the body's
+        ``stores`` / ``all_stores``, the caller's X-Image-Meta-Store).
+
         Raises Invalid (bad body, unknown method, a web-download uri missing
-        or refused by the source filter), NotFound, Forbidden and
-        Conflict (wrong status, formats unset, the lock held, a race), and
+        or refused by the source filter, stores named two ways), NotFound,
+        Forbidden and Conflict (wrong status, formats unset, the lock held,
+        an unknown store, a race), and
         what the node holding the staged data answers (BadGateway,
         GatewayTimeout when it cannot).
         """
@@ -281,10 +286,12 @@ class Importer:
         if name not in self.methods():
             raise exception.Invalid("Unknown import method name '%s'; enabled: %s"
                                     % (name, ", ".join(self.methods())))
+        must_succeed = import_targets.flags(body).must_succeed
         usage.enforce(self.conf, self.catalog.images.registry, context,
                       _import_deltas(name))
+        header = caller.headers.get(import_targets.STORE_HEADER) if caller else None
         if name == COPY_IMAGE:
-            self.copies.start(context, image_id, body)
+            self.copies.start(context, image_id, body, header)
             return
         method = METHODS[name]
         image = self.catalog.owned(context, image_id, "modify_image")
@@ -307,18 +314,20 @@ class Importer:
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
         self.lock.check_free(image.record)
+        stores = import_targets.chosen(self.runner.stores, body, header)
         # A caller without a project (the unauthenticated pipeline's single
         # operator) files the task under the image's owner, else the admin.
         owner = context.owner or image.record.get("owner") or self.conf.admin_role
         task = self.repository.create(
             context, tasks.API_IMAGE_IMPORT,
-            dict(extra, image_id=image_id, import_req=body, backend=[None]),
+            dict(extra, image_id=image_id, import_req=body, backend=stores,
+                 all_stores_must_succeed=must_succeed),
             image_id=image_id, owner=owner)
         # One swap takes the lock and moves to importing: a second import
         # racing this one gets 409 here; its task fails at once.
         try:
             self.lock.take(context, image_id, image.status, image_status.IMPORTING,
-                           task["id"], [self.runner.store_id()])
+                           task["id"], import_targets.listed(self.runner.stores, stores))
         except exception.StatusConflict:
             self._abandon(context, task, "The image changed status meanwhile")
             raise exception.Conflict("Image %s changed status meanwhile" % image_id) \

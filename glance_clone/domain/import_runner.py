@@ -2,21 +2,32 @@
 node died.
 
 ``run`` claims the task (pending -> processing, a compare-and-swap: no two
-nodes ever run one task), keeps its lease alive (``task_lease``), streams
-the method's bytes into the default store through the upload path (size,
-checksum, inspection, quotas, ``image_size_cap``), activates the image,
-releases the import lock and removes the staged copy; the task succeeds
-with ``{"image_id": ...}``.
+nodes ever run one task), keeps its lease alive (``task_lease``), and
+streams the method's bytes into each target store (the task's
+``backend``, chosen by ``import_targets``; the default store without named
+stores) through the upload path (size, checksum, inspection, quotas,
+``image_size_cap``). One store is written straight from the source; with
+several, or with import plugins, the data is staged first and each store
+is written from the staged copy. Each store done leaves
+``os_glance_importing_to_stores``; the image turns active with the last
+store's data, or, when ``all_stores_must_succeed`` is false, with the
+first store that takes it, and a store that fails then is listed in
+``os_glance_failed_import`` while the others go on (none taking it fails
+the import). At the end the import lock is released and the staged copy
+removed; the task succeeds with ``{"image_id": ...}``.
 
 On any failure ``revert`` puts the image back as it was before the
-import could have left a trace: no partial or finished data in the store
-that the record does not hold, no staged data, status ``queued`` (size
-and checksum forgotten), the lock and the importing list dropped and the
-store listed in ``os_glance_failed_import``; then the task fails with a
-message saying why. ``revert`` acts only while the image is ``importing``
-under this task's lock, so a late or repeated revert never touches a
-later import of the same image, and a retried import starts from a clean
-store (it never finds data of the dead one under its id).
+import could have left a trace: no partial or finished data in any target
+store (the locations written so far are removed with their data), no
+staged data, status ``queued`` (size and checksum forgotten), the lock
+and the importing list dropped and the target stores listed in
+``os_glance_failed_import``; then the task fails with a message saying
+why. ``revert`` acts only while the image is ``importing`` under this
+task's lock, so a late or repeated revert never touches a later import of
+the same image, and a retried import starts from clean stores (it never
+finds data of the dead one under its id). An image the task activated
+already (a store may fail) keeps its data; the stores it did not reach
+are listed as failed and cleaned of partial data.
 
 The reaper of any node (``task_reaper``) calls ``revert`` for the tasks
 it fails as stalled, and ``sweep_images`` / ``sweep_staging`` repair what
@@ -26,6 +37,7 @@ lock whose task is over, staged data of images no longer waiting for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -36,12 +48,21 @@ from oslo_config import cfg
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, import_lock, reserved, task_reaper, task_status, tasks
+from glance_clone.domain import (
+    image_status,
+    import_lock,
+    import_targets,
+    reserved,
+    task_reaper,
+    task_status,
+    tasks,
+)
 from glance_clone.domain.image_import import METHODS
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.import_plugins import Plugins, Work
 from glance_clone.domain.staging import StagingArea
-from glance_clone.domain.task_lease import Lease
+from glance_clone.domain.store_copy import holding, settle
+from glance_clone.domain.task_lease import Lease, LeaseLost
 from glance_clone.domain.upload import Uploader
 
 LOG = logging.getLogger(__name__)
@@ -72,10 +93,6 @@ class ImportRunner:
     def heartbeat(self) -> float:
         return task_reaper.lease_interval(self.conf)
 
-    def store_id(self) -> str:
-        """The store an import writes to: the default one."""
-        return str(self.stores.default_id)
-
     # -- running -------------------------------------------------------------
     def run(self, context: RequestContext, task: dict,
             lease_factory: Callable[..., Lease] = Lease) -> None:
@@ -104,36 +121,101 @@ class ImportRunner:
             LOG.warning("Import task %s not marked a success: %s", task["id"], err)
 
     def _import(self, context: RequestContext, task: dict, lease: Lease) -> None:
-        image_id = task["input"]["image_id"]
-        record = self.uploader.writes.read(context, image_id)
-        if (record is None or record["status"] != image_status.IMPORTING
-                or import_lock.holder(record) != task["id"]):
+        """The method's bytes into each target store, one after the other."""
+        image_id, task_id = task["input"]["image_id"], task["id"]
+        record = self._held(context, image_id, task_id)
+        if record["status"] != image_status.IMPORTING:
             raise exception.Conflict("Image %s is no longer being imported by this "
                                      "task" % image_id)
+        targets: list[str | None] = task["input"].get("backend") or [None]
+        must_succeed = task["input"].get("all_stores_must_succeed", True)
         method = METHODS[task["input"]["import_req"]["method"]["name"]]
         chunks, size = method.source(self, context, task["input"], record)
-        if self.plugins:
-            record, chunks, size = self._through_plugins(context, record, chunks, size)
+        if self.plugins or len(targets) > 1:
+            # Every store is written from one staged copy.
+            record, chunks, size = self._staged(context, record, chunks, size)
+        failed: list[str] = []
+        for index, target in enumerate(targets):
+            if index:
+                record = self._held(context, image_id, task_id)
+                chunks = self.staging.read(image_id)
+            # The image turns active with the last store's data, or with
+            # the first store's when a store may fail.
+            activate = not must_succeed or index == len(targets) - 1
+            try:
+                # Progress counts the bytes of every store.
+                self._write(context, record,
+                            lease.count(chunks, size * len(targets) if size else None),
+                            size, target, activate)
+            except (LeaseLost, exception.ImageDeletedDuringUpload):
+                raise
+            except Exception as err:
+                if must_succeed:
+                    raise
+                LOG.warning("Image %s not imported into store %s: %s", image_id,
+                            target or self.stores.default_id, err,
+                            exc_info=not isinstance(err, exception.GlanceError))
+                failed += import_targets.listed(self.stores, [target])
+            if index + 1 < len(targets):
+                # (After the last one the lock's release says it all.)
+                self._done_with(context, image_id, task_id, targets[index + 1:], failed)
+        record = self._held(context, image_id, task_id)
+        if record["status"] != image_status.ACTIVE:
+            raise exception.StoreError("None of the stores took the image's data "
+                                       "(failed: %s)" % ", ".join(failed))
         try:
-            self.uploader.upload(context, record, lease.count(chunks, size), size or 0,
-                                 declared_size=size, failed_status=None,
-                                 start=image_status.IMPORTING,
-                                 working=image_status.IMPORTING)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        try:
-            self.lock.release(context, image_id, task["id"], image_status.ACTIVE)
+            self.lock.release(context, image_id, task_id, image_status.ACTIVE,
+                              failed_stores=failed)
         except exception.GlanceError as err:
             # Active with its data: a stale lock is broken by the next import.
             LOG.warning("Image %s: import lock not released: %s", image_id, err)
         self.staging.remove(image_id)
 
-    def _through_plugins(self, context: RequestContext, record: dict, chunks: Any,
-                         size: int | None) -> tuple[dict, Any, int]:
-        """The import plugins on the data, staged first (a glance-direct
-        import's already is); the image as they changed it, and its data."""
+    def _held(self, context: RequestContext, image_id: str, task_id: str) -> dict:
+        """The image while this task holds its import lock; raises Conflict."""
+        record = self.uploader.writes.read(context, image_id)
+        if (record is None or record["status"] not in (image_status.IMPORTING,
+                                                       image_status.ACTIVE)
+                or import_lock.holder(record) != task_id):
+            raise exception.Conflict("Image %s is no longer being imported by this "
+                                     "task" % image_id)
+        return record
+
+    def _write(self, context: RequestContext, record: dict, chunks: Any,
+               size: int | None, target: str | None, activate: bool) -> None:
+        """The data into the store ``target`` (None: the default one),
+        through the upload path (size, checksum, inspection, quotas,
+        ``image_size_cap``), recorded beside the locations written before."""
+        status = record["status"]
+        try:
+            self.uploader.upload(
+                context, record, chunks, size or 0, target, declared_size=size,
+                failed_status=None, start=status, working=status,
+                done=image_status.ACTIVE if activate else status,
+                kept=list(record.get("location_data") or []))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _done_with(self, context: RequestContext, image_id: str, task_id: str,
+                   left: list[str | None], failed: list[str]) -> None:
+        """The stores still to write listed as importing, the failed ones
+        as failed."""
+        record = self._held(context, image_id, task_id)
+        add = {reserved.IMPORTING_TO: reserved.joined(import_targets.listed(self.stores,
+                                                                            left))}
+        if failed:
+            old = reserved.store_list(
+                (record.get("properties") or {}).get(reserved.FAILED_IMPORT))
+            add[reserved.FAILED_IMPORT] = reserved.joined(old + failed)
+        self.lock.rewrite(context, image_id, record["status"], add=add, lock=task_id)
+
+    def _staged(self, context: RequestContext, record: dict, chunks: Any,
+                size: int | None) -> tuple[dict, Any, int]:
+        """The data staged (a glance-direct import's already is) and run
+        through the import plugins; the image as they changed it, and its
+        staged data."""
         image_id = record["id"]
         if not self.staging.holds(image_id):
             try:
@@ -142,20 +224,27 @@ class ImportRunner:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
+            staged = os.path.getsize(self.staging.path(image_id))
+            if size is not None and staged != size:
+                raise exception.ImageDataMismatch("The source sent %d bytes of the %d "
+                                                  "it announced" % (staged, size))
         else:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
         path = self.staging.path(image_id)
-        changes = self.plugins.run(Work(context, dict(record), path,  # type: ignore[union-attr]
-                                        self.staging.scratch(image_id)))
-        # Size and virtual size are the upload's to record, from the data.
-        values = {k: v for k, v in changes.items() if k not in ("size", "virtual_size")}
-        if values:
-            record = self.uploader.writes.change(
-                context, image_id, values, from_state=image_status.IMPORTING,
-                applied=lambda found: all(found.get(k) == v for k, v in values.items()
-                                          if k != "properties"))
+        if self.plugins:
+            changes = self.plugins.run(Work(context, dict(record), path,
+                                            self.staging.scratch(image_id)))
+            # Size and virtual size are the upload's to record, from the data.
+            values = {k: v for k, v in changes.items()
+                      if k not in ("size", "virtual_size")}
+            if values:
+                record = self.uploader.writes.change(
+                    context, image_id, values, from_state=image_status.IMPORTING,
+                    applied=lambda found: all(found.get(k) == v
+                                              for k, v in values.items()
+                                              if k != "properties"))
         return record, self.staging.read(image_id), os.path.getsize(path)
 
     def _show_progress(self, context: RequestContext, image_id: str, done: int,
@@ -183,20 +272,39 @@ class ImportRunner:
     def revert_image(self, context: RequestContext, image_id: str,
                      task_id: str | None) -> None:
         """The image back to queued, cleaned, while it is importing under
-        ``task_id``'s lock (None: under no lock); never raises."""
+        ``task_id``'s lock (None: under no lock); an image the task
+        activated already (a store may fail) keeps what it got, and the
+        stores not written are listed as failed. Never raises."""
         try:
             record = self.uploader.writes.read(context, image_id)
-            if (record is None or record["status"] != image_status.IMPORTING
-                    or import_lock.holder(record) != task_id):
+            if record is None or import_lock.holder(record) != task_id:
                 return
-            held = [loc["url"] for loc in record.get("location_data") or []
-                    if loc.get("url")]
-            self.stores.remove_leftovers(image_id, held)
+            if record["status"] == image_status.ACTIVE and task_id is not None:
+                settle(self.stores, self.lock, context, record, task_id,
+                       self._targets(record))
+                return
+            if record["status"] != image_status.IMPORTING:
+                return
+            # An importing image had no data before (imports start from
+            # queued): every location it holds is this import's.
+            # Data that cannot be removed now stops the revert: the image
+            # stays importing and the reaper's sweep tries again.
+            for loc in record.get("location_data") or []:
+                if loc.get("url"):
+                    with contextlib.suppress(exception.NotFound):
+                        self.stores.delete(loc["url"])
+            targets = self._targets(record)
+            for store_id in targets:
+                self.stores.remove_leftovers(image_id, (), store_id)
             self.staging.remove(image_id)
+            old = reserved.store_list((record.get("properties") or {})
+                                      .get(reserved.FAILED_IMPORT))
             self.lock.rewrite(
                 context, image_id, image_status.IMPORTING, image_status.QUEUED,
-                add=self._failed(record), drop=import_lock.IMPORT_KEYS,
-                values={"size": None, "virtual_size": None, "checksum": None},
+                add={reserved.FAILED_IMPORT: reserved.joined(old + targets)},
+                drop=import_lock.IMPORT_KEYS,
+                values={"size": None, "virtual_size": None, "checksum": None,
+                        "location_data": []},
                 lock=task_id)
             LOG.warning("Image %s: its import was undone; it is queued again",
                         image_id)
@@ -206,10 +314,13 @@ class ImportRunner:
             LOG.warning("Image %s not reverted (the reaper tries again): %s",
                         image_id, err)
 
-    def _failed(self, record: dict) -> dict:
-        old = reserved.store_list((record.get("properties") or {})
-                                  .get(reserved.FAILED_IMPORT))
-        return {reserved.FAILED_IMPORT: reserved.joined(old + [self.store_id()])}
+    def _targets(self, record: dict) -> list[str]:
+        """The stores the image's import writes or wrote: those still
+        listed as importing and those holding its data."""
+        importing = reserved.store_list((record.get("properties") or {})
+                                        .get(reserved.IMPORTING_TO))
+        found = list(dict.fromkeys(importing + list(holding(self.stores, record))))
+        return found or [str(self.stores.default_id)]
 
     # -- sweeps (the reaper's) -------------------------------------------------
     def sweep_images(self, context: RequestContext) -> None:

@@ -6,8 +6,8 @@ records it in ``os_glance_stage_host`` of the images it stages, when the
 first byte arrives. A glance-direct import, the delete of a staged image,
 and the pieces of a resumable stage that continue it (and the reading of
 its staged length) that reach a node without the staged data are sent on
-to the node named there, with the caller's identity headers; that node's
-answer is the caller's.
+to the node named there, with the caller's identity headers (and its
+X-Image-Meta-Store); that node's answer is the caller's.
 
 Where requests go is the operator's choice only: the property is reserved
 (no caller can set, change or remove it) and glance-api writes it from its
@@ -29,6 +29,7 @@ import requests
 
 from glance_clone.common import exception, faults
 from glance_clone.domain import reserved
+from glance_clone.domain.import_targets import STORE_HEADER
 
 LOG = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ FORWARDED_HEADER = "X-Glance-Stage-Forwarded"
 IDENTITY_HEADERS = ("X-Auth-Token", "X-Identity-Status", "X-Roles", "X-Tenant-Id",
                     "X-Project-Id", "X-User-Id", "X-Service-Catalog",
                     "X-Openstack-Request-ID")
+# Sent on too: the stores the caller's import goes to (import_targets).
+PASSED_HEADERS = IDENTITY_HEADERS + (STORE_HEADER,)
 # Seconds to wait for the node holding the staged data: an import answers
 # once its task is recorded, a delete once the image is gone.
 TIMEOUT = 60.0
@@ -54,7 +57,7 @@ class Caller:
 
     @classmethod
     def of(cls, headers: Mapping[str, str]) -> Caller:
-        kept = {name: headers[name] for name in IDENTITY_HEADERS if headers.get(name)}
+        kept = {name: headers[name] for name in PASSED_HEADERS if headers.get(name)}
         return cls(kept, forwarded=bool(headers.get(FORWARDED_HEADER)))
 
 

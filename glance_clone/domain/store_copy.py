@@ -2,9 +2,9 @@
 ``copy-image`` import method).
 
 ``targets`` checks a request at once: named stores must be configured,
-the stores must exist and take data, and none may hold the image already
-(with ``all_stores`` those are just left out). ``StoreCopier.copy_to``
-streams the bytes from a store holding them straight into the target
+the stores are chosen as for any import (``import_targets``), and none
+may hold the image already (with ``all_stores`` those are just left out).
+``StoreCopier.copy_to`` streams the bytes from a store holding them straight into the target
 (no temporary file: the source's read stream is the target's write
 stream), checked against the image's size and checksum as they pass, then
 adds the new location to the record. A copy that fails leaves nothing in
@@ -23,7 +23,7 @@ from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming
 from glance_clone.common.hashing import recorded_multihash
-from glance_clone.domain import image_status
+from glance_clone.domain import image_status, import_targets
 from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites, holds
 
@@ -53,47 +53,42 @@ def holding(stores: Any, record: dict) -> dict[str, str]:
     return found
 
 
-def _flag(request: dict, name: str, default: bool) -> bool:
-    value = request.get(name, default)
-    if not isinstance(value, bool):
-        raise exception.Invalid("'%s' must be true or false" % name)
-    return value
+def targets(stores: Any, record: dict, request: dict,
+            header: str | None = None) -> list[str]:
+    """The stores a copy-image ``request`` (the import body; ``header``
+    the X-Image-Meta-Store header) copies to, chosen as for every import
+    (``import_targets``). With ``all_stores`` the stores holding the image
+    already are left out; an empty list: every store holds it already.
 
-
-def targets(stores: Any, record: dict, request: dict) -> tuple[list[str], bool]:
-    """The stores a copy-image ``request`` (the import body) copies to, and
-    whether all must succeed. An empty list: every store holds it already.
-
-    Raises Invalid (no named stores, bad ``stores`` / ``all_stores``, a
-    store that holds the image already), Conflict (unknown or read-only
-    store).
+    Raises Invalid (no named stores, the request's errors, a named store
+    that holds the image already), Conflict (unknown or read-only store).
     """
     if not stores.multi:
         raise exception.Invalid("copy-image copies between named stores: none are "
                                 "configured (enabled_backends)")
-    all_stores = _flag(request, "all_stores", False)
-    must_succeed = _flag(request, "all_stores_must_succeed", True)
-    requested = request.get("stores")
-    if all_stores and requested is not None:
-        raise exception.Invalid("'stores' and 'all_stores' cannot both be given")
+    chosen = [str(s) for s in import_targets.chosen(stores, request, header)]
     held = holding(stores, record)
-    if all_stores:
-        return [s for s in stores.writable() if s not in held], must_succeed
-    if (not isinstance(requested, list) or not requested
-            or not all(isinstance(s, str) for s in requested)):
-        raise exception.Invalid("copy-image needs 'stores' (a list of store ids) or "
-                                "'all_stores': true")
-    for store_id in requested:
-        store = stores.stores.get(store_id)
-        if store is None:
-            raise exception.Conflict("Unknown store '%s'; stores: %s"
-                                     % (store_id, ", ".join(stores.stores)))
-        if store.read_only:
-            raise exception.Conflict("Store '%s' is read-only" % store_id)
+    if import_targets.flags(request).all_stores:
+        return [s for s in chosen if s not in held]
+    for store_id in chosen:
         if store_id in held:
             raise exception.Invalid("Image %s is already in store '%s'"
                                     % (record["id"], store_id))
-    return list(dict.fromkeys(requested)), must_succeed
+    return chosen
+
+
+def settle(stores: Any, lock: Any, context: RequestContext, record: dict,
+           task_id: str, targets: list[str]) -> None:
+    """After a dead node: what the task left half written in its target
+    stores is removed, the targets that do not hold the image are listed
+    as failed, and the task's lock is released (the image keeps its
+    status). Raises as ``ImportLock.release``."""
+    held = holding(stores, record)
+    unfinished = [s for s in targets if s not in held]
+    for store_id in unfinished:
+        stores.remove_leftovers(record["id"], list(held.values()), store_id)
+    lock.release(context, record["id"], task_id, record["status"],
+                 failed_stores=unfinished)
 
 
 class StoreCopier:

@@ -81,12 +81,18 @@ class Uploader:
                declared_size: int | None = None,
                failed_status: str | None = image_status.KILLED,
                start: str = image_status.QUEUED,
-               working: str = image_status.SAVING) -> dict:
+               working: str = image_status.SAVING,
+               done: str = image_status.ACTIVE,
+               kept: list[dict] | None = None) -> dict:
         """queued -> saving -> active; on any failure the image goes to
         ``failed_status`` (v1: killed; v2: back to queued; None: it stays
         ``working`` for the caller to revert). An import goes
         importing -> active (``start`` and ``working`` importing: the
-        importer moved it there already).
+        importer moved it there already). An import into several stores
+        writes them one by one: ``done`` is the status each write leaves
+        (importing until the store that activates the image), and each
+        keeps the locations ``kept`` (the stores written before) beside
+        the new one.
 
         ``declared_size`` (else the record's non-zero size) and the record's
         checksum must match the data. Raises Duplicate when the image is no
@@ -125,7 +131,7 @@ class Uploader:
         if inspector.virtual_size is not None:
             values["virtual_size"] = inspector.virtual_size
         return self._activate_upload(context, image_id, location, loc_meta, working,
-                                     failed_status, **values)
+                                     failed_status, done, kept or [], **values)
 
     def _fail(self, context: RequestContext, image_id: str, working: str,
               failed_status: str | None) -> None:
@@ -208,12 +214,12 @@ class Uploader:
 
     def _activate_upload(self, context: RequestContext, image_id: str, location: str,
                          loc_meta: dict, working: str, failed_status: str | None,
-                         **values: Any) -> dict:
+                         done: str, kept: list[dict], **values: Any) -> dict:
         """saving (``working``) -> active with the new bytes; they are removed only when
         the registry surely does not hold them."""
         try:
             return self._activate(context, image_id, location, loc_meta, working,
-                                  **values)
+                                  done, kept, **values)
         except exception.ImageDeletedDuringUpload:
             self._release(context, image_id, location)
             raise
@@ -230,15 +236,16 @@ class Uploader:
             raise
 
     def _activate(self, context: RequestContext, image_id: str, location: str,
-                  loc_meta: dict, from_state: str, **values: Any) -> dict:
+                  loc_meta: dict, from_state: str, done: str = image_status.ACTIVE,
+                  kept: list[dict] | None = None, **values: Any) -> dict:
         values.update({
-            "status": image_status.ACTIVE,
-            "location_data": [{"url": location, "metadata": loc_meta or {},
-                               "status": "active"}],
+            "status": done,
+            "location_data": [dict(loc) for loc in kept or []] + [
+                {"url": location, "metadata": loc_meta or {}, "status": "active"}],
         })
 
         def applied(image: dict) -> bool:
-            return image["status"] == image_status.ACTIVE and holds(image, location)
+            return image["status"] == done and holds(image, location)
 
         try:
             return self.writes.change(context, image_id, values, from_state=from_state,

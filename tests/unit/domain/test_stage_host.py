@@ -43,9 +43,12 @@ def test_another_node_is_asked_unless_the_request_was_sent_on_already() -> None:
     assert StageHosts(None).elsewhere(record(other), Caller.of(OWNER)) is not None
 
 
-def test_only_identity_headers_go_along() -> None:
-    caller = Caller.of(dict(OWNER, Cookie="c", Host="h", **{"X-Image-Meta-Store": "x"}))
+def test_only_identity_and_store_headers_go_along() -> None:
+    caller = Caller.of(dict(OWNER, Cookie="c", Host="h"))
     assert dict(caller.headers) == OWNER and not caller.forwarded
+    # The store an import goes to is the request's too.
+    caller = Caller.of(dict(OWNER, Cookie="c", **{"X-Image-Meta-Store": "x"}))
+    assert dict(caller.headers) == dict(OWNER, **{"X-Image-Meta-Store": "x"})
 
 
 class _Node(http.server.BaseHTTPRequestHandler):

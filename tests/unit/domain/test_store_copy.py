@@ -111,31 +111,38 @@ def test_only_active_images_are_copied(stack: Stack) -> None:
         copier(stack).copy_to(ADMIN, res.json["id"], "cheap")
 
 
-@pytest.mark.parametrize("request_body,error,message", [
-    ({"stores": ["cheap"], "all_stores": True}, exception.Invalid, "cannot both"),
-    ({"all_stores": "yes"}, exception.Invalid, "'all_stores' must be"),
-    ({"stores": ["cheap"], "all_stores_must_succeed": 1}, exception.Invalid, "must be"),
-    ({}, exception.Invalid, "needs 'stores'"),
-    ({"stores": "cheap"}, exception.Invalid, "needs 'stores'"),
-    ({"stores": ["fast"]}, exception.Invalid, "already in store 'fast'"),
-    ({"stores": ["tape"]}, exception.Conflict, "Unknown store 'tape'"),
-    ({"stores": ["web"]}, exception.Conflict, "read-only"),
+@pytest.mark.parametrize("request_body,header,error,message", [
+    ({"stores": ["cheap"], "all_stores": True}, None, exception.Invalid,
+     "'all_stores' cannot be given"),
+    ({"all_stores": True}, "cheap", exception.Invalid, "'all_stores' cannot be given"),
+    ({"stores": ["cheap"]}, "cheap", exception.Invalid, "'stores' cannot be given"),
+    ({"all_stores": "yes"}, None, exception.Invalid, "'all_stores' must be"),
+    ({"stores": ["cheap"], "all_stores_must_succeed": 1}, None, exception.Invalid,
+     "must be"),
+    # Neither stores nor the header: the default store, which has it.
+    ({}, None, exception.Invalid, "already in store 'fast'"),
+    ({"stores": "cheap"}, None, exception.Invalid, "must be a list"),
+    ({"stores": []}, None, exception.Invalid, "must be a list"),
+    ({"stores": ["fast"]}, None, exception.Invalid, "already in store 'fast'"),
+    ({"stores": ["tape"]}, None, exception.Conflict, "Unknown store 'tape'"),
+    ({}, "tape", exception.Conflict, "Unknown store 'tape'"),
+    ({"stores": ["web"]}, None, exception.Conflict, "read-only"),
 ])
-def test_request_refusals(stack: Stack, request_body: dict, error: type,
-                          message: str) -> None:
+def test_request_refusals(stack: Stack, request_body: dict, header: str | None,
+                          error: type, message: str) -> None:
     image = active_image(stack, b"x")
     with pytest.raises(error, match=message):
-        store_copy.targets(stack.v2.stores, record(stack, image["id"]), request_body)
+        store_copy.targets(stack.v2.stores, record(stack, image["id"]), request_body,
+                           header)
 
 
 def test_request_targets(stack: Stack) -> None:
     image = active_image(stack, b"x")
     found = record(stack, image["id"])
-    assert store_copy.targets(stack.v2.stores, found, {"all_stores": True}) == (
-        ["cheap"], True)
-    assert store_copy.targets(stack.v2.stores, found, {
-        "stores": ["cheap", "cheap"], "all_stores_must_succeed": False}) == (
-        ["cheap"], False)
+    stores = stack.v2.stores
+    assert store_copy.targets(stores, found, {"all_stores": True}) == ["cheap"]
+    assert store_copy.targets(stores, found, {"stores": ["cheap", "cheap"]}) == ["cheap"]
+    assert store_copy.targets(stores, found, {}, "cheap") == ["cheap"]
 
 
 def test_copy_image_needs_named_stores(tmp_path: pathlib.Path) -> None:
