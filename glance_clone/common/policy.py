@@ -15,6 +15,7 @@ apply::
     publicize_image     role:admin
     communitize_image   role:admin
     get_image_location  role:admin
+    set_image_location  role:admin or (role:member and project_id:%(project_id)s)
     delete_image_location  role:admin
     add_image_location, fetch_image_location  role:admin or role:service
     stores_info_detail  role:admin or role:service
@@ -27,9 +28,13 @@ said ``role:admin``. We always default it to admin, and so
 images community images, readable by every project). The v2 location rules
 that only v2 uses (seeing locations and direct_url, removing a location)
 are admin-only: a location names where the bytes are, past every check of
-the API. ``set_image_location`` keeps Glance 11's default (everyone): v1's
-``x-image-meta-location`` uses it, and v2 location changes also need
-``show_multiple_locations``.
+the API. ``set_image_location`` (v1's ``x-image-meta-location``, v2's
+JSON-patch add and replace of ``locations``, which also need
+``show_multiple_locations``) has newer Glance's default: admins, and
+callers with the ``member`` role in the image's project (the target's
+``project_id`` is the image's owner); Glance 11 let everyone. With
+``owner_is_tenant = false`` owners are users, not projects, so only
+admins pass unless the operator writes another rule.
 
 Admin-ness is a role: ``role:admin`` does not look at ``context.is_admin``,
 exactly as in Glance, so a context with ``is_admin`` but no ``admin`` role
@@ -80,6 +85,9 @@ DEFAULT_RULES: dict[str, str] = {
     "publicize_image": "role:admin",
     "communitize_image": "role:admin",
     "get_image_location": "role:admin",
+    # Pointing an image at data elsewhere: its project's members, as in
+    # newer Glance (v1 and v2 alike).
+    "set_image_location": "role:admin or (role:member and project_id:%(project_id)s)",
     "delete_image_location": "role:admin",
     # The v2.17 location API, for services that wrote the bytes.
     "add_image_location": "role:admin or role:service",

@@ -154,7 +154,10 @@ class ImageService:
         self.props.check_create(context, meta["properties"])
         quota.check_property_count(self.conf, len(meta["properties"]))
         if "location" in meta:
-            self.policy.enforce(context, "set_image_location", {})
+            # The new image's project: the caller's, unless an admin names
+            # another owner.
+            owner = (meta.get("owner") if context.is_admin else None) or context.owner
+            self.policy.enforce(context, "set_image_location", {"project_id": owner})
         self._check_sources(meta, data, copy_from)
         usage.enforce(self.conf, self.registry, context,
                       {unified_limits.IMAGE_COUNT_TOTAL: 1})
@@ -314,7 +317,8 @@ class ImageService:
             raise exception.Invalid("Attempted to update Location field for an "
                                     "image not in queued status.")
         if "location" in meta:
-            self.policy.enforce(context, "set_image_location", {})
+            self.policy.enforce(context, "set_image_location",
+                                Image(current).policy_target())
         self._check_sources(_with_stored_formats(current, meta), data, copy_from)
         old = current.get("properties") or {}
         properties = self.props.check_update(context, old, meta["properties"], purge)

@@ -64,13 +64,27 @@ def test_builtin_rules_without_file(tmp_path: pathlib.Path, parse: bool) -> None
         assert enforcer.check(ADMIN, action)
     for action in ("get_images", "get_image", "add_image", "modify_image",
                    "delete_image", "download_image", "upload_image", "copy_from",
-                   "set_image_location", "get_members", "modify_member",
+                   "get_members", "modify_member",
                    "delete_member", "some_unknown_action"):
         assert enforcer.check(USER, action), action
     for action in ("publicize_image", "manage_image_cache", "context_is_admin"):
         assert not enforcer.check(USER, action), action
     assert enforcer.check_is_admin(ADMIN)
     assert not enforcer.check_is_admin(USER)
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+def test_set_image_location_is_for_the_image_projects_members(
+        tmp_path: pathlib.Path, from_file: bool) -> None:
+    rules = json.loads((ETC / "policy.json").read_text()) if from_file else None
+    enforcer = policy.Enforcer(make_conf(tmp_path, rules))
+    own, other = {"project_id": "t2"}, {"project_id": "t9"}
+    assert enforcer.check(USER, "set_image_location", own)
+    assert not enforcer.check(USER, "set_image_location", other)
+    assert not enforcer.check(USER, "set_image_location", {})
+    reader = RequestContext(user="u3", tenant="t2", roles=("reader",))
+    assert not enforcer.check(reader, "set_image_location", own)
+    assert enforcer.check(ADMIN, "set_image_location", other)
 
 
 def test_is_admin_flag_alone_is_not_the_admin_role(tmp_path: pathlib.Path) -> None:

@@ -343,6 +343,17 @@ def test_copy_from_a_source_of_unknown_size(stack, remote):
     assert shown.headers["x-image-meta-size"] == str(len(data))
 
 
+def test_locations_are_for_members_of_the_project_by_default(stack, remote):
+    url = remote.add("mine.img", b"abc")
+    headers = dict(FORMATS, **{"x-image-meta-location": url})
+    assert create(stack, headers, roles="reader").status_int == 403
+    assert_nothing_created(stack)
+    assert create_image(stack, headers)["status"] == "active"
+    # An admin creating for another project passes as an admin.
+    owned = create_image(stack, dict(headers, **{"x-image-meta-owner": "t7"}), **ADMIN)
+    assert owned["owner"] == "t7"
+
+
 def test_location_of_unknown_size(stack, remote):
     url = remote.add("stream.img", b"abc", sized=False)
     image = create_image(stack, dict(FORMATS, **{"x-image-meta-location": url}))

@@ -129,6 +129,21 @@ def test_location_on_a_queued_image_activates(stack, remote):
     assert stack.request("/v1/images/" + image["id"], tenant="t1").body == b"y" * 33
 
 
+def test_a_location_needs_a_member_of_the_images_project(stack, remote):
+    image = create_image(stack, FORMATS)
+    url = remote.add("img", b"y" * 33)
+    reader = {"tenant": "t1", "roles": "reader"}
+    response = update(stack, image["id"], {"x-image-meta-location": url}, **reader)
+    assert response.status_int == 403, response.body
+    assert "set_image_location" in message(response)
+    assert status_of(stack, image["id"]) == "queued"
+    # The rule looks at the image's project, not the caller's: an admin of
+    # another project passes as an admin.
+    response = update(stack, image["id"], {"x-image-meta-location": url}, **ADMIN)
+    assert response.status_int == 200, response.body
+    assert status_of(stack, image["id"]) == "active"
+
+
 def test_location_with_size_mismatch_is_409_and_changes_nothing(stack, remote):
     image = create_image(stack, dict(FORMATS, **{"x-image-meta-size": "5"}))
     url = remote.add("img", b"y" * 33)

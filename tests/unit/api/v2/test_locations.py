@@ -188,3 +188,20 @@ def test_locations_are_still_refused_at_create(v2_with) -> None:
     for field in ("locations", "direct_url"):
         res = v2.call("POST", "/images", {field: []}, **ADMIN)
         assert res.status_int == 403
+
+
+def test_members_of_the_images_project_set_locations(v2_with, remote) -> None:
+    v2 = v2_with(SHOWN)
+    data = b"remote data"
+    image = v2.create(name="q", **FORMATS)
+    url = remote.add("img", data)
+    # A reader of the project, and a member of another project it shares
+    # the image with, may not.
+    assert v2.patch(image["id"], [add(url)], roles="reader").status_int == 403
+    assert v2.call("POST", "/images/%s/members" % image["id"],
+                   {"member": "t2"}).status_int == 200
+    assert v2.patch(image["id"], [add(url)], tenant="t2").status_int in (403, 404)
+    assert show(v2, image["id"], **ADMIN)["status"] == "queued"
+    res = v2.patch(image["id"], [add(url)])
+    assert res.status_int == 200, res.text
+    assert show(v2, image["id"], **ADMIN)["status"] == "active"
