@@ -17,7 +17,12 @@ off the importing list as it is done. A store that fails goes to
 ``os_glance_failed_import``: with ``all_stores_must_succeed`` the copies
 already made by the task are taken back and the task fails; without it
 the others go on and the task succeeds (``os_glance_failed_import`` says
-which failed). The lock is released at the end.
+which failed). While it copies, the image shows the bytes copied so far
+and the total (the image's size once per target store) in
+``os_glance_import_copied`` and ``os_glance_import_size``, written between
+two chunks at most every ``[task] task_progress_interval`` seconds (and
+the task's message says the same); the lock is released at the end, and
+those properties with it.
 If the node dies, the reaper fails the task and ``revert`` removes what a
 copy left half written, takes the unfinished stores off the importing
 list into the failed one, and releases the lock.
@@ -28,8 +33,9 @@ policy lets copy must still be able to write the image's locations.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import eventlet
@@ -111,10 +117,18 @@ class CopyImport:
         left = list(task["input"]["backend"])
         made: list[str] = []
         failed: list[str] = []
+        show = functools.partial(self.lock.show_progress, context, image_id,
+                                 image_status.ACTIVE)
+        stores = len(left)
+
+        def count(chunks: Iterable[bytes], size: int | None) -> Iterator[bytes]:
+            # Progress of the whole task: every target's bytes.
+            return lease.count(chunks, size * stores if size else None, show=show)
+
         while left:
             target = left.pop(0)
             try:
-                made.append(self.copier.copy_to(context, image_id, target, lease.count))
+                made.append(self.copier.copy_to(context, image_id, target, count))
             except Exception as err:
                 LOG.warning("Image %s not copied to store %s: %s", image_id, target, err)
                 failed.append(target)

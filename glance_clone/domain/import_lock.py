@@ -106,6 +106,17 @@ class ImportLock:
                 LOG.info("Stale import task %s not failed: %s", task_id, err)
 
     # -- writing -------------------------------------------------------------
+    def show_progress(self, context: RequestContext, image_id: str, status: str,
+                      done: int, total: int | None) -> None:
+        """The byte counts of a running import (``os_glance_import_copied``,
+        and ``os_glance_import_size`` when known) on its image, while it has
+        ``status``; the lock's release removes them. Raises
+        StatusConflict, ImageNotFound."""
+        shown = {reserved.IMPORT_COPIED: str(done)}
+        if total:
+            shown[reserved.IMPORT_SIZE] = str(total)
+        self.writes.update(context, image_id, {"properties": shown}, from_state=status)
+
     def rewrite(self, context: RequestContext, image_id: str, from_state: str,
                 to_state: str | None = None, add: dict | None = None,
                 drop: Iterable[str] = (), values: dict | None = None,

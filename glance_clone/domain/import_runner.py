@@ -250,11 +250,7 @@ class ImportRunner:
     def _show_progress(self, context: RequestContext, image_id: str, done: int,
                        total: int | None) -> None:
         """The byte counts into the image's os_glance_import_* properties."""
-        shown = {reserved.IMPORT_COPIED: str(done)}
-        if total:
-            shown[reserved.IMPORT_SIZE] = str(total)
-        self.uploader.writes.update(context, image_id, {"properties": shown},
-                                    from_state=image_status.IMPORTING)
+        self.lock.show_progress(context, image_id, image_status.IMPORTING, done, total)
 
     # -- undoing -------------------------------------------------------------
     def revert(self, context: RequestContext, task: dict, message: str) -> None:

@@ -15,7 +15,9 @@ The task reads the whole location through the stores (the HTTP store
 applies the source filter again on every redirect hop) and, as the bytes
 pass, counts them (``image_size_cap``, the owner's storage quota), hashes
 them (md5 and the multihash: the algorithm of ``validation_data``, else
-``hashing_algorithm``) and inspects their disk format as every upload's.
+``hashing_algorithm``) and inspects their disk format as every upload's;
+the image shows how far it got (``os_glance_import_copied`` and
+``os_glance_import_size``, at most every ``task_progress_interval``).
 Only then, in one write that also drops the lock, does the image get its
 location, size, checksum, multihash (and virtual size) and become
 ``active``. A hash that differs from ``validation_data``, a refused
@@ -67,6 +69,7 @@ class LocationImport:
         self.stores = stores
         self.admin = admin
         self.spawn = spawn
+        self.lease_factory: Callable[..., Lease] = Lease
 
     # -- the request -----------------------------------------------------------
     def start(self, context: RequestContext, image_id: str, url: Any,
@@ -103,7 +106,8 @@ class LocationImport:
 
     def _runner(self, caller: RequestContext) -> TaskRunner:
         return TaskRunner(self.conf, self.repository,
-                          functools.partial(self._work, caller))
+                          functools.partial(self._work, caller),
+                          lease_factory=self.lease_factory)
 
     # -- the task --------------------------------------------------------------
     def _work(self, caller: RequestContext, context: RequestContext, task: dict,
@@ -134,9 +138,11 @@ class LocationImport:
         inspector = inspection.for_image(self.conf, record.get("disk_format"),
                                          record.get("container_format"))
         chunks, size = self.stores.get(url)
+        show = functools.partial(self.lock.show_progress, context, image_id,
+                                 image_status.IMPORTING)
         try:
             data = Incoming(
-                lease.count(chunks, size),
+                lease.count(chunks, size, show=show),
                 limits=self.uploader.limits(caller, image_id, size or 0),
                 expected_size=size, multihash=algorithm, inspector=inspector)
             for _chunk in data:

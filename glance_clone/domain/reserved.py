@@ -7,8 +7,9 @@ shown to callers, never set, changed or removed by them (403).
   (comma separated, sorted).
 - ``os_glance_failed_import``: stores an import failed to write.
 - ``os_glance_import_copied`` and ``os_glance_import_size``: bytes an
-  import has written so far, and how many it expects (when known);
-  updated at most every ``[task] task_progress_interval`` seconds.
+  import (any method, copy-image included) or a location import has
+  moved so far, and how many it expects (when known); updated at most
+  every ``[task] task_progress_interval`` seconds, removed with the lock.
 - ``os_glance_stage_host``: the node (``worker_self_reference_url``)
   holding the image's staged data; not shown (``HIDDEN``): it is the
   deployment's internal address.

@@ -15,6 +15,7 @@ fails it (``task_reaper``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -51,7 +52,8 @@ class Lease:
     def __init__(self, repository: Any, context: RequestContext, task: dict,
                  interval: float, spawn: Callable[..., Any] = eventlet.spawn,
                  sleep: Callable[[float], Any] = eventlet.sleep,
-                 report: Callable[[int, int | None], Any] | None = None) -> None:
+                 report: Callable[[int, int | None], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.repository = repository
         self.context = context
         self.task = task
@@ -61,6 +63,7 @@ class Lease:
         # Called with the byte counts after each renewal (the image's
         # progress properties); its errors are logged, never fatal.
         self.report = report
+        self.clock = clock
         self.done = 0
         self.total: int | None = None
         self.lost = False
@@ -95,11 +98,7 @@ class Lease:
             LOG.warning("Heartbeat of task %s not written: %s", self.task["id"], err)
         else:
             if self.report is not None:
-                try:
-                    self.report(self.done, self.total)
-                except exception.GlanceError as err:
-                    LOG.info("Progress of task %s not shown on its image: %s",
-                             self.task["id"], err)
+                self._show(self.report)
 
     def check(self) -> None:
         """Raises LeaseLost once another node failed the task."""
@@ -118,12 +117,31 @@ class Lease:
             self.lost = True
             raise LeaseLost()
 
-    def count(self, chunks: Iterable[bytes], total: int | None) -> Iterator[bytes]:
+    def count(self, chunks: Iterable[bytes], total: int | None,
+              show: Callable[[int, int | None], Any] | None = None) -> Iterator[bytes]:
         """``chunks``, counted for the progress; stops with LeaseLost once
-        the lease is lost, and confirms the lease after the last chunk."""
+        the lease is lost, and confirms the lease after the last chunk.
+
+        ``show(done, total)`` is called between two chunks at most every
+        ``interval`` seconds, in the data's own greenthread: for progress
+        that must never be written after the work's last write (a copy's
+        image stays active, so no status swap can refuse a late write from
+        the heartbeat). Its errors are logged, never fatal.
+        """
         self.total = total
+        next_show = self.clock() + self.interval
         for chunk in chunks:
             self.check()
             self.done += len(chunk)
+            if show is not None and self.clock() >= next_show:
+                self._show(show)
+                next_show = self.clock() + self.interval
             yield chunk
         self.confirm()
+
+    def _show(self, show: Callable[[int, int | None], Any]) -> None:
+        try:
+            show(self.done, self.total)
+        except exception.GlanceError as err:
+            LOG.info("Progress of task %s not shown on its image: %s",
+                     self.task["id"], err)

@@ -6,6 +6,7 @@ and leaves the image queued without the lock."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -127,6 +128,33 @@ def test_the_task_holds_the_import_lock_and_shows_in_the_task_lists(v2: V2,
     run(context, task)
     shown, done = _finished(v2, image["id"], "active")
     assert done["status"] == "success" and "os_glance_import_task" not in shown
+
+
+def test_progress_on_the_image_while_the_location_is_read(v2: V2, remote) -> None:
+    from glance_clone.common.chunking import CHUNK_SIZE
+    from glance_clone.domain.task_lease import Lease
+
+    data = b"p" * (CHUNK_SIZE * 3)
+    url = remote.add("big", data)
+    image = v2.create(name="q", **FORMATS)
+    imports = v2.stack.v2.location_import
+    ticks = iter(range(0, 10_000, 100))   # an interval passes at every look
+    imports.lease_factory = functools.partial(Lease, clock=lambda: next(ticks))
+    seen: list[tuple[str, str]] = []
+    show = imports.lock.show_progress
+
+    def recorded(*args: Any) -> None:
+        show(*args)
+        props = v2.call("GET", "/images/" + image["id"]).json
+        seen.append((props["os_glance_import_copied"], props["os_glance_import_size"]))
+
+    imports.lock.show_progress = recorded
+    assert post_location(v2, image["id"], {"url": url}, **ADMIN).status_int == 202
+    shown, task = _finished(v2, image["id"], "active")
+    assert task["status"] == "success" and seen, task
+    assert {size for _done, size in seen} == {str(len(data))}
+    assert [int(done) for done, _size in seen] == sorted(int(d) for d, _s in seen)
+    assert not any(name.startswith("os_glance") for name in shown)
 
 
 def test_a_hash_that_differs_fails_the_task(v2: V2, remote) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import eventlet
 import pytest
 
+from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.context import admin_context
 
 from .conftest import ADMIN, V2
@@ -147,6 +149,43 @@ def test_one_store_failing_among_several(v2_with, tmp_path: pathlib.Path,
     else:
         assert task["status"] == "success" and shown["stores"] == "fast,cheap"
         assert task["result"] == {"image_id": image["id"]}
+
+
+def test_copy_progress_on_the_image_while_it_runs(v2_with, tmp_path: pathlib.Path) -> None:
+    from glance_clone.domain.task_lease import Lease
+
+    v2 = v2_with({
+        "enabled_backends": {"fast": "file", "cheap": "file", "third": "file"},
+        "glance_store.default_backend": "fast",
+        **{"%s.filesystem_store_datadir" % name: str(tmp_path / name)
+           for name in ("fast", "cheap", "third")}})
+    data = b"d" * (CHUNK_SIZE * 2 + 100)   # 3 chunks from the file store
+    image = uploaded(v2, data)
+    copies = v2.stack.v2.importer.copies
+    # Each look at the clock is an interval later: progress after every chunk.
+    ticks = iter(range(0, 10_000, 100))
+    copies.runner.lease_factory = functools.partial(Lease, clock=lambda: next(ticks))
+    seen: list[tuple[str, str]] = []
+    lock = copies.lock
+    show = lock.show_progress
+
+    def recorded(*args: Any) -> None:
+        show(*args)
+        props = v2.call("GET", "/images/" + image["id"]).json
+        seen.append((props["os_glance_import_copied"], props["os_glance_import_size"]))
+
+    lock.show_progress = recorded
+    assert copy(v2, image["id"], stores=["cheap", "third"]).status_int == 202
+    shown = wait_copied(v2, image["id"])
+    assert set(shown["stores"].split(",")) == {"fast", "cheap", "third"}
+    total = str(2 * len(data))
+    assert len(seen) == 6 and {size for _done, size in seen} == {total}
+    copied = [int(done) for done, _size in seen]
+    assert copied == sorted(copied) and copied[-1] == 2 * len(data)
+    # Done: the progress goes with the lock.
+    assert "os_glance_import_copied" not in shown and "os_glance_import_size" not in shown
+    task = _finish(v2, v2.call("GET", "/tasks", **ADMIN).json["tasks"][0]["id"])
+    assert task["status"] == "success"
 
 
 def test_a_copy_whose_node_died_is_undone(v2_with, tmp_path: pathlib.Path) -> None:

@@ -253,3 +253,29 @@ def test_the_lease_is_confirmed_after_the_last_chunk(v2: V2) -> None:
     # Not renewed since: only the read-back after the data finds out.
     with pytest.raises(LeaseLost):
         list(lease.count(iter([b"x"]), 1))
+
+
+def test_the_lease_shows_progress_between_chunks_at_a_bounded_rate(v2: V2) -> None:
+    from glance_clone.common import exception
+    from glance_clone.domain.task_lease import Lease
+
+    repository = v2.stack.v2.task_repository
+    context = admin_context()
+    task = repository.get(context, _stored_task(v2, "t1", "processing"))
+    now = [0.0]
+    lease = Lease(repository, context, task, 10.0, clock=lambda: now[0])
+    shown: list[tuple[int, int | None]] = []
+
+    def show(done: int, total: int | None) -> None:
+        shown.append((done, total))
+        if len(shown) == 1:
+            raise exception.RegistryUnavailable("away")   # logged, not fatal
+
+    def chunks():
+        for step in (4.0, 4.0, 4.0, 1.0, 10.0, 0.0):
+            now[0] += step
+            yield b"x" * 10
+
+    assert len(b"".join(lease.count(chunks(), 60, show=show))) == 60
+    # Once the interval passed: after 12 s, then after 23 s (not at 13 s).
+    assert shown == [(30, 60), (50, 60)]
