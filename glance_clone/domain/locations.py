@@ -254,18 +254,21 @@ class Locations:
     # -- the v2.17 location API ------------------------------------------------
     def check_api_request(self, context: RequestContext, image: Image, url: Any,
                           validation_data: Any) -> None:
-        """Raises Invalid (malformed), Forbidden (policy, a non-http URL
-        from a caller that is neither admin nor service), Conflict (not
-        queued)."""
+        """Raises Invalid (malformed), Forbidden (policy, a URL the http
+        store does not serve from a caller that is neither admin nor
+        service), Conflict (not queued)."""
         if not isinstance(url, str) or not url:
             raise exception.Invalid("'url' must be a non-empty string.")
         if validation_data is not None:
             _check_api_hash(validation_data)
         self.policy.enforce(context, "add_image_location", image.policy_target())
         trusted = any(role in TRUSTED_ROLES for role in context.roles)
-        if not trusted and url.split(":", 1)[0].lower() not in HTTP_SCHEMES:
+        scheme = url.split(":", 1)[0].lower()
+        if not trusted and (scheme not in HTTP_SCHEMES
+                            or scheme not in self.stores.known_schemes()):
             raise exception.Forbidden("Only admins and services may add a location "
-                                      "that is not an http(s) URL.")
+                                      "that is not an http(s) URL served by the "
+                                      "http store.")
         if image.status != image_status.QUEUED:
             raise exception.Conflict("A location can only be added to a queued image, "
                                      "not to one in status %s." % image.status)

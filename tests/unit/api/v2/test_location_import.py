@@ -236,6 +236,20 @@ def test_refusals_at_request_time_change_nothing(v2_with, tmp_path, remote) -> N
     assert v2.call("GET", "/tasks", **ADMIN).json["tasks"] == []
 
 
+def test_without_the_http_store_only_admins_and_services_add(v2_with, tmp_path,
+                                                            remote) -> None:
+    v2 = v2_with({"glance_store.stores": ["file"],
+                  "oslo_policy.policy_file": policy_file(tmp_path, {
+                      "add_image_location": "role:member or role:service"})})
+    image = v2.create(name="q", **FORMATS)
+    url = remote.add("x", DATA)
+    res = post_location(v2, image["id"], {"url": url})
+    assert res.status_int == 403 and "http store" in res.text
+    # A service gets the source filter's answer: no store reads http.
+    assert post_location(v2, image["id"], {"url": url}, **SERVICE).status_int == 400
+    assert v2.call("GET", "/images/" + image["id"]).json["status"] == "queued"
+
+
 def test_a_stale_lock_is_broken_a_live_one_is_not(v2: V2, remote) -> None:
     url = remote.add("x", DATA)
     image = v2.create(name="q", **FORMATS)
