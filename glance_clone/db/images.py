@@ -267,12 +267,19 @@ class ImageQueries(DatabaseBase):
 
     def image_update(self, context: RequestContext, image_id: str,
                      values: Mapping[str, Any], purge_props: bool = False,
-                     from_state: str | None = None) -> dict[str, Any]:
+                     from_state: str | None = None,
+                     properties_from: Mapping[str, str | None] | None = None,
+                     remove_properties: Sequence[str] = ()) -> dict[str, Any]:
         """Change an image, its properties and locations, all or nothing.
 
         With ``from_state`` the row changes only while its status is that
-        value. Raises ImageNotFound, Forbidden, StatusConflict, Invalid,
-        NotFound (unknown location id), ReadOnly.
+        value, and with ``properties_from`` only while each property named
+        there has that value (None: the image has no such property): a
+        compare-and-swap on those properties alone, so that a writer
+        removing some (``remove_properties``, by name) never undoes a
+        concurrent change of the others, as a purge would. Raises
+        ImageNotFound, Forbidden, StatusConflict, Invalid, NotFound
+        (unknown location id), ReadOnly.
         """
         values = dict(values)
         properties = values.pop("properties", None) or {}
@@ -297,8 +304,13 @@ class ImageQueries(DatabaseBase):
                     if from_state is not None:
                         raise exception.StatusConflict()
                     raise exception.ImageNotFound()
+                # The row is this transaction's now (the update above locks
+                # it): its properties cannot change until the commit.
+                if properties_from and not self._properties_are(
+                        connection, image_id, properties_from):
+                    raise exception.StatusConflict()
                 self._set_properties(connection, image_id, properties,
-                                     purge_props, now)
+                                     purge_props, now, remove_properties)
                 stored_locations = None
                 if locations is not None:
                     stored_locations = self._set_locations(
@@ -332,12 +344,20 @@ class ImageQueries(DatabaseBase):
             return None
         return stored
 
+    def _properties_are(self, connection: sa.engine.Connection, image_id: str,
+                        expected: Mapping[str, str | None]) -> bool:
+        """Whether each property in ``expected`` has that value (None: absent)."""
+        live = {row.name: row.value for row in connection.execute(
+            _PROPERTY_ROWS_OF, {"image_id": image_id}) if not row.deleted}
+        return all(live.get(name) == value for name, value in expected.items())
+
     def _set_properties(self, connection: sa.engine.Connection, image_id: str,
                         properties: Mapping[str, Any], purge: bool,
-                        now: datetime.datetime) -> None:
+                        now: datetime.datetime, remove: Sequence[str] = ()) -> None:
         """Upsert ``properties``, reviving soft-deleted rows of the same name;
-        with ``purge`` soft-delete the live ones not given."""
-        if not properties and not purge:
+        soft-delete the live ones named in ``remove``, or with ``purge``
+        all the live ones not given."""
+        if not properties and not purge and not remove:
             return
         existing = {
             row.name: row for row in connection.execute(
@@ -356,7 +376,8 @@ class ImageQueries(DatabaseBase):
                                 "_deleted": False, "_deleted_at": None,
                                 "_now": now})
         removed = [row.id for name, row in existing.items()
-                   if purge and name not in properties and not row.deleted]
+                   if (name in remove or purge) and name not in properties
+                   and not row.deleted]
         if inserts:
             connection.execute(_INSERT_PROPERTY, inserts)
         if updates:

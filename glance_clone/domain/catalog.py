@@ -158,7 +158,7 @@ class ImageCatalog:
         if "tags" in values:
             values["tags"] = _unique(values["tags"])
             _check_tag_count(self.conf, len(values["tags"]))
-        values["properties"] = checked
+        values["properties"], dropped = reserved.as_write(old, checked, purge=True)
         removed: list[str] = []
         if location_changes:
             location_values, removed = self.locations.apply(context, image,
@@ -170,9 +170,9 @@ class ImageCatalog:
         if image.status == image_status.QUEUED and Image(values).live_locations():
             # The first location brings the image's data.
             image = self.images.move(context, image, image_status.ACTIVE,
-                                     purge_props=True, **values)
+                                     remove_properties=dropped, **values)
         else:
-            image = self.images.save(context, image, values, purge_props=True)
+            image = self.images.save(context, image, values, remove_properties=dropped)
         self.locations.remove_data(removed)
         return self._readable(context, image)
 

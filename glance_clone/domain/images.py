@@ -21,7 +21,14 @@ import eventlet
 from glance_clone.common import exception
 from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import downloads, image_status, quota, unified_limits, usage
+from glance_clone.domain import (
+    downloads,
+    image_status,
+    quota,
+    reserved,
+    unified_limits,
+    usage,
+)
 from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites, new_image_id
 from glance_clone.domain.upload import Uploader
@@ -285,7 +292,7 @@ class ImageService:
         size = self._external_size(declared, merged, copy_from)
         if size is not None:
             values["size"] = merged["size"] = size
-        image = self._write_update(context, image_id, values, purge)
+        image = self._write_update(context, current, values, purge)
         image = self._fill(context, image, merged, data, copy_from,
                            declared if declared is not None else size)
         image["properties"] = self.props.filter_readable(
@@ -330,10 +337,15 @@ class ImageService:
             values.pop("owner", None)
         return current, values
 
-    def _write_update(self, context: RequestContext, image_id: str, values: dict,
+    def _write_update(self, context: RequestContext, current: dict, values: dict,
                       purge: bool) -> dict:
+        image_id = current["id"]
+        values = dict(values)
+        values["properties"], removed = reserved.as_write(
+            current.get("properties") or {}, values["properties"], purge)
         try:
-            image: dict = self.writes.update(context, image_id, values, purge_props=purge)
+            image: dict = self.writes.update(context, image_id, values,
+                                             remove_properties=removed)
         except exception.StatusConflict:
             raise
         except exception.NotFound:

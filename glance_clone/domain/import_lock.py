@@ -8,9 +8,11 @@ never both start) and releases it in the write that moves the image on
 not shown a sign of life for ``[task] task_stall_timeout`` seconds is
 stale: a new import breaks it (failing that task) instead of waiting.
 
-Removing properties means rewriting them all (the registry's purge), so
-each write here reads the record first; the status swap keeps two such
-writers from both succeeding.
+Each write here is a compare-and-swap on the status and on the
+``os_glance_*`` properties it reads and rewrites (the lock, the store
+lists), and removes properties by name: a user changing the image's
+other properties meanwhile (a PATCH while it is importing) loses nothing,
+and two writers of these properties never both succeed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ LOG = logging.getLogger(__name__)
 # What an import adds to its image and removes when done.
 IMPORT_KEYS = (reserved.IMPORT_TASK, reserved.IMPORTING_TO, reserved.IMPORT_COPIED,
                reserved.IMPORT_SIZE)
+
+
+# What a rewrite compares before it writes (with what it adds).
+CHECKED = (reserved.IMPORT_TASK, reserved.IMPORTING_TO, reserved.FAILED_IMPORT)
 
 
 def holder(record: dict | None) -> str | None:
@@ -120,50 +126,52 @@ class ImportLock:
     def rewrite(self, context: RequestContext, image_id: str, from_state: str,
                 to_state: str | None = None, add: dict | None = None,
                 drop: Iterable[str] = (), values: dict | None = None,
-                lock: str | None = None) -> dict:
+                lock: str | None = None,
+                adding: Callable[[dict], dict] | None = None) -> dict:
         """One status swap from ``from_state`` (to ``to_state`` when given)
-        that also sets the properties in ``add``, removes those in ``drop``
-        and writes ``values``; with ``lock``, only while that task holds the
+        that also sets the properties in ``add`` (and those ``adding``
+        makes of the properties read), removes those in ``drop`` and
+        writes ``values``; with ``lock``, only while that task holds the
         import lock. Raises StatusConflict, ImageNotFound."""
         record = self.writes.read(context, image_id)
         if record is None or record.get("deleted"):
             raise exception.ImageNotFound("No image found with ID %s" % image_id)
-        if record["status"] != from_state or (lock is not None
-                                              and holder(record) != lock):
+        held = record.get("properties") or {}
+        if record["status"] != from_state or (lock is not None and holder(record) != lock):
             raise exception.StatusConflict()
-        properties = dict(record.get("properties") or {})
-        for name in drop:
-            properties.pop(name, None)
-        properties.update(add or {})
-        changes = dict(values or {}, properties=properties)
+        add = dict(add or {}, **(adding(held) if adding else {}))
+        removed = [name for name in drop if name not in add]
+        changes = dict(values or {}, properties=add)
         target = to_state or from_state
         changes["status"] = target
+        # The swap holds while the lock and the properties written from
+        # what was read are still as read (progress counts are not).
+        compared = {name: held.get(name) for name in (*CHECKED, *add)}
 
         def applied(found: dict) -> bool:
             mine = found.get("properties") or {}
             return found["status"] == target and all(
-                mine.get(k) == v for k, v in (add or {}).items()) and not any(
-                k in mine for k in drop)
+                mine.get(k) == v for k, v in add.items()) and not any(
+                k in mine for k in removed)
 
         return self.writes.change(context, image_id, changes, from_state=from_state,
-                                  applied=applied, purge_props=True)
+                                  applied=applied, properties_from=compared,
+                                  remove_properties=removed)
 
     def take(self, context: RequestContext, image_id: str, from_state: str,
              to_state: str, task_id: str, stores: list[str]) -> dict:
         """Move the image to ``to_state`` holding the lock for ``task_id``,
         its target stores listed as importing and no longer as failed."""
-        record = self.writes.read(context, image_id)
-        failed = reserved.store_list(
-            ((record or {}).get("properties") or {}).get(reserved.FAILED_IMPORT))
-        left = [s for s in failed if s not in stores]
+        def still_failed(held: dict) -> dict:
+            failed = reserved.store_list(held.get(reserved.FAILED_IMPORT))
+            left = [s for s in failed if s not in stores]
+            return {reserved.FAILED_IMPORT: reserved.joined(left)} if left else {}
+
         add = {reserved.IMPORT_TASK: task_id,
                reserved.IMPORTING_TO: reserved.joined(stores)}
-        drop = [reserved.STAGE_HOST]
-        if left:
-            add[reserved.FAILED_IMPORT] = reserved.joined(left)
-        else:
-            drop.append(reserved.FAILED_IMPORT)
-        return self.rewrite(context, image_id, from_state, to_state, add=add, drop=drop)
+        return self.rewrite(context, image_id, from_state, to_state, add=add,
+                            drop=[reserved.STAGE_HOST, reserved.FAILED_IMPORT],
+                            adding=still_failed)
 
     def release(self, context: RequestContext, image_id: str, task_id: str,
                 from_state: str, to_state: str | None = None,
@@ -172,12 +180,13 @@ class ImportLock:
         ``from_state``; ``failed_stores`` are added to the failed list.
         Raises StatusConflict when the image is not ``from_state`` or the
         lock is not that task's."""
-        record = self.writes.read(context, image_id)
-        add = {}
         failed = set(failed_stores)
-        if failed:
-            old = reserved.store_list(
-                ((record or {}).get("properties") or {}).get(reserved.FAILED_IMPORT))
-            add[reserved.FAILED_IMPORT] = reserved.joined(failed | set(old))
-        return self.rewrite(context, image_id, from_state, to_state, add=add,
-                            drop=IMPORT_KEYS, values=values, lock=task_id)
+
+        def now_failed(held: dict) -> dict:
+            if not failed:
+                return {}
+            old = reserved.store_list(held.get(reserved.FAILED_IMPORT))
+            return {reserved.FAILED_IMPORT: reserved.joined(failed | set(old))}
+
+        return self.rewrite(context, image_id, from_state, to_state, drop=IMPORT_KEYS,
+                            values=values, lock=task_id, adding=now_failed)

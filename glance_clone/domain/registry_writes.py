@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import eventlet
@@ -132,9 +132,13 @@ class RegistryWrites:
 
     def change(self, context: RequestContext, image_id: str, values: dict,
                from_state: str, applied: Callable[[dict], bool] | None = None,
-               purge_props: bool = False) -> dict:
+               purge_props: bool = False,
+               properties_from: dict[str, str | None] | None = None,
+               remove_properties: list[str] | None = None) -> dict:
         """Update the record while its status is ``from_state`` (with
-        ``purge_props``, ``values["properties"]`` become all its properties).
+        ``purge_props``, ``values["properties"]`` become all its properties)
+        and, with ``properties_from``, while those properties have those
+        values (None: absent); ``remove_properties`` are removed by name.
 
         ``applied(record)`` tells whether a record read back shows this
         change; by default, its status is ``values["status"]``. Raises
@@ -155,15 +159,22 @@ class RegistryWrites:
                 return GONE
             if applied(image):
                 return APPLIED
-            if image["status"] == from_state:
+            held = image.get("properties") or {}
+            if image["status"] == from_state and all(
+                    held.get(k) == v for k, v in (properties_from or {}).items()):
                 return NOT_YET
             return CONFLICT
 
+        extra: dict[str, Any] = {}
+        if properties_from:
+            extra["properties_from"] = properties_from
+        if remove_properties:
+            extra["remove_properties"] = remove_properties
         return self._settle(
             context, image_id,
             lambda: self.registry.update_image(context, image_id, values,
                                                purge_props=purge_props,
-                                               from_state=from_state),
+                                               from_state=from_state, **extra),
             verdict)
 
     def destroy(self, context: RequestContext, image_id: str, from_state: str,
@@ -197,9 +208,11 @@ class RegistryWrites:
 
     # -- metadata, tags and members: values set, last writer wins -------------
     def update(self, context: RequestContext, image_id: str, values: dict,
-               purge_props: bool = False, from_state: str | None = None) -> dict:
-        """Write ``values`` (no status change); with ``from_state``, only
-        while the image has that status.
+               purge_props: bool = False, from_state: str | None = None,
+               remove_properties: list[str] | None = None) -> dict:
+        """Write ``values`` (no status change) and remove the properties
+        named in ``remove_properties``; with ``from_state``, only while the
+        image has that status.
 
         Raises StatusConflict, ImageNotFound, the registry's other
         refusals and RegistryUnavailable.
@@ -208,17 +221,18 @@ class RegistryWrites:
         def verdict(image: dict | None) -> str:
             if image is None or image.get("deleted"):
                 return GONE
-            if shows(image, values, purge_props):
+            if shows(image, values, purge_props, remove_properties or ()):
                 return APPLIED
             if from_state is not None and image["status"] != from_state:
                 return CONFLICT
             return NOT_YET
 
+        extra = {"remove_properties": remove_properties} if remove_properties else {}
         return self._settle(
             context, image_id,
             lambda: self.registry.update_image(context, image_id, values,
                                                purge_props=purge_props,
-                                               from_state=from_state),
+                                               from_state=from_state, **extra),
             verdict)
 
     def add_tag(self, context: RequestContext, image_id: str, tag: str) -> None:
@@ -362,10 +376,14 @@ class RegistryWrites:
         return _Patience(self.clock() + self.settle_time, self.clock, self.sleep)
 
 
-def shows(image: dict, values: dict, purge_props: bool = False) -> bool:
+def shows(image: dict, values: dict, purge_props: bool = False,
+          removed: Iterable[str] = ()) -> bool:
     """Whether the record holds every value of an update (``purge_props``:
-    exactly its properties). A representation the registry changed reads
-    as "not yet": the update is then sent again, which is harmless."""
+    exactly its properties) and none of the properties it ``removed``. A
+    representation the registry changed reads as "not yet": the update is
+    then sent again, which is harmless."""
+    if any(name in (image.get("properties") or {}) for name in removed):
+        return False
     for name, value in values.items():
         held = image.get(name)
         if name == "properties":

@@ -37,7 +37,9 @@ class Registry(Protocol):
     def add_image(self, context: RequestContext, image_meta: dict) -> dict: ...
 
     def update_image(self, context: RequestContext, image_id: str, image_meta: dict,
-                     purge_props: bool = False, from_state: str | None = None) -> dict: ...
+                     purge_props: bool = False, from_state: str | None = None,
+                     properties_from: dict | None = None,
+                     remove_properties: list[str] | None = None) -> dict: ...
 
     def delete_image(self, context: RequestContext, image_id: str,
                      from_state: str | None = None, to_state: str | None = None
@@ -91,16 +93,20 @@ class ImageRepository:
         return Image(self.writes.create(context, values))
 
     def save(self, context: RequestContext, image: Image, values: dict,
-             purge_props: bool = False) -> Image:
-        """Write ``values`` (no status change) while the image keeps the
-        status it was read with; raises StatusConflict, ImageNotFound."""
+             purge_props: bool = False, remove_properties: list[str] | None = None
+             ) -> Image:
+        """Write ``values`` (no status change), removing the properties
+        named in ``remove_properties``, while the image keeps the status it
+        was read with; raises StatusConflict, ImageNotFound."""
         if "status" in values and values["status"] != image.status:
             raise ValueError("status changes go through move()")
         return Image(self._update(context, image.id, values, purge_props,
-                                  from_state=image.status))
+                                  from_state=image.status,
+                                  remove_properties=remove_properties))
 
     def move(self, context: RequestContext, image: Image, to_status: str,
-             purge_props: bool = False, **values: Any) -> Image:
+             purge_props: bool = False, remove_properties: list[str] | None = None,
+             **values: Any) -> Image:
         """Change the status along the transition table, from the status
         the image was read with, writing ``values`` in the same step.
 
@@ -114,17 +120,20 @@ class ImageRepository:
         try:
             return Image(self.writes.change(context, image.id, values,
                                             from_state=image.status,
-                                            purge_props=purge_props))
+                                            purge_props=purge_props,
+                                            remove_properties=remove_properties))
         except exception.StatusConflict:
             raise
         except exception.NotFound:
             raise not_found(image.id) from None
 
     def _update(self, context: RequestContext, image_id: str, values: dict,
-                purge_props: bool, from_state: str) -> dict:
+                purge_props: bool, from_state: str,
+                remove_properties: list[str] | None = None) -> dict:
         try:
             return self.writes.update(context, image_id, values,
-                                      purge_props=purge_props, from_state=from_state)
+                                      purge_props=purge_props, from_state=from_state,
+                                      remove_properties=remove_properties)
         except exception.StatusConflict:
             raise
         except exception.NotFound:

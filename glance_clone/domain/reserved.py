@@ -56,6 +56,20 @@ def kept(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def as_write(old: Mapping[str, Any], properties: Mapping[str, Any],
+             purge: bool) -> tuple[dict[str, Any], list[str]]:
+    """A caller's write of ``properties`` (all of them, with ``purge``)
+    over the ``old`` ones, as sent to the registry: the values to set and
+    the names to remove, never an ``os_glance_*`` one and never a purge.
+    glance-api may change those properties between the caller's read and
+    its write (an import ending): a purge, or the values read, would put
+    back what it removed or remove what it added."""
+    written = {name: value for name, value in properties.items() if not is_reserved(name)}
+    removed = [name for name in old
+               if purge and name not in properties and not is_reserved(name)]
+    return written, removed
+
+
 def check_new(names: Iterable[Any]) -> None:
     """Raises ReservedProperty for an ``os_glance_*`` name in a create."""
     for name in names:

@@ -226,6 +226,22 @@ def test_update_from_state(db, private):
     assert updated["status"] == "active"
 
 
+def test_update_compares_and_removes_named_properties(db, private):
+    db.image_update(T1, private["id"], {"properties": {"lock": "t1", "p": "1"}})
+    for expected in ({"lock": "t2"}, {"lock": None}, {"gone": "x"}):
+        with pytest.raises(exception.StatusConflict):
+            db.image_update(T1, private["id"], {"name": "x"}, properties_from=expected,
+                            remove_properties=["lock"])
+    image = db.image_get(T1, private["id"])
+    assert image["name"] == "private" and image["properties"] == {"lock": "t1", "p": "1"}
+    # As read: the named property goes, the others stay (no purge).
+    updated = db.image_update(T1, private["id"], {"properties": {"q": "2"}},
+                              properties_from={"lock": "t1", "gone": None},
+                              remove_properties=["lock", "gone"])
+    assert updated["properties"] == {"p": "1", "q": "2"}
+    assert db.image_get(T1, private["id"])["properties"] == {"p": "1", "q": "2"}
+
+
 def _race(dbs, image_id, targets):
     """Each database moves the image from 'saving' to its target at once."""
     barrier = threading.Barrier(len(dbs))

@@ -149,3 +149,20 @@ def test_a_status_the_table_does_not_allow_is_never_sent(write):
     with pytest.raises(exception.InvalidImageStatusTransition):
         write(writes_for(registry))
     assert registry.writes == 0 and registry.image["status"] == "killed"
+
+
+def test_a_lost_write_whose_properties_changed_meanwhile_is_a_conflict():
+    """A compare-and-swap on properties: another writer changed one the
+    write compared, so the write did not apply and must not be sent again."""
+    registry = FakeRegistry("active")
+    registry.image["properties"] = {"lock": "t1"}
+
+    def lost_after_another_lock(*args, **kwargs):
+        registry.image["properties"] = {"lock": "t2"}
+        raise exception.RegistryReplyLost()
+    registry.update_image = lost_after_another_lock
+    with pytest.raises(exception.StatusConflict):
+        writes_for(registry).change(CONTEXT, "i1", {"status": "active"}, "active",
+                                    applied=lambda image: "lock" not in image["properties"],
+                                    properties_from={"lock": "t1"},
+                                    remove_properties=["lock"])

@@ -308,6 +308,23 @@ def test_update_from_state(client: Client) -> None:
     assert res.json["image"]["status"] == "active"
 
 
+def test_update_properties_from_and_remove_properties(client: Client) -> None:
+    image = client.create("A", properties={"lock": "t1", "p": "1"})
+    path = "/images/" + image["id"]
+    res = client.put(path, "A", body={"image": {}, "properties_from": {"lock": "t2"},
+                                      "remove_properties": ["lock"]})
+    assert_error(res, 409, "Image operation conflicts")
+    res = client.put(path, "A", body={"image": {}, "properties_from": {"lock": "t1"},
+                                      "remove_properties": ["lock"]})
+    assert res.json["image"]["properties"] == {"p": "1"}
+    for body, words in (({"properties_from": ["lock"]}, "'properties_from' must be an object"),
+                        ({"properties_from": {"lock": 1}}, "must be a string or null"),
+                        ({"remove_properties": "lock"}, "must be a list"),
+                        ({"remove_properties": [1]}, "must be a string")):
+        res = client.put(path, "A", body=dict(body, image={}))
+        assert_error(res, 400, words)
+
+
 def test_update_owner_and_server_fields(client: Client) -> None:
     image = client.create("A")
     path = "/images/" + image["id"]

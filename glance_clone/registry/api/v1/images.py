@@ -272,11 +272,19 @@ def _tags(field: str, value: Any) -> list[str]:
 
 def _properties(field: str, value: Any) -> dict[str, str | None]:
     if not isinstance(value, dict):
-        raise exception.Invalid("'properties' must be an object")
+        raise exception.Invalid("'%s' must be an object" % field)
     for name, prop_value in value.items():
         _string(field, name, 255, label="a property name")
         _string(field, prop_value, label="property '%s'" % name)
     return dict(value)
+
+
+def _property_names(field: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise exception.Invalid("'%s' must be a list of property names" % field)
+    return [str(_string(field, name, 255, label="a property name")) for name in value]
 
 
 def _location(entry: Any) -> dict[str, Any]:
@@ -471,6 +479,12 @@ class Controller:
         try:
             values = image_values(data)
             from_state = _string("from_state", body.get("from_state"))
+            # Our extension: a compare-and-swap on named properties, and
+            # properties removed by name (see the database layer).
+            properties_from = (None if body.get("properties_from") is None
+                               else _properties("properties_from",
+                                                body["properties_from"]))
+            remove = _property_names("remove_properties", body.get("remove_properties"))
         except exception.Invalid as err:
             raise exception.Invalid(
                 "Failed to update image metadata. Got error: %s" % err) from None
@@ -480,7 +494,9 @@ class Controller:
         try:
             image = self.db.image_update(context, image_id, values,
                                          purge_props=purge,
-                                         from_state=from_state)
+                                         from_state=from_state,
+                                         properties_from=properties_from,
+                                         remove_properties=remove)
         except exception.Invalid as err:
             raise exception.Invalid(
                 "Failed to update image metadata. Got error: %s" % err) from None

@@ -245,9 +245,19 @@ class RegistryClient:
                                      body={"image": self._seal(image_meta)})["image"])
 
     def update_image(self, context: RequestContext, image_id: str, image_meta: dict,
-                     purge_props: bool = False, from_state: str | None = None) -> dict:
+                     purge_props: bool = False, from_state: str | None = None,
+                     properties_from: dict | None = None,
+                     remove_properties: list[str] | None = None) -> dict:
+        """Change an image; with ``from_state`` only while it has that
+        status, with ``properties_from`` only while those properties have
+        those values (None: absent), else StatusConflict. Properties named
+        in ``remove_properties`` are removed."""
         headers = {"X-Glance-Registry-Purge-Props": "true"} if purge_props else None
-        body = {"image": self._seal(image_meta), "from_state": from_state}
+        body: dict[str, Any] = {"image": self._seal(image_meta), "from_state": from_state}
+        if properties_from:
+            body["properties_from"] = properties_from
+        if remove_properties:
+            body["remove_properties"] = list(remove_properties)
         return self._open(self._call(context, "PUT", self._path("/images/%s", image_id),
                                      body=body, headers=headers)["image"])
 

@@ -9,6 +9,7 @@ import datetime
 import os
 
 import eventlet
+import pytest
 import sqlalchemy as sa
 
 from glance_clone.common.context import admin_context
@@ -255,3 +256,88 @@ def test_clients_learn_the_methods_and_projectless_callers_import(v2: V2) -> Non
             break
         eventlet.sleep(0.01)
     assert (task["owner"], task["status"]) == ("admin", "success")
+
+
+class _Between:
+    """Image writes running ``meanwhile`` once, just before the first write
+    of kind ``write`` (after the writer read what it writes)."""
+
+    def __init__(self, writes, meanwhile, write: str = "change") -> None:
+        self._writes = writes
+        self._meanwhile = meanwhile
+        self._write = write
+
+    def __getattr__(self, name):
+        found = getattr(self._writes, name)
+        if name != self._write:
+            return found
+
+        def first_after_meanwhile(*args, **kwargs):
+            meanwhile, self._meanwhile = self._meanwhile, None
+            if meanwhile is not None:
+                meanwhile()
+            return found(*args, **kwargs)
+        return first_after_meanwhile
+
+
+def test_a_patch_while_the_import_ends_is_kept(v2: V2) -> None:
+    """The import's last write drops its os_glance_* keys by name, a
+    compare-and-swap on those keys alone: a user's PATCH between its read
+    and its write stays."""
+    image, held = _held_import(v2)
+    lock = v2.stack.v2.import_runner.lock
+
+    def patch() -> None:
+        res = v2.patch(image["id"], [{"op": "add", "path": "/note", "value": "mine"}])
+        assert res.status_int == 200, res.text
+
+    lock.writes = _Between(lock.writes, patch)
+    v2.stack.v2.import_runner.run(admin_context(), held[0])
+    shown = wait_status(v2, image["id"], "active")
+    assert shown["note"] == "mine"
+    assert not [k for k in shown if k.startswith("os_glance_import")]
+
+
+def test_the_lock_is_released_only_while_it_is_the_tasks(v2: V2) -> None:
+    """Another writer changing the lock between the read and the write
+    makes the release a conflict, not an overwrite."""
+    from glance_clone.common import exception
+
+    image, held = _held_import(v2)
+    lock = v2.stack.v2.import_runner.lock
+    writes = lock.writes
+    lock.writes = _Between(writes, lambda: writes.update(
+        admin_context(), image["id"], {"properties": {"os_glance_import_task": "other"}}))
+    with pytest.raises(exception.StatusConflict):
+        lock.release(admin_context(), image["id"], held[0]["id"], "importing")
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["os_glance_import_task"] == "other" and shown["status"] == "importing"
+
+
+def _v2_patch(v2: V2, image_id: str):
+    return v2.patch(image_id, [{"op": "add", "path": "/note", "value": "mine"}])
+
+
+def _v1_update(v2: V2, image_id: str):
+    return v2.stack.request("/v1/images/" + image_id, "PUT", tenant="t1", headers={
+        "x-image-meta-property-note": "mine", "x-glance-registry-purge-props": "true"})
+
+
+@pytest.mark.parametrize("update", [_v2_patch, _v1_update], ids=["v2", "v1"])
+def test_a_user_update_never_puts_back_what_the_import_removed(v2: V2, update) -> None:
+    """An active image under a copy-image's lock (its status does not
+    change): the lock released between a user's read and write stays
+    released, and the user's change is made."""
+    image = v2.create(name="i", disk_format="raw", container_format="bare")
+    assert v2.upload(image["id"], DATA).status_int == 204
+    lock = v2.stack.v2.import_runner.lock
+    lock.take(admin_context(), image["id"], "active", "active", "task-1", ["file"])
+    writes = v2.stack.v2.catalog.images.writes
+    release = lambda: lock.release(admin_context(), image["id"], "task-1", "active")  # noqa: E731
+    for holder in (v2.stack.v2.catalog.images, v2.stack.v1.service):
+        holder.writes = _Between(writes, release, "update")
+    res = update(v2, image["id"])
+    assert res.status_int == 200, res.text
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["note"] == "mine" and "os_glance_import_task" not in shown
+    assert "os_glance_importing_to_stores" not in shown
