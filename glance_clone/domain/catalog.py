@@ -17,7 +17,15 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.byte_range import ByteRange
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import downloads, image_status, quota, reserved, unified_limits, usage
+from glance_clone.domain import (
+    downloads,
+    image_status,
+    quota,
+    reserved,
+    unified_limits,
+    upload_store,
+    usage,
+)
 from glance_clone.domain.entity import Image
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.repository import ImageRepository
@@ -261,13 +269,17 @@ class ImageCatalog:
 
     # -- data ------------------------------------------------------------------------
     def upload(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
-               size_hint: int) -> None:
-        """queued -> saving -> active through the v1 upload path; a failed
-        upload puts the image back to queued.
+               size_hint: int, store: str | None = None) -> None:
+        """queued -> saving -> active through the v1 upload path, into the
+        named ``store`` (the X-Image-Meta-Store header; see upload_store);
+        a failed upload puts the image back to queued.
 
-        Raises Conflict (not queued), Invalid (formats unset), and what the
-        upload path raises (413 limits, 410 deleted meanwhile...).
+        Raises Invalid (a store not enabled, formats unset), Conflict (not
+        queued), and what the upload path raises (413 limits, 410 deleted
+        meanwhile...).
         """
+        # As Glance: a bad store is refused before the image is looked at.
+        target = upload_store.target(self.uploader.stores, store, schemes=False)
         image = self.owned(context, image_id, "upload_image")
         if image.status != image_status.QUEUED:
             raise exception.Conflict("Image status transition from %s to saving is "
@@ -275,7 +287,7 @@ class ImageCatalog:
         image_status.check(image.status, image_status.SAVING,
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
-        self.uploader.upload(context, image.record, chunks, size_hint,
+        self.uploader.upload(context, image.record, chunks, size_hint, target,
                              failed_status=image_status.QUEUED)
 
     def download(self, context: RequestContext, image_id: str,

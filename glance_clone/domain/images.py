@@ -27,6 +27,7 @@ from glance_clone.domain import (
     quota,
     reserved,
     unified_limits,
+    upload_store,
     usage,
 )
 from glance_clone.domain.entity import Image
@@ -194,9 +195,7 @@ class ImageService:
             raise exception.Invalid("It's invalid to provide multiple image sources.")
         if has_location or copy_from is not None:
             self.check_external_source(meta.get("location") if has_location else copy_from)
-        store = meta.get("store")
-        if store is not None and store not in self.stores.known_schemes():
-            raise exception.Invalid("Required store %s is invalid" % store)
+        upload_store.target(self.stores, meta.get("store"), schemes=True)
         if data is not None or has_location:
             if not meta.get("disk_format"):
                 raise exception.Invalid("Disk format is not specified.")

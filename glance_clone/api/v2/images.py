@@ -15,6 +15,7 @@ from glance_clone.common import byte_range, exception, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.common.data_out import download_body
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.import_targets import STORE_HEADER
 
 UPLOAD_TYPE = "application/octet-stream"
 SIZE_HEADER = "x-openstack-image-size"
@@ -166,7 +167,8 @@ class ImagesController:
         size = size or length or 0
         chunks = body_chunks(req.environ["wsgi.input"], length)
         try:
-            self.catalog.upload(req.context, image_id, chunks, size)
+            self.catalog.upload(req.context, image_id, chunks, size,
+                                req.headers.get(STORE_HEADER))
         except exception.ImageFormatRefused as err:
             # v2 answers a refused disk image with 415, as Glance does.
             raise exception.UnsupportedMediaType(str(err)) from err
