@@ -66,28 +66,21 @@ PARTIAL_SUFFIX = ".partial"
 WRITE_BUFFER = 1024 * 1024
 
 class _BlockWriter:
-    """Writes the blocks of an upload to ``out`` in order, each on a native
-    thread while the request thread reads the next one: the kernel's copy
-    into the page cache is an upload's largest cost after hashing, and the
-    write releases the GIL. Small pieces are written in place. ``write``
-    and ``wait`` raise what the previous write raised.
+    """Writes the blocks of an upload to ``out`` in order, on a native thread
+    (an ``offload.Lane``) while the request thread reads the next ones: the
+    kernel's copy into the page cache is an upload's largest cost after
+    hashing, and the write releases the GIL. ``write`` and ``wait`` raise
+    what an earlier write raised.
     """
 
     def __init__(self, out: Any) -> None:
-        self._out = out
-        self._job: offload.Job | None = None
+        self._lane = offload.Lane(out.write)
 
     def write(self, chunk: bytes) -> None:
-        self.wait()
-        if len(chunk) < offload.MIN_SIZE:
-            self._out.write(chunk)
-        else:
-            self._job = offload.Job(self._out.write, chunk)
+        self._lane.put(chunk)
 
     def wait(self) -> None:
-        job, self._job = self._job, None
-        if job is not None:
-            job.wait()
+        self._lane.join()
 
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})

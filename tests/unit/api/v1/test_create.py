@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from glance_clone.common.chunking import BODY_PIECE
 from glance_clone.common.redaction import redact_url
 
 from .helpers import (
@@ -410,5 +411,5 @@ def test_upload_body_is_read_in_bounded_pieces(stack):
     body = Recording(data, chunk=len(data))
     response = streamed(stack, "/v1/images", "POST", body, FORMATS, content_length=len(data))
     assert response.status_int == 201
-    assert body.sizes and all(0 < size <= 1024 * 1024 for size in body.sizes)
+    assert body.sizes and all(0 < size <= BODY_PIECE for size in body.sizes)
     assert response.json["image"]["checksum"] == md5(data)
