@@ -28,6 +28,7 @@ Each transfer runs ``--repeat`` times (3) on each side, glance and nginx
 taking turns, and prints the median MiB/s of each and their ratio: on a
 shared machine one sample of either can be off by a third. Usage:
 python tools/benchmark.py [--size-mib 1024] [--rss-mib 4096] [--repeat 3] [--rbd]
+[--rbd-only | --uploads-only]
 (needs nginx: apt-get install nginx-light).
 """
 
@@ -194,18 +195,22 @@ class Nginx:
         self.process.wait(20)
 
 
-def rss_kib(pids: list[int]) -> int:
-    total = 0
+def proc_files(pids: list[int], name: str) -> list[str]:
+    """/proc/<pid>/<name> of ``pids`` and their children (those still there)."""
+    texts = []
     for pid in pids:
         for task in [pid] + children(pid):
             try:
-                with open("/proc/%d/status" % task) as status:
-                    for line in status:
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
+                with open("/proc/%d/%s" % (task, name)) as proc:
+                    texts.append(proc.read())
             except OSError:
                 pass
-    return total
+    return texts
+
+
+def rss_kib(pids: list[int]) -> int:
+    return sum(int(line.split()[1]) for text in proc_files(pids, "status")
+               for line in text.splitlines() if line.startswith("VmRSS:"))
 
 
 def children(pid: int) -> list[int]:
@@ -219,6 +224,36 @@ def children(pid: int) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by ``pids`` and their children."""
+    ticks = 0
+    for text in proc_files(pids, "stat"):
+        fields = text.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuCount:
+    """CPU seconds per GiB of the servers over the transfers it wraps: a
+    figure a busy machine disturbs far less than MiB/s."""
+
+    def __init__(self, pids: list[int], size: int) -> None:
+        self.pids, self.size = pids, size
+        self.samples: list[float] = []
+
+    def wrap(self, transfer: Callable[[], float]) -> Callable[[], float]:
+        def counted() -> float:
+            before = cpu_seconds(self.pids)
+            seconds = transfer()
+            self.samples.append((cpu_seconds(self.pids) - before) * 1024 * MIB / self.size)
+            return seconds
+        return counted
+
+    def report(self, label: str) -> None:
+        print("%-34s %12.2f" % (label, statistics.median(self.samples)))
+        self.samples.clear()
 
 
 class PeakSampler(threading.Thread):
@@ -349,6 +384,8 @@ def main() -> int:
     parser.add_argument("--rbd", action="store_true",
                         help="also the RBD store against the rbd CLI (CEPH_* variables)")
     parser.add_argument("--rbd-only", action="store_true", help="only the RBD figures")
+    parser.add_argument("--uploads-only", action="store_true",
+                        help="only the md5 rate and the uploads (RBD's too with --rbd)")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="glance-bench-"))
@@ -390,11 +427,19 @@ def main() -> int:
             assert status in (201, 204), status
             return seconds
 
+        cpu = CpuCount([dep.api.process.pid, dep.registry.process.pid], size)
         report("upload %d MiB (md5+sha512)" % args.size_mib, size,
-               *paired(glance_up, nginx_up, args.repeat))
+               *paired(cpu.wrap(glance_up), nginx_up, args.repeat))
+        cpu.report("  glance CPU s/GiB")
         curl_s = curl_upload(nginx.port, size)
         if curl_s is not None:
             print("%-34s %12s %12.0f" % ("nginx upload by curl -T", "", size / MIB / curl_s))
+        if args.uploads_only:
+            report("v2 upload %d MiB (md5+sha512)" % args.size_mib, size,
+                   *paired(cpu.wrap(lambda: glance_upload_v2(api, size, "big-v2")[0]),
+                           nginx_up, args.repeat))
+            cpu.report("  glance CPU s/GiB")
+            return 0
 
         def glance_down() -> float:
             seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % ids[0])
@@ -543,8 +588,12 @@ def rbd_figures(dep: harness.Deployment, cli: RbdCli, args: argparse.Namespace) 
             names.append("bench-%d" % len(names))
             return cli.import_(source, names[-1], "8M")
 
+        cpu = CpuCount(pids, size)
         report("upload %d MiB (vs rbd import)" % args.size_mib, size,
-               *paired(glance_up, cli_up, args.repeat))
+               *paired(cpu.wrap(glance_up), cli_up, args.repeat))
+        cpu.report("  glance CPU s/GiB")
+        if args.uploads_only:
+            return
 
         def glance_down() -> float:
             seconds, got = timed(download, "127.0.0.1", api, "/v1/images/%s" % ids[0])

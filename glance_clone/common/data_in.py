@@ -193,8 +193,9 @@ class Incoming:
     def read_block(self, size: int) -> bytes:
         """``size`` bytes, fewer only at the end: one S3 part, one RBD object.
 
-        Incoming chunks that fit whole are joined without being sliced, so
-        a block costs one copy of its bytes.
+        A block that is exactly one incoming chunk is that chunk, not a
+        copy (request bodies come in ``chunking.BODY_PIECE`` pieces, RBD's
+        write size); smaller chunks are joined, which copies them once.
         """
         pieces = []
         wanted = size

@@ -65,6 +65,7 @@ from eventlet import hubs, patcher, tpool
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.chunking import BODY_PIECE
 from glance_clone.common.data_in import Incoming
 from glance_clone.store.base import AddResult, Driver, ReadStream, remote_download
 from glance_clone.store.credentialed_uri import check_object_name
@@ -82,8 +83,9 @@ OP_TIMEOUT = 30
 # left glance-api 100 to 230 MiB larger after moving 1 to 2 GiB (glibc
 # keeps librados' freed 8 MiB buffers in its per-thread arenas), these
 # sizes about 60 MiB whatever the image size, and 2 MiB reads ahead made
-# downloads faster, not slower.
-WRITE_SIZE = 4 * MiB
+# downloads faster, not slower. A write is one request-body piece
+# (chunking.BODY_PIECE), handed to librbd as it came, without a copy.
+WRITE_SIZE = BODY_PIECE
 WRITES_IN_FLIGHT = 3
 READ_SIZE = 2 * MiB
 READS_AHEAD = 3

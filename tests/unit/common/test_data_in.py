@@ -153,3 +153,15 @@ def test_wrap_keeps_an_incoming_as_it_is() -> None:
     data = Incoming([b"a"])
     assert Incoming.wrap(data) is data
     assert isinstance(Incoming.wrap([b"a"]), Incoming)
+
+
+def test_read_block_joins_small_chunks_and_passes_whole_ones_on_uncopied() -> None:
+    whole = [image(4096), image(4096)]
+    reader = Incoming(whole + [b"ab", b"cd", b"e"])
+    # A block the size of the incoming chunks is that chunk itself: an RBD
+    # write of a 4 MiB request-body piece costs no copy.
+    assert reader.read_block(4096) is whole[0]
+    assert reader.read_block(4096) is whole[1]
+    assert reader.read_block(4) == b"abcd"
+    assert reader.read_block(4) == b"e"
+    assert reader.read_block(4) == b""
