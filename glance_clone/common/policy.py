@@ -45,6 +45,8 @@ modify_image, delete_image, download_image, upload_image, copy_from,
 publicize_image, set_image_location, get_members, modify_member,
 delete_member, manage_image_cache, context_is_admin. The v2 API adds
 communitize_image, add_member, get_member, deactivate, reactivate,
+download_from_store (a download that prefers stores; by default whoever
+download_image allows),
 get_image_location, delete_image_location, add_image_location,
 fetch_image_location, stores_info_detail, cache_list, cache_image and
 cache_delete, and
@@ -94,6 +96,9 @@ DEFAULT_RULES: dict[str, str] = {
     "fetch_image_location": "role:admin or role:service",
     # Store settings in GET /v2/info/stores/detail.
     "stores_info_detail": "role:admin or role:service",
+    # A download that prefers stores (?prefer=): asked only once
+    # download_image has allowed it, so "" makes it download_image's equal.
+    "download_from_store": "",
     # copy-image imports write to the operator's stores: admin-only, as in
     # Glance.
     "copy_image": "role:admin",

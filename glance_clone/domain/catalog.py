@@ -291,22 +291,26 @@ class ImageCatalog:
                              failed_status=image_status.QUEUED)
 
     def download(self, context: RequestContext, image_id: str,
-                 wanted: ByteRange | None = None
+                 wanted: ByteRange | None = None, prefer: str | None = None
                  ) -> tuple[Image, Iterator[bytes] | None, int, tuple[int, int] | None]:
         """The image, its data (None when it has none: 204), their length
-        and the (offset, length) part sent when ``wanted`` asks for a range.
+        and the (offset, length) part sent when ``wanted`` asks for a range;
+        read from the stores ``prefer`` names first (see downloads).
 
-        Raises ImageNotFound, Forbidden (deactivated for non-admins, policy),
-        RangeNotSatisfiable and the store's errors.
+        Raises Invalid (``prefer``), ImageNotFound, Forbidden (deactivated
+        for non-admins, policy), RangeNotSatisfiable and the store's errors.
         """
+        stores = self.deleter.stores
+        preferred = downloads.preferred_stores(
+            list(stores.stores) if stores.multi else [], prefer)
         image = self.get(context, image_id)
         downloads.check_downloadable(self.policy, context, image.record,
                                      admin_reads_deactivated=True,
-                                     require_active=False)
+                                     require_active=False, prefers=prefer is not None)
         if not image.has_data():
             return image, None, 0, None
         part = wanted.resolve(image.record.get("size") or 0) if wanted else None
-        chunks, size = downloads.open_data(self.deleter.stores, image.record, part)
+        chunks, size = downloads.open_data(stores, image.record, part, preferred)
         return image, chunks, size, part
 
 

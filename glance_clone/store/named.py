@@ -65,6 +65,14 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, STORE_OPTS, group=GROUP)
 
 
+def store_ids(conf: cfg.ConfigOpts) -> list[str]:
+    """The ids ``enabled_backends`` names (empty when unset), for code that
+    needs no store built (glance-api checked them at start)."""
+    register_opts(conf)
+    return [store_id.strip() for store_id in conf.enabled_backends or {}
+            if store_id.strip()]
+
+
 class SectionConf:
     """The configuration as the driver of one named store sees it: its own
     section stands for ``[glance_store]``; everything else is shared."""

@@ -14,9 +14,11 @@ both in the same cache:
   context and the download rules of that API apply (``domain.downloads``:
   ``get_image`` and ``download_image`` policy, visibility, deactivated, not
   active); if any check fails the request goes on to the API, which answers
-  exactly as for an uncached image. A v1 hit carries the image's
-  ``x-image-meta-*`` headers (read-protected properties left out), a v2 hit
-  its ``Content-MD5``, as the APIs do.
+  exactly as for an uncached image. A v2 download that prefers stores
+  (``?prefer=``) is checked as the API checks it (named stores, known
+  stores, ``download_from_store`` policy), then served from the cache.
+  A v1 hit carries the image's ``x-image-meta-*`` headers (read-protected
+  properties left out), a v2 hit its ``Content-MD5``, as the APIs do.
   The file was verified (size, MD5) when it was admitted; a hit checks its
   identity against the record (inode, size, mtime, ctime, before the first
   and the last byte) instead of hashing it again, and a file altered on
@@ -69,6 +71,7 @@ from glance_clone.common.context import admin_context
 from glance_clone.common.hashing import Multihash, recorded_multihash
 from glance_clone.domain import downloads, image_status
 from glance_clone.registry.client.v1 import client as registry_client
+from glance_clone.store import named
 
 LOG = logging.getLogger(__name__)
 
@@ -103,6 +106,8 @@ class CacheFilter:
         self.registry = registry
         self.policy = enforcer
         self.property_rules = property_rules
+        # The named stores a v2 download may prefer.
+        self.store_ids = named.store_ids(conf)
 
     @classmethod
     def factory(cls, global_conf: dict[str, Any], **local_conf: str) -> Callable[..., Any]:
@@ -295,9 +300,13 @@ class CacheFilter:
             return None
         try:
             v2 = _is_v2(req)
+            # A hit comes from no store: the preference is only checked.
+            prefer = v2_images.prefer_param(req) if v2 else None
+            downloads.preferred_stores(self.store_ids, prefer)
             downloads.check_downloadable(self.policy, context, image,
                                          admin_reads_deactivated=v2,
-                                         require_active=not v2)
+                                         require_active=not v2,
+                                         prefers=prefer is not None)
         except exception.GlanceError:
             return None
         if not image.get("size"):

@@ -48,6 +48,12 @@ def query_items(req: wsgi.Request) -> list[tuple[str, str]]:
         raise exception.Invalid("Query string is not valid UTF-8") from None
 
 
+def prefer_param(req: wsgi.Request) -> str | None:
+    """A download's ``prefer`` stores; repeated, its values join up."""
+    values = [value for name, value in query_items(req) if name == "prefer"]
+    return ",".join(values) if values else None
+
+
 def download_response(req: wsgi.Request, image: dict, chunks: Any, length: int,
                       part: tuple[int, int] | None) -> webob.Response:
     """v2's answer with image data: the whole image (200, with its md5 in
@@ -177,7 +183,8 @@ class ImagesController:
     def download(self, req: wsgi.Request, image_id: str) -> webob.Response:
         wanted = byte_range.parse_v2(req.headers.get("Range"),
                                      req.headers.get("Content-Range"))
-        image, chunks, size, part = self.catalog.download(req.context, image_id, wanted)
+        image, chunks, size, part = self.catalog.download(req.context, image_id, wanted,
+                                                          prefer_param(req))
         if chunks is None:
             return no_content(req)
         return download_response(req, image.record, chunks, size, part)
