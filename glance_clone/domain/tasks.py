@@ -42,6 +42,8 @@ TYPES = (IMPORT, EXPORT, CLONE)
 API_IMAGE_IMPORT = "api_image_import"
 LOCATION_IMPORT = "location_import"
 INTERNAL_TYPES = (API_IMAGE_IMPORT, LOCATION_IMPORT)
+# Every type a task listed by /v2/tasks can have.
+ALL_TYPES = TYPES + INTERNAL_TYPES
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -100,7 +102,7 @@ class TaskRepository:
         """A new ``pending`` task owned by ``owner`` (by default the caller's
         project), about ``image_id`` if given; raises Invalid (unknown
         type), Forbidden (no project), RegistryUnavailable."""
-        if task_type not in TYPES + INTERNAL_TYPES:
+        if task_type not in ALL_TYPES:
             raise exception.Invalid("Task type must be one of %s" % ", ".join(TYPES))
         owner = owner or context.owner
         if owner is None:

@@ -1,6 +1,8 @@
 """The task schemas: served at ``/v2/schemas/task`` and
 ``/v2/schemas/tasks``, and the very objects that validate task create
-bodies (the type enum is the types that have an executor)."""
+bodies. The type enum is every type a listed task can have, as in newer
+Glance: the internal ones pass the schema and are refused by the
+controller (glance-api makes them itself)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def _property(kind: Any, description: str, **extra: Any) -> dict:
 TASK_PROPERTIES: dict = {
     "id": _property("string", "An identifier for the task", pattern=UUID_PATTERN),
     "type": _property("string", "The type of task represented by this content",
-                      enum=list(tasks.TYPES)),
+                      enum=list(tasks.ALL_TYPES)),
     "status": _property("string", "The current status of this task",
                         enum=list(task_status.ALL)),
     "input": _property(["null", "object"], "The parameters required by task, "
@@ -33,6 +35,9 @@ TASK_PROPERTIES: dict = {
                             "would be subject to removal"),
     "created_at": _property("string", "Datetime when this resource was created"),
     "updated_at": _property("string", "Datetime when this resource was updated"),
+    "image_id": _property("string", "Image associated with the task"),
+    "request_id": _property("string", "Request ID of the call that made the task"),
+    "user_id": _property("string", "User who made the task"),
     "self": _property("string", "An identifier for this task", readOnly=True),
     "schema": _property("string", "An identifier for the schema of this task",
                         readOnly=True),

@@ -29,6 +29,8 @@ SORT_KEYS = ("created_at", "expires_at", "status", "type", "updated_at")
 SORT_DIRS = ("asc", "desc")
 STUB_FIELDS = ("id", "type", "status", "owner", "created_at", "updated_at",
                "expires_at")
+# Shown by the full view only, and only once set (as newer Glance does).
+SET_FIELDS = ("image_id", "request_id", "user_id")
 INTEGER = re.compile(r"[0-9]+")
 
 
@@ -70,7 +72,7 @@ def list_params(params: dict[str, str], default_limit: int, max_limit: int) -> d
     if "status" in params:
         found["status"] = _choice("status", params["status"], task_status.ALL)
     if "type" in params:
-        found["type"] = _choice("type", params["type"], tasks.TYPES)
+        found["type"] = _choice("type", params["type"], tasks.ALL_TYPES)
     found["sort_key"] = _choice("sort_key", params.get("sort_key", "created_at"),
                                 SORT_KEYS)
     found["sort_dir"] = _choice("sort_dir", params.get("sort_dir", "desc"), SORT_DIRS)
@@ -90,12 +92,13 @@ def list_params(params: dict[str, str], default_limit: int, max_limit: int) -> d
 
 
 def task_view(task: dict, stub: bool = False) -> dict[str, Any]:
-    """A task as v2 shows it: a list's stubs leave out input, result and
-    message; expires_at only once set."""
+    """A task as v2 shows it: a list's stubs leave out input, result,
+    message and the ``SET_FIELDS``; expires_at only once set."""
     view: dict[str, Any] = {key: task.get(key) for key in STUB_FIELDS}
     if not stub:
         view.update(input=task.get("input"), result=task.get("result"),
                     message=task.get("message") or "")
+        view.update((key, task[key]) for key in SET_FIELDS if task.get(key))
     for key in ("created_at", "updated_at", "expires_at"):
         view[key] = timestamp(view[key])
     if view["expires_at"] is None:
@@ -130,6 +133,9 @@ class TasksController:
     def create(self, req: wsgi.Request, body: Any = None) -> webob.Response:
         self._access(req, "add_task")
         task_type, task_input = _create_values(body)
+        if task_type not in tasks.TYPES:
+            raise exception.Invalid("Tasks of type %s are made by glance-api itself "
+                                    "(use one of %s)" % (task_type, ", ".join(tasks.TYPES)))
         runner = self.types[task_type]
         runner.check(req.context, task_input)
         task = self.repository.create(req.context, task_type, task_input)

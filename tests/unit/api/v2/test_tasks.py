@@ -127,13 +127,14 @@ def test_bad_creates_are_refused(v2: V2, body: dict, text: str) -> None:
     assert v2.call("GET", "/tasks", **ADMIN).json["tasks"] == []
 
 
-def _stored_task(v2: V2, owner: str, status: str = "success") -> str:
+def _stored_task(v2: V2, owner: str, status: str = "success", **values: Any) -> str:
     """A task written straight into the registry (no run)."""
     task_id = str(uuid.uuid4())
     client = RegistryClient(v2.stack.conf, transport=transport_for(v2.stack.registry_app),
                             base_url="http://registry")
-    client.add_task(admin_context(), {"id": task_id, "type": "import",
-                                      "status": status, "owner": owner, "input": {}})
+    client.add_task(admin_context(), dict({"id": task_id, "type": "import",
+                                           "status": status, "owner": owner,
+                                           "input": {}}, **values))
     return task_id
 
 
@@ -181,14 +182,43 @@ def test_list_filters_sorts_and_pages(v2: V2) -> None:
         assert v2.call("GET", "/tasks?" + query, **ADMIN).status_int == 400, query
 
 
+def test_the_full_view_shows_the_ids_that_are_set_and_stubs_never(v2: V2) -> None:
+    image_id = str(uuid.uuid4())
+    full = _stored_task(v2, "t1", type="api_image_import", image_id=image_id,
+                        request_id="req-1", user_id="u1")
+    bare = _stored_task(v2, "t1")
+    shown = v2.call("GET", "/tasks/" + full, **ADMIN).json
+    assert (shown["image_id"], shown["request_id"], shown["user_id"]) == (
+        image_id, "req-1", "u1")
+    shown = v2.call("GET", "/tasks/" + bare, **ADMIN).json
+    assert not {"image_id", "request_id", "user_id"} & set(shown)
+    for stub in v2.call("GET", "/tasks", **ADMIN).json["tasks"]:
+        assert not {"image_id", "request_id", "user_id", "input"} & set(stub)
+
+
+def test_the_type_filter_takes_every_type_a_list_can_show(v2: V2) -> None:
+    internal = {kind: _stored_task(v2, "t1", type=kind)
+                for kind in ("api_image_import", "location_import")}
+    _stored_task(v2, "t1")
+    for kind, task_id in internal.items():
+        found = v2.call("GET", "/tasks?type=" + kind, **ADMIN).json["tasks"]
+        assert [t["id"] for t in found] == [task_id]
+    # They pass the schema but only glance-api makes them.
+    res = v2.call("POST", "/tasks", {"type": "location_import", "input": {}}, **ADMIN)
+    assert res.status_int == 400 and "made by glance-api" in res.text
+
+
 def test_schemas(v2: V2) -> None:
     task = v2.call("GET", "/schemas/task").json
     assert task["name"] == "task" and task["properties"]["type"]["enum"] == [
-        "import", "export", "clone"]
+        "import", "export", "clone", "api_image_import", "location_import"]
     assert task["properties"]["status"]["enum"] == ["pending", "processing",
                                                     "success", "failure"]
+    for name in ("image_id", "request_id", "user_id"):
+        assert task["properties"][name]["type"] == "string"
     tasks = v2.call("GET", "/schemas/tasks").json
-    assert "input" not in tasks["properties"]["tasks"]["items"]["properties"]
+    items = tasks["properties"]["tasks"]["items"]["properties"]
+    assert "input" not in items and "image_id" in items
 
 
 def test_reaper_fails_stalled_tasks_and_kills_their_images(v2: V2) -> None:
