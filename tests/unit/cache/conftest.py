@@ -276,6 +276,19 @@ class Upstream:
         self.closed = True
 
 
+def held_verdicts(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Every fill hashes its file (and so judges it) only once the
+    returned event is set."""
+    verdict = threading.Event()
+    real = fill_mod.Fill._hash_written
+
+    def held(fill: fill_mod.Fill) -> None:
+        assert verdict.wait(30)
+        real(fill)
+    monkeypatch.setattr(fill_mod.Fill, "_hash_written", held)
+    return verdict
+
+
 def read_all(reader: fill_mod.FillReader) -> bytes:
     try:
         return b"".join(reader)

@@ -19,6 +19,7 @@ from tests.unit.cache.conftest import (
     DATA,
     GOOD,
     Upstream,
+    held_verdicts,
     read_all,
     run_threads,
     start,
@@ -55,13 +56,7 @@ def test_a_checksum_mismatch_is_not_admitted(cache: ImageCache) -> None:
 
 def test_readers_are_not_held_back_by_the_hashing(cache: ImageCache,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    verdict = threading.Event()
-    real = fill_mod.Fill._hash_written
-
-    def slow_hash(fill: fill_mod.Fill) -> None:
-        assert verdict.wait(30)
-        real(fill)
-    monkeypatch.setattr(fill_mod.Fill, "_hash_written", slow_hash)
+    verdict = held_verdicts(monkeypatch)
     reader = start(cache, Upstream())
     assert b"".join(reader) == DATA         # every byte before the verdict
     assert not cache.is_cached("img")

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pathlib
+from collections.abc import Callable
 
 import pytest
 import webob
@@ -18,7 +19,14 @@ from glance_clone.cache.fill import CacheFillError
 from glance_clone.common import exception, hashing
 from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.context import admin_context
-from tests.unit.cache.conftest import CacheStack, body_of, build_cache_stack, run_threads, wait_for
+from tests.unit.cache.conftest import (
+    CacheStack,
+    body_of,
+    build_cache_stack,
+    held_verdicts,
+    run_threads,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -307,14 +315,29 @@ def test_without_a_ctime_a_hit_checks_the_multihash(tmp_path: pathlib.Path,
     assert cstack.files_in("invalid") == [image_id]
 
 
-def test_store_data_not_matching_the_checksum_is_not_cached(cstack: CacheStack) -> None:
+def read_before_the_verdict(monkeypatch: pytest.MonkeyPatch,
+                            get: Callable[[], webob.Response]) -> bytes:
+    """The body of ``get()``'s miss, all read before the fill judges the
+    file: a reader still behind when a mismatch is found is cut."""
+    verdict = held_verdicts(monkeypatch)
+    response = get()
+    assert response.status_int == 200
+    app_iter = response.app_iter
+    try:
+        return b"".join(app_iter)
+    finally:
+        verdict.set()
+        app_iter.close()
+
+
+def test_store_data_not_matching_the_checksum_is_not_cached(
+        cstack: CacheStack, monkeypatch: pytest.MonkeyPatch) -> None:
     image_id = cstack.upload(DATA)
     store_file = cstack.store_path(image_id)
     store_file.write_bytes(b"Z" * len(DATA))
-    response = cstack.get(image_id)
-    assert response.status_int == 200
     # What the store sent, as uncached; the cache does not keep it.
-    assert body_of(response) == b"Z" * len(DATA)
+    body = read_before_the_verdict(monkeypatch, lambda: cstack.get(image_id))
+    assert body == b"Z" * len(DATA)
     assert cstack.cached_files() == []
     assert cstack.files_in("invalid") == [image_id]
 
@@ -461,12 +484,13 @@ def test_checksum_of_cached_file_recorded(cstack: CacheStack) -> None:
 
 
 def test_store_data_not_matching_the_multihash_is_not_cached(
-        cstack: CacheStack, caplog: pytest.LogCaptureFixture) -> None:
+        cstack: CacheStack, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     image_id = cstack.upload(DATA)
     other = hashlib.sha512(b"other").hexdigest()
     cstack.registry.update_image(admin_context(), image_id, {"os_hash_value": other})
     with caplog.at_level(logging.WARNING):
-        assert body_of(cstack.get(image_id)) == DATA
+        assert read_before_the_verdict(monkeypatch, lambda: cstack.get(image_id)) == DATA
     assert "sha512 %s, expected %s" % (hashlib.sha512(DATA).hexdigest(), other) \
         in caplog.text
     assert cstack.cached_files() == []
