@@ -31,7 +31,7 @@ from glance_clone.cache import options
 from glance_clone.cache.driver import CacheEntry, load_driver
 from glance_clone.cache.layout import CacheDirUnusable, CacheLayout
 from glance_clone.common.chunking import CHUNK_SIZE
-from glance_clone.common.data_out import Outgoing
+from glance_clone.common.data_out import FileRegion, Outgoing
 from glance_clone.common.hashing import Digests, Multihash, recorded_multihash
 
 LOG = logging.getLogger(__name__)
@@ -350,7 +350,9 @@ class HitReader:
     """A cached file, or the (offset, length) ``part`` of it, as a WSGI app_iter.
 
     Its identity is checked again before the last chunk goes out; without a
-    recorded ctime, the whole file is hashed as it streams instead.
+    recorded ctime, the whole file is hashed as it streams instead. Where
+    the server can (``allow_regions``), all but the last chunk go out as a
+    file region, sent by the kernel from the page cache.
     """
 
     def __init__(self, cached: CachedFile, part: tuple[int, int] | None = None) -> None:
@@ -359,6 +361,7 @@ class HitReader:
         offset, length = part or (0, entry.size)
         hashed = entry.ctime is None
         assert part is None or not hashed, "a part cannot be verified by hashing"
+        self._region_wanted = False
         self._out = Outgoing(self._chunks(offset, offset + length), length, self._altered,
                              expected_checksum=entry.checksum if hashed else None,
                              expected_multihash=entry.multihash if hashed else None)
@@ -369,10 +372,22 @@ class HitReader:
     def __next__(self) -> bytes:
         return next(self._out)
 
-    def _chunks(self, offset: int, end: int) -> Iterator[bytes]:
+    def allow_regions(self) -> bool:
+        """Regions, unless the file is hashed as it streams."""
+        self._region_wanted = not self._out.hashing
+        return self._region_wanted
+
+    def _chunks(self, offset: int, end: int) -> Iterator[bytes | FileRegion]:
         cached = self.cached
         fd = cached.fd
         while offset < end:
+            last = max(offset, end - CHUNK_SIZE)
+            if self._region_wanted and offset < last:
+                # Up to the last chunk: its identity check still comes
+                # before the end, as below.
+                yield FileRegion(fd, offset, last - offset, self._truncated)
+                offset = last
+                continue
             data = os.pread(fd, min(CHUNK_SIZE, end - offset), offset)
             if not data:
                 return              # truncated: Outgoing raises
@@ -390,6 +405,9 @@ class HitReader:
         if self._out.verifying:
             # Hashed: the last chunk is held until the md5 matched, after this.
             cached.cache.record_hit(cached.image_id, fd)
+
+    def _truncated(self, sent: int) -> Exception:
+        return self._altered("the file ended within a region, after %d of its bytes" % sent)
 
     def _altered(self, reason: str) -> Exception:
         cached = self.cached

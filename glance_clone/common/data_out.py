@@ -5,11 +5,20 @@ a client, from one deployment to another) and raises instead of letting a
 stream end at the wrong length or, when asked to verify, with the wrong
 checksum. Raising makes the WSGI server cut the connection, so a client
 sees a failed transfer, never a silently short or altered image.
+
+Bytes that go out unchanged from a file (the file store, a cache hit) need
+not pass through Python at all: the WSGI server asks the body
+``allow_regions()`` and, when it is answered True, takes ``FileRegion``
+items among the chunks and hands them to the kernel (sendfile(2)). Only a
+stream that is not hashed on its way can pass regions; a region counts
+as its length, and the server raises ``region.short(sent)`` when the file
+ends before the region does, so the length check still holds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
@@ -17,6 +26,28 @@ from glance_clone.common import exception
 from glance_clone.common.hashing import Digests, Multihash
 
 ErrorFactory = Callable[[str], Exception]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRegion:
+    """``length`` bytes of the open file ``fd`` from ``offset``, sent as they
+    are on disk; ``short(sent)`` is what to raise when the file ends after
+    ``sent`` of them. The file stays open until the body is closed."""
+
+    fd: int
+    offset: int
+    length: int
+    short: Callable[[int], Exception]
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def allow_regions(body: Any) -> bool:
+    """Ask ``body`` (a response body) to pass ``FileRegion`` items from now
+    on where it can; whether it may."""
+    allow = getattr(body, "allow_regions", None)
+    return bool(allow is not None and allow())
 
 
 class Outgoing:
@@ -69,6 +100,15 @@ class Outgoing:
     def multihash(self) -> str | None:
         """The multihash of what passed, when computing one."""
         return self._digests.multihash if self._digests is not None else None
+
+    @property
+    def hashing(self) -> bool:
+        """Whether what passes is hashed (then it must pass as bytes)."""
+        return self._digests is not None
+
+    def allow_regions(self) -> bool:
+        """Let the chunks pass file regions, when nothing hashes them."""
+        return not self.hashing and allow_regions(self.chunks)
 
     def __iter__(self) -> Outgoing:
         return self

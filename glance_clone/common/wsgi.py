@@ -25,7 +25,7 @@ import routes.middleware
 import webob
 import webob.exc
 
-from glance_clone.common import exception, faults
+from glance_clone.common import data_out, exception, faults
 
 LOG = logging.getLogger(__name__)
 
@@ -274,6 +274,10 @@ class _StartedBody:
             first, self._first = self._first, None
             yield first
         yield from self._rest
+
+    def allow_regions(self) -> bool:
+        """The rest of the body may pass file regions if its source can."""
+        return data_out.allow_regions(self._source)
 
     def close(self) -> None:
         close = getattr(self._source, "close", None)

@@ -42,6 +42,7 @@ from oslo_config import cfg
 from glance_clone.common import exception, offload
 from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.data_in import Incoming
+from glance_clone.common.data_out import FileRegion
 from glance_clone.store.base import AddResult, ChunkIterator, Driver
 
 LOG = logging.getLogger(__name__)
@@ -116,6 +117,48 @@ def _storage_error(err: OSError) -> exception.GlanceError:
     if err.errno in _DENIED_ERRNOS:
         return exception.StorageWriteDenied()
     return exception.StoreError(f"File store write failed: {err.strerror}")
+
+
+class FileChunks(ChunkIterator):
+    """An image file from ``offset`` to ``end`` (None: to its end), open as
+    ``fd`` (closed with the iterator), in chunks read with pread.
+
+    Allowed to (``allow_regions``), it passes what is left as one
+    ``FileRegion`` instead, for the WSGI server to send without reading it
+    into Python; then it reads on from the region's end, so that a file
+    longer than ``size`` (its size when opened) still shows.
+    """
+
+    def __init__(self, fd: int, offset: int, end: int | None, size: int) -> None:
+        super().__init__(self._next_piece, lambda: os.close(fd), CHUNK_SIZE, _read_error)
+        self.fd = fd
+        self.position = offset
+        self.end = end
+        self.size = size
+        self._region_wanted = False
+
+    def allow_regions(self) -> bool:
+        self._region_wanted = True
+        return True
+
+    def _next_piece(self, amount: int) -> bytes | FileRegion:
+        stop = self.size if self.end is None else self.end
+        if self._region_wanted and stop > self.position:
+            self._region_wanted = False
+            region = FileRegion(self.fd, self.position, stop - self.position, self._short)
+            self.position = stop
+            return region
+        if self.end is not None:
+            amount = min(amount, self.end - self.position)
+            if amount <= 0:
+                return b""
+        data = os.pread(self.fd, amount, self.position)
+        self.position += len(data)
+        return data
+
+    def _short(self, sent: int) -> exception.GlanceError:
+        return _read_error(EOFError("the image file ended after %d bytes of a region"
+                                    % sent))
 
 
 def _read_error(err: Exception) -> exception.GlanceError:
@@ -332,28 +375,16 @@ class FileDriver(Driver):
 
     def get(self, url: str) -> tuple[ChunkIterator, int | None]:
         """Open the image file; raises BadStoreUri, NotFound, Forbidden."""
-        reader, size = self._open(url)
-        return ChunkIterator(reader.read, reader.close, CHUNK_SIZE, _read_error), size
+        fd, size = self._open(url)
+        return FileChunks(fd, 0, None, size), size
 
     def get_range(self, url: str, offset: int, length: int) -> ChunkIterator:
-        """``length`` bytes from ``offset``: a seek, nothing before it is read."""
-        reader, _size = self._open(url)
-        left = length
+        """``length`` bytes from ``offset``: nothing before it is read."""
+        fd, size = self._open(url)
+        return FileChunks(fd, offset, offset + length, size)
 
-        def read(size: int) -> bytes:
-            nonlocal left
-            data = reader.read(min(size, left)) if left > 0 else b""
-            left -= len(data)
-            return data
-        try:
-            reader.seek(offset)
-        except BaseException:
-            reader.close()
-            raise
-        return ChunkIterator(read, reader.close, CHUNK_SIZE, _read_error)
-
-    def _open(self, url: str) -> tuple[Any, int]:
-        """The image file open unbuffered, and its size."""
+    def _open(self, url: str) -> tuple[int, int]:
+        """The image file open (a descriptor), and its size."""
         path = self._path_from_url(url)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -368,11 +399,10 @@ class FileDriver(Driver):
             if hasattr(os, "posix_fadvise"):
                 # Downloads read front to back: ask for more read-ahead.
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            reader = open(fd, "rb", buffering=0)  # closed by the iterator
         except BaseException:
             os.close(fd)
             raise
-        return reader, info.st_size
+        return fd, info.st_size
 
     def get_size(self, url: str) -> int:
         """Return the file size; raises BadStoreUri, NotFound."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 
-from glance_clone.common.data_out import Outgoing
+from glance_clone.common.data_out import FileRegion, Outgoing
 
 
 class Wrong(Exception):
@@ -73,3 +74,39 @@ def test_close_closes_what_it_wraps() -> None:
             closed.append(True)
     Outgoing(Chunks(), 2, Wrong).close()
     assert closed == [True]
+
+
+class RegionSource:
+    """Chunks that pass a file region once allowed to."""
+
+    def __init__(self, region_length: int) -> None:
+        self.region = FileRegion(-1, 0, region_length, Wrong)
+        self.asked = False
+
+    def allow_regions(self) -> bool:
+        self.asked = True
+        return True
+
+    def __iter__(self) -> Iterator[bytes | FileRegion]:
+        yield b"abc"
+        if self.asked:
+            yield self.region
+
+
+def test_regions_pass_counted_by_their_length() -> None:
+    source = RegionSource(7)
+    out = Outgoing(source, 10, Wrong)
+    assert out.allow_regions() and source.asked
+    assert list(out) == [b"abc", source.region] and out.bytes_sent == 10
+    short = Outgoing(RegionSource(6), 10, Wrong)
+    assert short.allow_regions()
+    with pytest.raises(Wrong, match="sent 9 of its 10 bytes"):
+        list(short)
+
+
+def test_a_hashed_stream_passes_no_regions() -> None:
+    source = RegionSource(3)
+    out = Outgoing(source, 3, Wrong, expected_checksum=hashlib.md5(b"abc").hexdigest())
+    assert not out.allow_regions() and not source.asked
+    assert not Outgoing(RegionSource(3), 6, Wrong, digest=True).allow_regions()
+    assert not Outgoing(iter([b"abc"]), 3, Wrong).allow_regions()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import eventlet
 import pytest
 from eventlet.green import socket
 
-from glance_clone.common import http_server
+from glance_clone.common import data_out, http_server
 from tests.support.raw_http import read_to_end, read_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -215,3 +216,79 @@ def test_stop_cuts_requests_at_its_deadline(running) -> None:
     server.thread.wait()        # returns although the request never ends
     assert server.server.pool.running() == 1
     busy.close()
+
+
+class RegionBody:
+    """A download body that can pass its middle as a file region."""
+
+    def __init__(self, path: Any, offset: int, length: int) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.offset, self.length = offset, length
+        self.allowed = False
+        self.shortfalls: list[int] = []
+
+    def allow_regions(self) -> bool:
+        self.allowed = True
+        return True
+
+    def __iter__(self) -> Iterator[bytes | data_out.FileRegion]:
+        yield b"<"
+        if self.allowed:
+            yield data_out.FileRegion(self.fd, self.offset, self.length, self.short)
+        else:
+            yield os.pread(self.fd, self.length, self.offset)
+        yield b">"
+
+    def short(self, sent: int) -> Exception:
+        self.shortfalls.append(sent)
+        return RuntimeError("the file ended early")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def region_app(body: RegionBody, length: int | None) -> Callable:
+    def app(environ: dict, start_response: Callable) -> RegionBody:
+        headers = [] if length is None else [("Content-Length", str(length))]
+        start_response("200 OK", headers)
+        return body
+    return app
+
+
+def test_file_regions_go_out_by_sendfile(running, tmp_path, monkeypatch) -> None:
+    # Far more than the socket buffers hold: the server waits for the
+    # client to read, as other greenthreads do.
+    data = os.urandom(16 * 1024 * 1024)
+    (tmp_path / "image").write_bytes(data)
+    body = RegionBody(tmp_path / "image", 3, len(data) - 5)
+    sent: list[int] = []
+    real_sendfile = os.sendfile
+
+    def counting(out: int, fd: int, offset: int, count: int) -> int:
+        done = real_sendfile(out, fd, offset, count)
+        sent.append(done)
+        return done
+    monkeypatch.setattr(os, "sendfile", counting)
+    answer = running(region_app(body, len(data) - 3)).exchange(
+        b"GET / HTTP/1.1\r\n" + CLOSE + b"\r\n")
+    assert answer.endswith(b"\r\n\r\n<" + data[3:-2] + b">")
+    assert body.allowed and sum(sent) == len(data) - 5
+
+
+def test_a_region_the_file_cannot_fill_cuts_the_connection(running, tmp_path) -> None:
+    (tmp_path / "image").write_bytes(b"x" * 1000)
+    body = RegionBody(tmp_path / "image", 0, 5000)
+    server = running(region_app(body, 5002))
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")      # keep-alive asked for
+        answer = read_to_end(sock)
+    assert answer.endswith(b"\r\n\r\n<" + b"x" * 1000)
+    assert body.shortfalls == [1000]
+
+
+def test_no_regions_without_a_content_length(running, tmp_path) -> None:
+    (tmp_path / "image").write_bytes(b"abc")
+    body = RegionBody(tmp_path / "image", 0, 3)
+    answer = running(region_app(body, None)).exchange(b"GET / HTTP/1.1\r\n" + CLOSE + b"\r\n")
+    assert answer.endswith(b"1\r\n<\r\n3\r\nabc\r\n1\r\n>\r\n0\r\n\r\n")
+    assert not body.allowed

@@ -14,6 +14,7 @@ import pytest
 from oslo_config import cfg
 
 from glance_clone.common import exception
+from glance_clone.common.data_out import FileRegion
 from glance_clone.store import file as file_store
 from glance_clone.store.base import CHUNK_SIZE
 from glance_clone.store.file import FileDriver
@@ -266,6 +267,34 @@ def test_get_close_midway_releases_file(driver: FileDriver) -> None:
     assert list(it) == []
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_get_passes_the_rest_as_one_region_once_allowed(driver: FileDriver,
+                                                       datadir: pathlib.Path) -> None:
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    url = driver.add(IMAGE_ID, chunks_of(data), len(data))[0]
+    it, _size = driver.get(url)
+    first = next(it)
+    assert it.allow_regions()
+    region = next(it)
+    assert isinstance(region, FileRegion)
+    assert (region.offset, region.length) == (CHUNK_SIZE, len(data) - CHUNK_SIZE)
+    assert first + os.pread(region.fd, region.length, region.offset) == data
+    assert isinstance(region.short(7), exception.StoreError)
+    # A file that grew since it was opened still shows past the region.
+    with open(datadir / IMAGE_ID, "ab") as grown:
+        grown.write(b"more")
+    assert list(it) == [b"more"] and it.closed
+
+
+def test_get_range_passes_its_region(driver: FileDriver) -> None:
+    data = os.urandom(3 * CHUNK_SIZE)
+    url = driver.add(IMAGE_ID, chunks_of(data), len(data))[0]
+    it = driver.get_range(url, 100, 2 * CHUNK_SIZE)
+    assert it.allow_regions()
+    region = next(it)
+    assert (region.offset, region.length) == (100, 2 * CHUNK_SIZE)
+    assert list(it) == [] and it.closed
 
 
 def test_get_size(driver: FileDriver) -> None:
