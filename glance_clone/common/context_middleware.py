@@ -96,9 +96,11 @@ class UnauthenticatedContextMiddleware(_ContextFilter):
     """Every caller is an admin with no identity."""
 
     def make_context(self, req: wsgi.Request, request_id: str) -> RequestContext:
-        # The admin role too, so role-based policy rules (publicize_image)
-        # treat the single trusted operator as the admin it is.
-        return RequestContext(is_admin=True, roles=(self.conf.admin_role,),
+        # The admin role too (the one the default policy rules name, and the
+        # configured admin_role), so role-based rules treat the single
+        # trusted operator as the admin it is.
+        roles = tuple(dict.fromkeys(("admin", self.conf.admin_role.strip().lower())))
+        return RequestContext(is_admin=True, roles=roles,
                               request_id=request_id,
                               owner_is_tenant=self.conf.owner_is_tenant)
 

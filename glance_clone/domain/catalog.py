@@ -112,7 +112,7 @@ class ImageCatalog:
         values.setdefault("visibility", "shared")
         target = dict(values, project_id=values.get("owner"))
         self.policy.enforce(context, "add_image", target)
-        self._check_visibility(context, values["visibility"])
+        self._check_visibility(context, values["visibility"], target)
         properties = values.get("properties") or {}
         self.props.check_create(context, properties)
         quota.check_property_count(self.conf, len(properties))
@@ -129,10 +129,11 @@ class ImageCatalog:
             raise exception.Duplicate("Image with identifier %s already exists!"
                                       % values.get("id"))
 
-    def _check_visibility(self, context: RequestContext, visibility: str) -> None:
+    def _check_visibility(self, context: RequestContext, visibility: str,
+                          target: dict) -> None:
         rule = VISIBILITY_POLICIES.get(visibility)
         if rule is not None:
-            self.policy.enforce(context, rule, {})
+            self.policy.enforce(context, rule, target)
 
     # -- update ----------------------------------------------------------------
     def update(self, context: RequestContext, image_id: str,
@@ -214,7 +215,7 @@ class ImageCatalog:
             raise exception.Forbidden("Attribute owner can only be changed by an "
                                       "administrator.")
         if name == "visibility" and change.value != image.visibility:
-            self._check_visibility(context, change.value)
+            self._check_visibility(context, change.value, image.policy_target())
         if name == "tags":
             return list(change.value)
         return change.value

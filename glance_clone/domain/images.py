@@ -79,6 +79,14 @@ def policy_target(image: dict) -> dict:
     return Image(image).policy_target()
 
 
+def _create_target(context: RequestContext, meta: dict) -> dict:
+    """The target of a create: the image as it will be registered (only an
+    admin names another owner; v1's "not public" is ``shared``)."""
+    owner = meta.get("owner") if context.is_admin and meta.get("owner") else context.owner
+    visibility = "public" if meta.get("is_public") else "shared"
+    return policy_target(dict(meta, owner=owner, visibility=visibility))
+
+
 class ImageService:
     def __init__(self, conf: Any, registry: Any, stores: Any, policy: Any,
                  property_rules: Any, source_check: Any,
@@ -96,7 +104,7 @@ class ImageService:
     # -- reads ---------------------------------------------------------------
     def list_images(self, context: RequestContext, detail: bool,
                     params: dict) -> list[dict]:
-        self.policy.enforce(context, "get_images", {})
+        self.policy.enforce(context, "get_images", {"project_id": context.owner})
         self.props.check_filterable(context, [
             key[len(PROPERTY_FILTER):] for key in params if key.startswith(PROPERTY_FILTER)])
         if detail:
@@ -110,8 +118,8 @@ class ImageService:
 
     def get(self, context: RequestContext, image_id: str) -> dict:
         """Metadata of a visible image, read-protected properties removed."""
-        self.policy.enforce(context, "get_image", {})
         image = self._fetch(context, image_id)
+        self.policy.enforce(context, "get_image", policy_target(image))
         image["properties"] = self.props.filter_readable(context, image["properties"])
         return image
 
@@ -131,8 +139,8 @@ class ImageService:
         NotFound (not active, data missing), RangeNotSatisfiable and the
         store's errors.
         """
-        self.policy.enforce(context, "get_image", {})
         image = self._fetch(context, image_id)
+        self.policy.enforce(context, "get_image", policy_target(image))
         self.check_downloadable(context, image)
         image["properties"] = self.props.filter_readable(context, image["properties"])
         part = wanted.resolve(image.get("size") or 0) if wanted is not None else None
@@ -152,20 +160,18 @@ class ImageService:
                copy_from: str | None) -> dict:
         """api-v1.md section 9: check everything, then reserve and fill the record."""
         _check_writable(context)
-        self.policy.enforce(context, "add_image", {})
         if not context.is_admin and not context.owner:
             # Its record would have no owner: nobody could use or delete it,
             # and is_public images without an owner are everyone's.
             raise exception.Forbidden("Creating an image needs a tenant; "
                                       "the request has none.")
-        self._check_write_policies(context, meta, data, copy_from)
+        target = _create_target(context, meta)
+        self.policy.enforce(context, "add_image", target)
+        self._check_write_policies(context, target, meta, data, copy_from)
         self.props.check_create(context, meta["properties"])
         quota.check_property_count(self.conf, len(meta["properties"]))
         if "location" in meta:
-            # The new image's project: the caller's, unless an admin names
-            # another owner.
-            owner = (meta.get("owner") if context.is_admin else None) or context.owner
-            self.policy.enforce(context, "set_image_location", {"project_id": owner})
+            self.policy.enforce(context, "set_image_location", target)
         self._check_sources(meta, data, copy_from)
         usage.enforce(self.conf, self.registry, context,
                       {unified_limits.IMAGE_COUNT_TOTAL: 1})
@@ -177,14 +183,22 @@ class ImageService:
         return self._fill(context, image, meta, data, copy_from,
                           declared if declared is not None else size)
 
-    def _check_write_policies(self, context: RequestContext, meta: dict,
+    def _enforce_on_own(self, context: RequestContext, action: str, image: dict) -> None:
+        """Policy ``action`` on an image the caller owns (or any, for an
+        admin). Others are refused by the registry with v1's answers: 403
+        for a public image, 404 for one shared with them."""
+        if Image(image).is_owned_by(context):
+            self.policy.enforce(context, action, policy_target(image))
+
+    def _check_write_policies(self, context: RequestContext, target: dict, meta: dict,
                               data: ImageData | None, copy_from: str | None) -> None:
+        """``target``: the image (or the one being created) for the rules."""
         if meta.get("is_public"):
-            self.policy.enforce(context, "publicize_image", {})
+            self.policy.enforce(context, "publicize_image", target)
         if copy_from is not None:
-            self.policy.enforce(context, "copy_from", {})
+            self.policy.enforce(context, "copy_from", target)
         if data is not None or copy_from is not None:
-            self.policy.enforce(context, "upload_image", {})
+            self.policy.enforce(context, "upload_image", target)
 
     def _check_sources(self, meta: dict, data: ImageData | None,
                        copy_from: str | None) -> None:
@@ -303,9 +317,10 @@ class ImageService:
                       purge: bool) -> tuple[dict, dict]:
         """Every check of an update; returns (current image, values to write)."""
         _check_writable(context)
-        self.policy.enforce(context, "modify_image", {})
-        self._check_write_policies(context, meta, data, copy_from)
         current = self._fetch(context, image_id)
+        target = policy_target(current)
+        self._enforce_on_own(context, "modify_image", current)
+        self._check_write_policies(context, target, meta, data, copy_from)
         status = current["status"]
         if status == image_status.DELETED:
             raise exception.Forbidden("Forbidden to update deleted image.")
@@ -323,8 +338,7 @@ class ImageService:
             raise exception.Invalid("Attempted to update Location field for an "
                                     "image not in queued status.")
         if "location" in meta:
-            self.policy.enforce(context, "set_image_location",
-                                Image(current).policy_target())
+            self.policy.enforce(context, "set_image_location", target)
         self._check_sources(_with_stored_formats(current, meta), data, copy_from)
         old = current.get("properties") or {}
         properties = self.props.check_update(context, old, meta["properties"], purge)
@@ -367,9 +381,10 @@ class ImageService:
         InUseByStore; a failed data removal restores the previous status.
         """
         _check_writable(context)
-        self.policy.enforce(context, "delete_image", {})
-        for _attempt in range(DELETE_ATTEMPTS):
+        for attempt in range(DELETE_ATTEMPTS):
             image = self._fetch(context, image_id)
+            if attempt == 0:
+                self._enforce_on_own(context, "delete_image", image)
             try:
                 self._delete(context, image)
                 return

@@ -13,6 +13,7 @@ from typing import Any
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import image_status
+from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites
 
 
@@ -33,6 +34,21 @@ class MemberService:
             raise exception.ReadOnly()
         if context.owner is None and not context.is_admin:
             raise exception.NotAuthenticated("No authenticated user")
+
+    def _checked_image(self, context: RequestContext, image_id: str, action: str) -> dict:
+        """The live image, once policy ``action`` allows the caller.
+
+        v1 has no member status: its member routes are open to the owner
+        and to members (those holding ``can_share`` to change them), and
+        the registry decides which. So the rules judge the caller's roles
+        in its own project: ``project_id`` and ``member_id`` are the
+        caller's (``owner`` stays the image's).
+        """
+        image = self._live_image(context, image_id)
+        target = dict(Image(image).policy_target(), project_id=context.owner,
+                      member_id=context.owner)
+        self.policy.enforce(context, action, target)
+        return image
 
     def _live_image(self, context: RequestContext, image_id: str) -> dict:
         """The image unless absent, invisible or deleted; raises NotFound."""
@@ -58,8 +74,7 @@ class MemberService:
 
     # -- operations ----------------------------------------------------------
     def members(self, context: RequestContext, image_id: str) -> list[dict]:
-        self.policy.enforce(context, "get_members", {})
-        self._live_image(context, image_id)
+        self._checked_image(context, image_id, "get_members")
         # v1 shows who and can_share; the v2 status is not its business.
         return [{"member_id": row["member_id"], "can_share": row["can_share"]}
                 for row in self.registry.get_image_members(context, image_id)]
@@ -68,8 +83,7 @@ class MemberService:
         """Make ``body['memberships']`` the member list; raises Invalid,
         NotAuthenticated, ReadOnly, NotFound, ImageMemberLimitExceeded."""
         self._check_writer(context)
-        self.policy.enforce(context, "modify_member", {})
-        self._live_image(context, image_id)
+        self._checked_image(context, image_id, "modify_member")
         if not isinstance(body, dict) or not isinstance(body.get("memberships"), list):
             raise exception.Invalid("Invalid membership association: expected an "
                                     "object with a 'memberships' list")
@@ -83,8 +97,7 @@ class MemberService:
             body: Any) -> None:
         """Add ``member`` or change its can_share; raises as ``replace``."""
         self._check_writer(context)
-        self.policy.enforce(context, "modify_member", {})
-        self._live_image(context, image_id)
+        self._checked_image(context, image_id, "modify_member")
         can_share = None
         # Glance read an empty body as "no body".
         if body:
@@ -104,8 +117,7 @@ class MemberService:
     def remove(self, context: RequestContext, image_id: str, member: str) -> None:
         """Remove ``member``; raises NotFound also when the caller may not share."""
         self._check_writer(context)
-        self.policy.enforce(context, "delete_member", {})
-        self._live_image(context, image_id)
+        self._checked_image(context, image_id, "delete_member")
         try:
             self.writes.remove_member(context, image_id, member)
         except exception.Forbidden:

@@ -32,25 +32,33 @@ class Sharing:
         self.catalog = catalog
         self.policy = policy
 
-    def _shared(self, context: RequestContext, image_id: str, action: str) -> Image:
+    def _shared(self, context: RequestContext, image_id: str,
+                action: str) -> tuple[Image, list[dict]]:
+        """The shared image and its member rows, once policy ``action``
+        allows the caller; ``member_id`` of the target is the caller's
+        project when it is a member."""
         image = self.catalog.get(context, image_id)
-        self.policy.enforce(context, action, image.policy_target())
-        if image.visibility != "shared":
+        shared = image.visibility == "shared"
+        rows = self.images.members(context, image) if shared else []
+        target = image.policy_target()
+        if context.owner is not None and with_member(rows, context.owner) is not None:
+            target["member_id"] = context.owner
+        self.policy.enforce(context, action, target)
+        if not shared:
             raise _not_shared(image)
-        return image
+        return image, rows
 
     def members(self, context: RequestContext, image_id: str) -> list[dict]:
         """The owner's view: every member; a member's: its own entry."""
-        image = self._shared(context, image_id, "get_members")
-        rows = self.images.members(context, image)
+        image, rows = self._shared(context, image_id, "get_members")
         if not image.is_owned_by(context):
             rows = [row for row in rows if row["member_id"] == context.owner]
         return rows
 
     def member(self, context: RequestContext, image_id: str, member: str) -> dict:
         """Raises NotFound unless the caller is the owner, admin or that member."""
-        image = self._shared(context, image_id, "get_member")
-        row = with_member(self.images.members(context, image), member)
+        image, rows = self._shared(context, image_id, "get_member")
+        row = with_member(rows, member)
         if row is None or not (image.is_owned_by(context) or member == context.owner):
             raise exception.MemberNotFound(
                 "Member %s not found for image %s" % (member, image_id))
@@ -59,11 +67,10 @@ class Sharing:
     def add(self, context: RequestContext, image_id: str, member: str) -> dict:
         """Raises Forbidden (not owner, not shared), Duplicate, LimitExceeded."""
         check_writable(context)
-        image = self._shared(context, image_id, "add_member")
+        image, rows = self._shared(context, image_id, "add_member")
         if not image.is_owned_by(context):
             raise exception.Forbidden("Only the owner may add members to image %s."
                                       % image_id)
-        rows = self.images.members(context, image)
         if with_member(rows, member) is not None:
             raise exception.Duplicate("Member %s is already a member of image %s."
                                       % (member, image_id))
@@ -97,7 +104,7 @@ class Sharing:
     def remove(self, context: RequestContext, image_id: str, member: str) -> None:
         """Raises Forbidden (not the owner, not shared), NotFound."""
         check_writable(context)
-        image = self._shared(context, image_id, "delete_member")
+        image, _rows = self._shared(context, image_id, "delete_member")
         if not image.is_owned_by(context):
             raise exception.Forbidden("Only the owner may remove members of image %s."
                                       % image_id)

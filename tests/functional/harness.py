@@ -695,7 +695,8 @@ def _merge(sections: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]
         sections.setdefault(section, {}).update(options)
 
 
-def identity(tenant: str | None, roles: str = "member", user: str = "user") -> dict[str, str]:
+def identity(tenant: str | None, roles: str = "reader,member",
+             user: str = "user") -> dict[str, str]:
     """Trusted-auth headers for a caller."""
     return {"X-Identity-Status": "Confirmed", "X-Tenant-Id": tenant or "",
             "X-User-Id": user, "X-Roles": roles}

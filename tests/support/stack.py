@@ -37,7 +37,7 @@ class Stack:
 
     def request(self, path: str, method: str = "GET", body: bytes | None = None,
                 headers: dict[str, str] | None = None, tenant: str | None = None,
-                roles: str = "member", user: str = "user") -> webob.Response:
+                roles: str = "reader,member", user: str = "user") -> webob.Response:
         """Call glance-api as ``tenant`` (admin role via ``roles='admin'``)."""
         req = webob.Request.blank(path, method=method)
         if tenant is not None or roles:

@@ -70,6 +70,7 @@ from glance_clone.common import byte_range, config, exception, policy, wsgi
 from glance_clone.common.context import admin_context
 from glance_clone.common.hashing import Multihash, recorded_multihash
 from glance_clone.domain import downloads, image_status
+from glance_clone.domain.entity import Image
 from glance_clone.registry.client.v1 import client as registry_client
 from glance_clone.store import named
 
@@ -286,8 +287,8 @@ class CacheFilter:
         """
         context = req.context
         try:
-            self.policy.enforce(context, "get_image", {})
             image: dict[str, Any] = self.registry.get_image(context, image_id)
+            self.policy.enforce(context, "get_image", Image(image).policy_target())
         except exception.NotFound:
             self._purge_if_gone(context, image_id)
             return None

@@ -19,7 +19,7 @@ from tests.support import lossy_transport
 from tests.support.stack import Stack, make_stack
 
 pytestmark = pytest.mark.timeout(60)
-T1 = {"X-Identity-Status": "Confirmed", "X-Roles": "member", "X-User-Id": "u1",
+T1 = {"X-Identity-Status": "Confirmed", "X-Roles": "reader,member", "X-User-Id": "u1",
       "X-Tenant-Id": "t1"}
 ADMIN = RequestContext(user="root", tenant="admin-t", roles=("admin",), is_admin=True)
 

@@ -151,7 +151,7 @@ class CacheStack:
             "location": "file://%s" % path})
         return image_id
 
-    def get(self, image_id: str, tenant: str = "t1", roles: str = "member",
+    def get(self, image_id: str, tenant: str = "t1", roles: str = "reader,member",
             headers: dict[str, str] | None = None) -> webob.Response:
         return self.request("/v1/images/" + image_id, tenant=tenant, roles=roles,
                             headers=headers)

@@ -55,7 +55,7 @@ def test_admin_only(cstack: CacheStack) -> None:
                          ("/v1/cached_images/x", "DELETE"), ("/v1/queued_images", "GET"),
                          ("/v1/queued_images/x", "PUT"), ("/v1/queued_images/x", "DELETE"),
                          ("/v1/queued_images", "DELETE")):
-        answer = cstack.request(path, method, tenant="t1", roles="member")
+        answer = cstack.request(path, method, tenant="t1", roles="reader,member")
         assert answer.status_int == 403, (path, method)
     assert cstack.cache.list_queued() == []
 

@@ -514,21 +514,21 @@ def test_a_cached_file_of_another_multihash_is_not_served(cstack: CacheStack) ->
 def test_v2_downloads_share_the_cache_and_its_rules(cstack: CacheStack) -> None:
     image_id = cstack.upload(DATA)
     path = "/v2/images/%s/file" % image_id
-    first = cstack.request(path, tenant="t1", roles="member")
+    first = cstack.request(path, tenant="t1", roles="reader,member")
     assert first.status_int == 200 and body_of(first) == DATA
     assert cstack.reads.count == 1 and cstack.cached_files() == [image_id]
     checksum = hashlib.md5(DATA).hexdigest()
     assert first.headers["Content-MD5"] == checksum
     # A hit through either API: no store read, each API's own headers.
-    hit = cstack.request(path, tenant="t1", roles="member")
+    hit = cstack.request(path, tenant="t1", roles="reader,member")
     assert body_of(hit) == DATA and hit.headers["Content-MD5"] == checksum
     assert "x-image-meta-status" not in hit.headers
     assert body_of(cstack.get(image_id)) == DATA
     assert cstack.reads.count == 1
     # v2 rules: others get 404, a deactivated image is the admin's to read.
-    assert cstack.request(path, tenant="t2", roles="member").status_int == 404
+    assert cstack.request(path, tenant="t2", roles="reader,member").status_int == 404
     cstack.registry.update_image(admin_context(), image_id, {"status": "deactivated"})
-    assert cstack.request(path, tenant="t1", roles="member").status_int == 403
+    assert cstack.request(path, tenant="t1", roles="reader,member").status_int == 403
     admin = cstack.request(path, tenant="t1", roles="admin")
     assert admin.status_int == 200 and body_of(admin) == DATA
     assert cstack.get(image_id, roles="admin").status_int == 403

@@ -13,7 +13,7 @@ from glance_clone.domain.remote_glance import RemoteGlance
 from tests.support.stack import make_conf, make_stack
 from tests.support.wsgi_adapter import session_for
 
-CALLER = RequestContext(user="u1", tenant="t1", roles=("member",))
+CALLER = RequestContext(user="u1", tenant="t1", roles=("reader", "member"))
 
 
 def region(auth: str = regions.IDENTITY_HEADERS) -> regions.Region:
@@ -43,7 +43,7 @@ def test_images_members_and_data_as_the_caller(east: Any) -> None:
     changed = remote.patch_image(image["id"], [{"op": "add", "path": "/k", "value": "v"}])
     assert changed["k"] == "v"
     # Another project sees nothing of it.
-    other = client(east, RequestContext(user="u2", tenant="t9", roles=("member",)))
+    other = client(east, RequestContext(user="u2", tenant="t9", roles=("reader", "member")))
     assert other.get_image(image["id"]) is None
     with pytest.raises(exception.NotFound, match="Region east answered 404"):
         other.delete_image(image["id"])

@@ -17,7 +17,7 @@ from glance_clone.domain import stage_host
 from glance_clone.domain.stage_host import FORWARDED_HEADER, Caller, StageHosts
 
 SELF = "http://127.0.0.1:9292"
-OWNER = {"X-Identity-Status": "Confirmed", "X-Tenant-Id": "owner", "X-Roles": "member",
+OWNER = {"X-Identity-Status": "Confirmed", "X-Tenant-Id": "owner", "X-Roles": "reader,member",
          "X-User-Id": "u", "X-Auth-Token": "tok"}
 
 

@@ -140,7 +140,7 @@ class Body(io.RawIOBase):
 def streamed(stack: Stack, path: str, method: str, stream: Any,
              headers: dict[str, str] | None = None, content_length: int | None = None,
              content_type: str | None = "application/octet-stream",
-             tenant: str | None = "t1", roles: str = "member",
+             tenant: str | None = "t1", roles: str = "reader,member",
              user: str = "user") -> webob.Response:
     """A request whose body is read from ``stream``: chunked unless
     ``content_length`` is given."""

@@ -62,7 +62,16 @@ def test_unconfirmed_callers_get_401(stack):
 
 @pytest.fixture
 def open_stack(stack_with):
-    return stack_with({"allow_anonymous_access": True})
+    # Anonymous callers have no role: only the old default rules let them read.
+    return stack_with({"allow_anonymous_access": True,
+                       "oslo_policy.enforce_new_defaults": False})
+
+
+def test_anonymous_callers_read_nothing_under_the_new_defaults(stack_with):
+    stack = stack_with({"allow_anonymous_access": True})
+    image = create_image(stack, {"x-image-meta-is_public": "true"}, body=b"data", **ADMIN)
+    assert anonymous(stack, "/v1/images").status_int == 403
+    assert anonymous(stack, "/v1/images/" + image["id"]).status_int == 403
 
 
 def test_anonymous_callers_may_read(open_stack):
@@ -96,7 +105,7 @@ def test_read_only_callers_cannot_write(open_stack):
 
 def test_admin_is_a_role(stack):
     image = create_image(stack, tenant="t1")
-    assert head(stack, image["id"], tenant="t2", roles="member").status_int == 404
+    assert head(stack, image["id"], tenant="t2", roles="reader,member").status_int == 404
     assert head(stack, image["id"], tenant="t2", roles="Member,ADMIN").status_int == 200
 
 
@@ -104,15 +113,16 @@ def test_context_is_admin_policy_is_not_used_by_roles_alone(stack_with, tmp_path
     stack = stack_with({"admin_role": "boss"})
     image = create_image(stack, tenant="t1")
     assert head(stack, image["id"], tenant="t2", roles="admin").status_int == 404
-    assert head(stack, image["id"], tenant="t2", roles="boss").status_int == 200
+    # The default rules want the reader role besides admin-ness.
+    assert head(stack, image["id"], tenant="t2", roles="boss,reader").status_int == 200
 
 
 # -- policy files ----------------------------------------------------------------------
 def test_policy_file_rules_apply(stack_with, tmp_path):
     rules = {"get_images": "role:reader", "add_image": "tenant:t1"}
     stack = stack_with({"oslo_policy.policy_file": policy_file(tmp_path, rules)})
-    assert stack.request("/v1/images", tenant="t1").status_int == 403
-    assert stack.request("/v1/images/detail", tenant="t1").status_int == 403
+    assert stack.request("/v1/images", tenant="t1", roles="member").status_int == 403
+    assert stack.request("/v1/images/detail", tenant="t1", roles="member").status_int == 403
     assert stack.request("/v1/images", tenant="t1", roles="reader").status_int == 200
     assert create(stack, tenant="t2").status_int == 403
     assert create(stack, tenant="t1").status_int == 201
@@ -150,7 +160,7 @@ def test_unreadable_properties_are_hidden_except_in_the_create_answer(guarded):
     assert response.status_int == 201
     image = response.json["image"]
     assert image["properties"] == {"x_hidden_a": "1", "x_open_b": "2"}
-    caller = {"tenant": "t1", "roles": "member"}
+    caller = {"tenant": "t1", "roles": "reader,member"}
     headers = head(guarded, image["id"], **caller).headers
     assert "x-image-meta-property-x_hidden_a" not in headers
     assert headers["x-image-meta-property-x_open_b"] == "2"
@@ -170,15 +180,15 @@ def test_unreadable_properties_are_hidden_except_in_the_create_answer(guarded):
 def test_unreadable_properties_are_hidden_on_empty_image_download(guarded):
     image = create_image(guarded, {"x-image-meta-size": "0",
                                    "x-image-meta-property-x_hidden_a": "1"}, roles="admin")
-    download = guarded.request("/v1/images/" + image["id"], tenant="t1", roles="member")
+    download = guarded.request("/v1/images/" + image["id"], tenant="t1", roles="reader,member")
     assert download.status_int == 200
     assert "x-image-meta-property-x_hidden_a" not in download.headers
 
 
 def test_update_rules_of_protected_properties(guarded):
     image = create_image(guarded, {"x-image-meta-property-x_fixed_a": "1",
-                                   "x-image-meta-property-x_open_b": "2"}, roles="member")
-    member = {"tenant": "t1", "roles": "member"}
+                                   "x-image-meta-property-x_open_b": "2"}, roles="reader,member")
+    member = {"tenant": "t1", "roles": "reader,member"}
     merge = {"x-glance-registry-purge-props": "false"}
 
     def put(headers, **caller):
@@ -209,7 +219,7 @@ def test_filtering_on_an_unreadable_property_is_refused(guarded):
     image = create_image(guarded, {"x-image-meta-property-x_hidden_a": "1",
                                    "x-image-meta-property-x_open_b": "2"},
                          tenant="t1", roles="admin,member")
-    member = {"tenant": "t1", "roles": "member"}
+    member = {"tenant": "t1", "roles": "reader,member"}
     for path in ("/v1/images", "/v1/images/detail"):
         # Whatever the value, the same refusal: no answer tells it.
         for value in ("1", "2"):

@@ -284,7 +284,7 @@ def test_upload_losing_the_queued_to_saving_race_leaves_the_winner_alone(stack):
     registry = RegistryClient(stack.conf, transport=transport_for(stack.registry_app),
                               base_url="http://registry")
     uploader = Uploader(stack.conf, registry, StoreSet(stack.conf))
-    context = RequestContext(tenant="t1", user="user", roles=("member",))
+    context = RequestContext(tenant="t1", user="user", roles=("reader", "member"))
     with pytest.raises(exception.Duplicate) as err:
         uploader.upload(context, image, iter([b"data"]), 4)
     assert str(err.value) == "Attempt to upload duplicate image"

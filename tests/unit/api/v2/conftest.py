@@ -24,7 +24,7 @@ class V2:
         self.stack = stack
 
     def call(self, method: str, path: str, body: Any = None, tenant: str | None = "t1",
-             roles: str = "member", content_type: str | None = None,
+             roles: str = "reader,member", content_type: str | None = None,
              raw: bytes | None = None, headers: dict[str, str] | None = None,
              user: str = "user") -> webob.Response:
         req = webob.Request.blank("/v2" + path, method=method)

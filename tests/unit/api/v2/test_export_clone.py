@@ -198,7 +198,7 @@ def held_clone(here: V2, image_id: str) -> dict:
 def made_by(here: V2, task: dict, image_id: str) -> dict:
     """The clone the dying node made in the region, as the task makes it."""
     clone = here.stack.v2.task_types["clone"]
-    context = RequestContext(user="u1", tenant="t1", roles=("member",))
+    context = RequestContext(user="u1", tenant="t1", roles=("reader", "member"))
     remote = clone.remote_factory(clone.regions.get("east"), context)
     record = here.stack.v2.catalog.get(context, image_id).record
     made: dict = remote.create_image(clone._create_body(context, record, task["id"]))

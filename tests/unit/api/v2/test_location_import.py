@@ -22,8 +22,9 @@ from .test_import import wait_status
 from .test_import_reliability import _age, _tasks_of
 
 FORMATS = {"disk_format": "raw", "container_format": "bare"}
-# A service acting in the image's project (it must be able to read it).
-SERVICE = {"tenant": "t1", "roles": "member,service", "user": "cinder"}
+# A service acting in the image's project (it must be able to read it: a
+# Keystone token for member also carries reader).
+SERVICE = {"tenant": "t1", "roles": "reader,member,service", "user": "cinder"}
 DATA = b"written by a service" * 1000
 
 
@@ -285,9 +286,18 @@ def test_the_reaper_puts_back_the_image_of_a_dead_node(v2: V2, remote) -> None:
     assert v2.call("GET", "/images/" + image["id"]).json["status"] == "active"
 
 
-def test_location_api_is_for_admins_and_services_by_default(v2: V2, remote) -> None:
+def test_location_api_is_for_services_and_owners_by_default(v2: V2, v2_with,
+                                                            remote) -> None:
+    # New defaults: services, and members of the owning project, add; only
+    # services (and admins) read them back.
     image = v2.create(name="q", **FORMATS)
-    res = post_location(v2, image["id"], {"url": remote.add("y", DATA)})
-    assert res.status_int == 403
+    url = remote.add("y", DATA)
+    assert post_location(v2, image["id"], {"url": url}, roles="reader").status_int == 403
+    assert post_location(v2, image["id"], {"url": url}, tenant="t2").status_int == 404
     assert v2.call("GET", "/images/%s/locations" % image["id"]).status_int == 403
     assert v2.call("GET", "/images/%s/locations" % image["id"], **ADMIN).json == []
+    assert post_location(v2, image["id"], {"url": url}).status_int == 202
+    # The old defaults: admins and services only.
+    legacy = v2_with({"oslo_policy.enforce_new_defaults": False})
+    image = legacy.create(name="q", **FORMATS)
+    assert post_location(legacy, image["id"], {"url": url}).status_int == 403

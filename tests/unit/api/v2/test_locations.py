@@ -58,8 +58,19 @@ def test_admins_see_them_when_shown(v2_with) -> None:
     assert {img["id"]: img.get("direct_url") for img in listed}[image["id"]] == url
 
 
-def test_users_never_see_them_even_when_shown(v2_with, remote) -> None:
+def test_owners_see_their_own_when_shown(v2_with) -> None:
+    # New defaults: get_image_location is the owning project's readers'.
     v2 = v2_with(SHOWN)
+    own = uploaded(v2, name="own")
+    shown = v2.call("GET", "/images/" + own["id"], roles="reader").json
+    assert shown["locations"] and shown["direct_url"].startswith("file://")
+    v2.call("POST", "/images/%s/members" % own["id"], {"member": "t2"})
+    shared = v2.call("GET", "/images/" + own["id"], tenant="t2").json
+    assert "locations" not in shared and "direct_url" not in shared
+
+
+def test_users_never_see_them_under_the_old_defaults(v2_with, remote) -> None:
+    v2 = v2_with(dict(SHOWN, **{"oslo_policy.enforce_new_defaults": False}))
     image = uploaded(v2, name="mine", visibility="public", caller=ADMIN)
     own = uploaded(v2, name="own")
     responses = [v2.call("GET", "/images/" + own["id"]).json,

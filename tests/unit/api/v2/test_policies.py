@@ -78,8 +78,19 @@ def test_each_rule_guards_its_call(v2_with, tmp_path, rule: str) -> None:
     assert call(other, caller, method, CALLS[rule][2].format(**ids), body).status_int < 300
 
 
+def test_community_images_are_for_project_members_by_default(v2: V2) -> None:
+    image = v2.create(name="s")
+    change = [{"op": "replace", "path": "/visibility", "value": "community"}]
+    assert v2.patch(image["id"], change, roles="reader").status_int == 403
+    assert v2.patch(image["id"], change).json["visibility"] == "community"
+    assert v2.call("POST", "/images", {"name": "c", "visibility": "community"}
+                   ).status_int == 201
+
+
 @pytest.mark.parametrize("visibility", ["public", "community"])
-def test_publicize_and_communitize_are_admin_only_by_default(v2: V2, visibility) -> None:
+def test_publicize_and_communitize_are_admin_only_by_old_defaults(v2_with,
+                                                                  visibility) -> None:
+    v2 = v2_with({"oslo_policy.enforce_new_defaults": False})
     res = v2.call("POST", "/images", {"name": "p", "visibility": visibility})
     assert res.status_int == 403
     image = v2.create(name="s")
