@@ -131,6 +131,8 @@ NEW_DEFAULT_RULES: dict[str, str] = {
 # mattered; a few rules stay admin-only.
 LEGACY_DEFAULT_RULES: dict[str, str] = {
     **_COMMON_RULES,
+    # A download that prefers stores (?prefer=): whoever download_image allows.
+    "download_from_store": "",
     "communitize_image": _ADMIN,
     "get_image_location": _ADMIN,
     "add_image_location": "role:admin or role:service",
