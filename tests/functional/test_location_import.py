@@ -30,7 +30,7 @@ from tests.functional.test_tasks import (
 pytestmark = pytest.mark.timeout(120)
 
 STALL_TIMEOUT = 2                        # [task] task_stall_timeout, seconds
-SERVICE = harness.identity("t1", roles="member,service", user="cinder")
+SERVICE = harness.identity("t1", roles="reader,member,service", user="cinder")
 OWNER = harness.identity("t1")
 
 
