@@ -76,11 +76,16 @@ class ImportLock:
     # -- reading -------------------------------------------------------------
     def task_over(self, task_id: str) -> bool:
         """Whether the task is finished or gone."""
+        return self.ended(task_id)[0]
+
+    def ended(self, task_id: str) -> tuple[bool, str | None]:
+        """Whether the task is finished or gone, and its type (None once
+        the task is gone)."""
         try:
             task = self.tasks.get(self.admin(), task_id)
         except exception.TaskNotFound:
-            return True
-        return task["status"] in task_status.FINAL
+            return True, None
+        return task["status"] in task_status.FINAL, task["type"]
 
     def alive(self, task: dict) -> bool:
         """Whether the task may still be running: not finished, and changed

@@ -41,7 +41,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from oslo_config import cfg
@@ -71,14 +71,22 @@ LOG = logging.getLogger(__name__)
 # may have begun after the sweep read the image.
 SWEEP_MIN_AGE = 60.0
 PAGE = 200
+# Puts an image back from importing under a task's lock: (context,
+# image_id, task_id).
+ImageReverter = Callable[[RequestContext, str, str], None]
 
 
 class ImportRunner:
     def __init__(self, conf: cfg.ConfigOpts, repository: tasks.TaskRepository,
                  lock: ImportLock, uploader: Uploader, staging: StagingArea,
                  stores: Any, plugins: Plugins | None = None,
-                 downloads: Any = None) -> None:
+                 downloads: Any = None,
+                 image_reverters: Mapping[str, ImageReverter] | None = None) -> None:
         self.conf = conf
+        # The sweep's undo for an image locked by a task of another type
+        # (by type; ``revert_image`` for the rest): a location import, for
+        # one, wrote to no store and must not name one as failed.
+        self.image_reverters = dict(image_reverters or {})
         # Import plugins (glance-image-import.conf); none by default.
         self.plugins = plugins
         # glance-download's source (region_download.RegionDownload).
@@ -321,12 +329,18 @@ class ImportRunner:
     # -- sweeps (the reaper's) -------------------------------------------------
     def sweep_images(self, context: RequestContext) -> None:
         """Revert every image importing under a lock whose task is over (or
-        gone): its reverter died. A stalled task is the reaper's to fail
+        gone): its reverter died. The undo is that of the task's type
+        (``image_reverters``), an import's by default. A stalled task is the reaper's to fail
         first (then it reverts the image)."""
         for record in self._importing(context):
             task_id = import_lock.holder(record)
-            if task_id is None or self.lock.task_over(task_id):
-                self.revert_image(context, record["id"], task_id)
+            if task_id is None:
+                self.revert_image(context, record["id"], None)
+                continue
+            over, kind = self.lock.ended(task_id)
+            if over:
+                revert = self.image_reverters.get(kind or "", self.revert_image)
+                revert(context, record["id"], task_id)
 
     def _importing(self, context: RequestContext) -> list[dict]:
         found: list[dict] = []

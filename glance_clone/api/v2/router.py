@@ -138,8 +138,9 @@ class API(wsgi.Router):
             EXPORT: ExportTask(conf, self.task_repository, self.catalog, self.stores),
             CLONE: clone}
         # The reaper's image writes need an admin's view of every image.
-        admin_runner = ImportRunner(conf, admin_tasks, lock, deleter.uploader,
-                                    staging_area, self.stores)
+        admin_runner = ImportRunner(
+            conf, admin_tasks, lock, deleter.uploader, staging_area, self.stores,
+            image_reverters={LOCATION_IMPORT: self.location_import.revert_image})
         self.task_reaper = TaskReaper(
             conf, admin_tasks,
             {IMPORT: legacy.revert, CLONE: clone.revert,

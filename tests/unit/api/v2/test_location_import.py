@@ -301,3 +301,23 @@ def test_location_api_is_for_services_and_owners_by_default(v2: V2, v2_with,
     legacy = v2_with({"oslo_policy.enforce_new_defaults": False})
     image = legacy.create(name="q", **FORMATS)
     assert post_location(legacy, image["id"], {"url": url}).status_int == 403
+
+
+def test_the_sweep_undoes_a_finished_location_import_as_its_own(v2: V2, remote) -> None:
+    """An image left importing under a location import that is over (its
+    node died between failing the task and putting the image back) is put
+    back by the reaper's sweep the location import's way: queued, with no
+    store named as a failed import target (the task wrote to none)."""
+    url = remote.add("x", DATA)
+    image = v2.create(name="q", **FORMATS)
+    held = _hold(v2)
+    assert post_location(v2, image["id"], {"url": url}, **ADMIN).status_int == 202
+    [(_run, _context, task)] = held
+    repository = v2.stack.v2.task_repository
+    repository.move(admin_context(), repository.get(admin_context(), task["id"]),
+                    "failure", message="its node stopped")
+    assert v2.call("GET", "/images/" + image["id"]).json["status"] == "importing"
+    assert v2.stack.v2.task_reaper.reap() == 0
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued"
+    assert not any(name.startswith("os_glance") for name in shown), shown
