@@ -330,8 +330,8 @@ class ImportRunner:
     def sweep_images(self, context: RequestContext) -> None:
         """Revert every image importing under a lock whose task is over (or
         gone): its reverter died. The undo is that of the task's type
-        (``image_reverters``), an import's by default. A stalled task is the reaper's to fail
-        first (then it reverts the image)."""
+        (``image_reverters``), an import's by default. A stalled task is
+        the reaper's to fail first (then it reverts the image)."""
         for record in self._importing(context):
             task_id = import_lock.holder(record)
             if task_id is None:
