@@ -28,7 +28,10 @@ dies is failed by any node's reaper, whose ``revert`` does the same.
 
 The task's registry writes are an admin's: the policy
 (``add_image_location``) may let a service that does not own the image
-add its location. The storage quota is the caller's, as for uploads.
+add its location. The storage quota is the caller's, as for uploads, and
+so are Keystone's unified limits when they are used: the request is
+checked as an upload is (``image_size_total`` + 0,
+``image_count_uploading`` + 1; 413 over either).
 """
 
 from __future__ import annotations
@@ -44,7 +47,15 @@ from oslo_config import cfg
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming
-from glance_clone.domain import image_status, import_lock, inspection, reserved, tasks
+from glance_clone.domain import (
+    image_status,
+    import_lock,
+    inspection,
+    reserved,
+    tasks,
+    unified_limits,
+    usage,
+)
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.locations import Locations
 from glance_clone.domain.task_lease import Lease
@@ -85,6 +96,10 @@ class LocationImport:
         image_status.check(image.status, image_status.IMPORTING,
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
+        # The image receives data as an upload would (the caller's project).
+        usage.enforce(self.conf, self.catalog.images.registry, context,
+                      {unified_limits.IMAGE_SIZE_TOTAL: 0,
+                       unified_limits.IMAGE_COUNT_UPLOADING: 1})
         owner = context.owner or image.owner or self.conf.admin_role
         task = self.repository.create(
             context, tasks.LOCATION_IMPORT,

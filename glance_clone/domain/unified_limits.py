@@ -11,8 +11,9 @@ Where the quotas are checked, and with which delta (what the request is
 about to add):
 
 - a new image (v1 and v2 create, import tasks): ``image_count_total`` + 1;
-- an upload of a queued image (v1 and v2): ``image_size_total`` + 0 and
-  ``image_count_uploading`` + 1;
+- an upload of a queued image (v1 and v2), and a new location whose data
+  is read first (``POST /v2/images/{id}/locations``): ``image_size_total``
+  + 0 and ``image_count_uploading`` + 1;
 - the first piece of a staging upload: ``image_stage_total`` + 0 and
   ``image_count_uploading`` + 1;
 - an import request: ``image_size_total`` + 0; for the methods that fetch

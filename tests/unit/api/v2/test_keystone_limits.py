@@ -165,3 +165,15 @@ def test_an_unreachable_keystone_is_identity_unavailable(tmp_path) -> None:
     with pytest.raises(exception.IdentityUnavailable) as raised:
         unified_limits.KeystoneLimits(conf).limits("project")
     assert "check the image quotas" in str(raised.value)
+
+
+def test_a_location_import_counts_as_one_more_upload(v2k: V2, limits,
+                                                     source: str) -> None:  # noqa: F811
+    limits["t1"] = {"image_count_uploading": 0}
+    image = new_image(v2k)
+    res = v2k.call("POST", "/images/%s/locations" % image["id"],
+                   {"url": source + "/image"}, roles="reader,member,service")
+    _over(res, "image_count_uploading")
+    shown = v2k.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and "os_glance_import_task" not in shown
+    assert v2k.call("GET", "/images/%s/tasks" % image["id"]).json["tasks"] == []
