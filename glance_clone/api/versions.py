@@ -3,17 +3,18 @@
 Only the API versions this project serves are listed, newest first, and
 each selects its API in a path (``/v2.15/images``) or an ``Accept``
 header. With ``enable_v2_api``: v2.17 (CURRENT: the location API), v2.15
-(``/v2/info/usage``), v2.7 (``os_hidden``, multihash) down to v2.0 (v2.6
-brought interoperable import); with ``image_cache_dir`` set also v2.16 and
-v2.14 (the cache API). Then v1.1 and v1.0 with ``enable_v1_api``.
+(``/v2/info/usage``), v2.9, v2.7 (``os_hidden``, multihash) down to v2.0
+(v2.6 brought interoperable import; v2.9 import into chosen stores); with
+``image_cache_dir`` set also v2.16 and v2.14 (the cache API); with named
+stores (``enabled_backends``) also v2.13 to v2.10 and v2.8, as newer
+Glance lists them only there (v2.8 brought named stores, v2.10 deleting
+from one; ``GET /v2/images/{id}/tasks`` of v2.12 is served either way).
+Then v1.1 and v1.0 with ``enable_v1_api``.
 
 As newer Glance does, the list has gaps: a minor is listed when what it
-brought is served in this configuration. Not listed: v2.8 and v2.9 (import
-into chosen stores: here ``stores``/``all_stores`` only steer copy-image),
-v2.10 to v2.13 (newer Glance lists them only beside v2.8 with several
-stores) and v2.18 (the cache's clean, prune and nodes routes).
-``enable_v3_api`` is accepted so existing config files load, and adds
-nothing.
+brought is served in this configuration. Not listed: v2.18 (the cache's
+clean, prune and nodes routes). ``enable_v3_api`` is accepted so existing
+config files load, and adds nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from oslo_config import cfg
 
 from glance_clone.cache import options as cache_options
 from glance_clone.common import config
+from glance_clone.store import named
 
 API_OPTS = [
     cfg.BoolOpt("enable_v1_api", default=True, help="Serve the v1 API under /v1."),
@@ -41,10 +43,13 @@ API_OPTS = [
 
 V1_IDS = ("v1.1", "v1.0")
 # Served in every configuration, newest first; the first is CURRENT.
-V2_IDS = ("v2.17", "v2.15", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1",
+V2_IDS = ("v2.17", "v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1",
           "v2.0")
 # Served with image_cache_dir set (the cache API).
 V2_CACHE_IDS = ("v2.16", "v2.14")
+# Served with named stores (enabled_backends): newer Glance lists these
+# only there, v2.9 aside, which it lists in every configuration.
+V2_STORES_IDS = ("v2.13", "v2.12", "v2.11", "v2.10", "v2.8")
 # Path segments that select v1.
 V1_NAMES = frozenset(("v1",) + V1_IDS)
 
@@ -52,6 +57,7 @@ V1_NAMES = frozenset(("v1",) + V1_IDS)
 def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, API_OPTS)
     cache_options.register_opts(conf)
+    named.register_opts(conf)
 
 
 def _minor(version_id: str) -> int:
@@ -60,7 +66,8 @@ def _minor(version_id: str) -> int:
 
 def v2_ids(conf: cfg.ConfigOpts) -> list[str]:
     """The v2 minors served in this configuration, newest first."""
-    served = V2_IDS + (V2_CACHE_IDS if conf.image_cache_dir else ())
+    served = (V2_IDS + (V2_CACHE_IDS if conf.image_cache_dir else ())
+              + (V2_STORES_IDS if named.store_ids(conf) else ()))
     return sorted(served, key=_minor, reverse=True)
 
 

@@ -34,8 +34,8 @@ def test_glance11_paste_files_serve_v1_and_v2(tmp_path, flavor):
         # served nor advertised.
         versions = requests.get(dep.url + "/versions").json()["versions"]
         assert [v["id"] for v in versions] == [
-            "v2.17", "v2.15", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1",
-            "v2.0", "v1.1", "v1.0"]
+            "v2.17", "v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2",
+            "v2.1", "v2.0", "v1.1", "v1.0"]
         shown = requests.get(dep.url + "/v2/images/" + image_id, headers=headers)
         assert shown.status_code == 200, shown.text
         assert shown.json()["name"] == "old-paste" and shown.json()["status"] == "active"

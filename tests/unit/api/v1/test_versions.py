@@ -13,7 +13,7 @@ V1_ENTRIES = [
      "links": [{"rel": "self", "href": "http://localhost/v1/"}]},
     {"id": "v1.0", "status": "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v1/"}]}]
-V2_MINORS = (17, 15, 7, 6, 5, 4, 3, 2, 1, 0)
+V2_MINORS = (17, 15, 9, 7, 6, 5, 4, 3, 2, 1, 0)
 V2_ENTRIES = [
     {"id": "v2.%d" % minor, "status": "CURRENT" if minor == 17 else "SUPPORTED",
      "links": [{"rel": "self", "href": "http://localhost/v2/"}]}
@@ -23,9 +23,10 @@ DOC = {"versions": V2_ENTRIES + V1_ENTRIES}
 
 
 @pytest.mark.parametrize("path", ["/", "/images", "/v1.2/images", "/v1.a/images",
-                                  "/v10", "/v2.8/images", "/v2.9/images", "/v2.14/images",
-                                  "/v2.16/images", "/v2.18/images", "/v3/images",
-                                  "/v1images", "/x/v1/images", "/v2images"])
+                                  "/v10", "/v2.8/images", "/v2.10/images", "/v2.12/images",
+                                  "/v2.13/images", "/v2.14/images", "/v2.16/images",
+                                  "/v2.18/images", "/v3/images", "/v1images", "/x/v1/images",
+                                  "/v2images"])
 def test_unknown_versions_get_300_with_document(stack, path):
     response = stack.request(path, tenant="t1")
     assert response.status_int == 300
@@ -63,7 +64,7 @@ def test_disabled_v2_is_not_served_nor_advertised(stack_with):
 
 
 @pytest.mark.parametrize("prefix", ["/v2", "/v2.0", "/v2.3", "/v2.5", "/v2.6", "/v2.7",
-                                    "/v2.15", "/v2.17"])
+                                    "/v2.9", "/v2.15", "/v2.17"])
 def test_v2_names_select_v2(stack, prefix):
     image = create_image(stack, headers={"x-image-meta-is_public": "true"}, **ADMIN)
     response = stack.request(prefix + "/images", tenant="t1")
@@ -76,7 +77,7 @@ def test_a_cache_directory_adds_the_cache_api_minors(stack_with, tmp_path):
     listed = stack.request("/versions").json["versions"]
     assert [(v["id"], v["status"]) for v in listed][:5] == [
         ("v2.17", "CURRENT"), ("v2.16", "SUPPORTED"), ("v2.15", "SUPPORTED"),
-        ("v2.14", "SUPPORTED"), ("v2.7", "SUPPORTED")]
+        ("v2.14", "SUPPORTED"), ("v2.9", "SUPPORTED")]
     for prefix in ("/v2.14", "/v2.16"):
         response = stack.request(prefix + "/cache", tenant="admin-t", roles="admin")
         assert response.status_int == 200, response.text
@@ -84,6 +85,40 @@ def test_a_cache_directory_adds_the_cache_api_minors(stack_with, tmp_path):
     assert stack.request("/cache", headers=accept, tenant="admin-t",
                          roles="admin").status_int == 200
     assert stack.request("/v2.18/cache", tenant="admin-t", roles="admin").status_int == 300
+
+
+def named_stores(tmp_path, **extra):
+    return {"enabled_backends": {"fast": "file", "cheap": "file"},
+            "glance_store.default_backend": "fast",
+            "fast.filesystem_store_datadir": str(tmp_path / "fast"),
+            "cheap.filesystem_store_datadir": str(tmp_path / "cheap"), **extra}
+
+
+def test_named_stores_add_the_multi_store_minors(stack_with, tmp_path):
+    stack = stack_with(named_stores(tmp_path))
+    listed = stack.request("/versions").json["versions"]
+    assert [(v["id"], v["status"]) for v in listed] == [
+        ("v2.17", "CURRENT"), ("v2.15", "SUPPORTED"), ("v2.13", "SUPPORTED"),
+        ("v2.12", "SUPPORTED"), ("v2.11", "SUPPORTED"), ("v2.10", "SUPPORTED"),
+        ("v2.9", "SUPPORTED"), ("v2.8", "SUPPORTED")] + [
+        ("v2.%d" % minor, "SUPPORTED") for minor in range(7, -1, -1)] + [
+        ("v1.1", "SUPPORTED"), ("v1.0", "SUPPORTED")]
+    image = create_image(stack, headers={"x-image-meta-is_public": "true"}, **ADMIN)
+    for prefix in ("/v2.8", "/v2.10", "/v2.11", "/v2.12", "/v2.13"):
+        response = stack.request(prefix + "/images", tenant="t1")
+        assert response.status_int == 200, response.text
+        assert [i["id"] for i in response.json["images"]] == [image["id"]]
+    accept = {"Accept": "application/vnd.openstack.images-v2.12"}
+    assert stack.request("/images", headers=accept, tenant="t1").status_int == 200
+    assert stack.request("/v2.14/images", tenant="t1").status_int == 300
+
+
+def test_named_stores_and_a_cache_directory_list_both(stack_with, tmp_path):
+    stack = stack_with(named_stores(tmp_path, image_cache_dir=str(tmp_path / "cache")))
+    listed = [v["id"] for v in stack.request("/versions").json["versions"]]
+    assert listed[:10] == ["v2.17", "v2.16", "v2.15", "v2.14", "v2.13", "v2.12", "v2.11",
+                           "v2.10", "v2.9", "v2.8"]
+    assert stack.request("/v2.12/images", tenant="t1").status_int == 200
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/v1.0", "/v1.1"])
