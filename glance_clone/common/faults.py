@@ -121,9 +121,10 @@ def to_http(err: BaseException) -> exc.HTTPException | None:
     if accept_patch:
         kwargs["headers"] = [("Accept-Patch", accept_patch)]
     response = http_error(response_cls, **kwargs)
-    if response_cls is exc.HTTPUnsupportedMediaType:
-        # webob's 415 page shows only the request's media type; ours says
-        # why (a refused disk image names the failed check).
+    if response_cls in (exc.HTTPUnsupportedMediaType, exc.HTTPMethodNotAllowed):
+        # webob's 415 and 405 pages show only the request's media type or
+        # method; ours say why (a refused disk image names the failed
+        # check, a refused task delete says how tasks do go away).
         response.body_template_obj = exc.WSGIHTTPException.body_template_obj
     return response
 

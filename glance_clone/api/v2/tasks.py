@@ -32,6 +32,9 @@ STUB_FIELDS = ("id", "type", "status", "owner", "created_at", "updated_at",
 # Shown by the full view only, and only once set (as newer Glance does).
 SET_FIELDS = ("image_id", "request_id", "user_id")
 INTEGER = re.compile(r"[0-9]+")
+# Why DELETE /v2/tasks/{id} is a 405: nothing removes a task on demand.
+TASK_DELETE_REFUSED = ("Deleting a task is not permitted: a task is removed "
+                       "automatically once the time in its expires_at has passed.")
 
 
 def _create_values(body: Any) -> tuple[str, dict]:
@@ -168,10 +171,7 @@ class TasksController:
 
     def delete(self, req: wsgi.Request, task_id: str) -> webob.Response:
         self.enforcer.enforce(req.context, "tasks_api_access", {})
-        raise exception.MethodNotAllowed(
-            "This operation is currently not permitted on Glance Tasks. They are "
-            "auto deleted after reaching the time based on their expires_at "
-            "property.", allow="GET")
+        raise exception.MethodNotAllowed(TASK_DELETE_REFUSED, allow="GET")
 
 
 # A task as GET /v2/images/{id}/tasks shows it: every column of its row.

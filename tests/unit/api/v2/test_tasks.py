@@ -151,6 +151,20 @@ def test_access_visibility_and_delete(v2: V2) -> None:
     assert v2.call("GET", "/tasks/" + str(uuid.uuid4()), **ADMIN).status_int == 404
 
 
+@pytest.mark.parametrize("accept", ["text/plain", "application/json"])
+def test_delete_is_refused_saying_how_tasks_go_away(v2: V2, accept: str) -> None:
+    task_id = _stored_task(v2, "t1")
+    # A non-admin meets the access check first.
+    assert v2.call("DELETE", "/tasks/" + task_id,
+                   headers={"Accept": accept}).status_int == 403
+    res = v2.call("DELETE", "/tasks/" + task_id, headers={"Accept": accept}, **ADMIN)
+    assert res.status_int == 405 and res.headers["Allow"] == "GET"
+    text = res.json["message"] if accept == "application/json" else res.text
+    assert "Deleting a task is not permitted" in text, text
+    assert "expires_at" in text, text
+    assert v2.call("GET", "/tasks/" + task_id, **ADMIN).status_int == 200
+
+
 def test_open_access_keeps_projects_apart(v2_with: Any, tmp_path: Any) -> None:
     policy_file = tmp_path / "policy.json"
     policy_file.write_text('{"tasks_api_access": ""}')
