@@ -121,6 +121,49 @@ def test_copy_image_to_another_store(named: harness.Deployment, tmp_path: Path) 
     assert list((tmp_path / "local").iterdir()) == []
 
 
+def test_an_upload_chooses_its_store_and_a_download_prefers_one(
+        named: harness.Deployment, tmp_path: Path) -> None:
+    dep = named
+    image = call(dep, "POST", "/v2/images", json=dict(
+        name="chosen", disk_format="raw", container_format="bare")).json()
+    path = "/v2/images/%s/file" % image["id"]
+
+    def upload(store: str, data: bytes) -> requests.Response:
+        return call(dep, "PUT", path, data=data, headers=dict(
+            T1, **{"Content-Type": "application/octet-stream",
+                   "X-Image-Meta-Store": store}))
+
+    refused = upload("tape", b"x")
+    assert refused.status_code == 400 and "tape" in refused.text
+    assert call(dep, "GET", "/v2/images/" + image["id"]).json()["status"] == "queued"
+    assert upload("far", DATA).status_code == 204
+    assert call(dep, "GET", "/v2/images/" + image["id"]).json()["stores"] == "far"
+    local = tmp_path / "local"
+    assert not local.exists() or list(local.iterdir()) == []
+    # A second copy in local, after the first in far.
+    body = {"method": {"name": "copy-image"}, "stores": ["local"]}
+    assert call(dep, "POST", "/v2/images/%s/import" % image["id"], harness.admin(),
+                json=body).status_code == 202
+    wait(lambda: call(dep, "GET", "/v2/images/" + image["id"]).json()["stores"]
+         == "far,local", "the copy")
+    [copy] = list(local.iterdir())
+    # The local copy altered behind our back: a plain download reads far
+    # (the first copy); one that prefers local reads the altered bytes
+    # (which the checksum check cuts off at the end).
+    copy.write_bytes(bytes(len(DATA)))
+    assert call(dep, "GET", path).content == DATA
+    try:
+        served: bytes | None = call(dep, "GET", path + "?prefer=local").content
+    except requests.exceptions.RequestException:
+        served = None
+    assert served != DATA
+    # The local copy gone: preferring it gives way to far.
+    copy.unlink()
+    preferring = call(dep, "GET", path + "?prefer=local")
+    assert preferring.status_code == 200 and preferring.content == DATA
+    assert call(dep, "GET", path + "?prefer=tape").status_code == 400
+
+
 # -- export ------------------------------------------------------------------------
 @pytest.fixture
 def plain(tmp_path: Path) -> Iterator[harness.Deployment]:
