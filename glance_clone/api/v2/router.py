@@ -234,7 +234,8 @@ class API(wsgi.Router):
         connect(mapper, "/images/{image_id}/members/{member_id}", members,
                 {"GET": "show", "PUT": "update", "DELETE": "delete"})
         image_tasks = wsgi.Resource(ImageTasksController(self.conf, self.catalog,
-                                                         self.task_repository))
+                                                         self.task_repository),
+                                    deserializer=NoBody(wsgi.JSONDeserializer(), ("index",)))
         connect(mapper, "/images/{image_id}/tasks", image_tasks, {"GET": "index"})
         connect(mapper, "/tasks", tasks, {"GET": "index", "POST": "create"})
         # DELETE answers 405 itself, after the access check.
