@@ -25,7 +25,11 @@ from glance_clone.api.v2.stores import StoresController
 from glance_clone.api.v2.task_clone import CloneTask
 from glance_clone.api.v2.task_export import ExportTask
 from glance_clone.api.v2.task_import import ImportTask
-from glance_clone.api.v2.tasks import ImageTasksController, TasksController
+from glance_clone.api.v2.tasks import (
+    ImageTasksController,
+    TasksController,
+    TasksDeserializer,
+)
 from glance_clone.cache import options as cache_options
 from glance_clone.common import background, config, context, policy, wsgi
 from glance_clone.domain import (
@@ -193,7 +197,8 @@ class API(wsgi.Router):
         schemas = wsgi.Resource(SchemasController(self.schemas),
                                 deserializer=NoBody(wsgi.JSONDeserializer(), ("show",)))
         tasks = wsgi.Resource(TasksController(self.conf, self.task_repository,
-                                              self.enforcer, self.task_types))
+                                              self.enforcer, self.task_types),
+                              deserializer=TasksDeserializer(self.enforcer))
         connect = wsgi.connect_methods
         connect(mapper, "/schemas/{name}", schemas, {"GET": "show"})
         connect(mapper, "/images", images, {"GET": "index", "POST": "create"})

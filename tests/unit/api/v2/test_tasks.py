@@ -151,6 +151,20 @@ def test_access_visibility_and_delete(v2: V2) -> None:
     assert v2.call("GET", "/tasks/" + str(uuid.uuid4()), **ADMIN).status_int == 404
 
 
+@pytest.mark.parametrize("raw", [b"{not json", b'{"type": "import"}', b"[1, 2]",
+                                 b'{"type": "import", "input": {}, "bogus": 1}'])
+def test_access_is_refused_before_the_body_is_read(v2: V2, raw: bytes) -> None:
+    res = v2.call("POST", "/tasks", raw=raw, content_type="application/json")
+    assert res.status_int == 403, res.text
+    assert "tasks_api_access" in res.text, res.text
+    # The query of a list is not read either.
+    res = v2.call("GET", "/tasks?status=bogus&limit=x&sort_dir=up")
+    assert res.status_int == 403, res.text
+    # An admin gets the 400 the body deserves.
+    res = v2.call("POST", "/tasks", raw=raw, content_type="application/json", **ADMIN)
+    assert res.status_int == 400, res.text
+
+
 @pytest.mark.parametrize("accept", ["text/plain", "application/json"])
 def test_delete_is_refused_saying_how_tasks_go_away(v2: V2, accept: str) -> None:
     task_id = _stored_task(v2, "t1")
