@@ -5,16 +5,16 @@ each selects its API in a path (``/v2.15/images``) or an ``Accept``
 header. With ``enable_v2_api``: v2.17 (CURRENT: the location API), v2.15
 (``/v2/info/usage``), v2.9, v2.7 (``os_hidden``, multihash) down to v2.0
 (v2.6 brought interoperable import; v2.9 import into chosen stores); with
-``image_cache_dir`` set also v2.16 and v2.14 (the cache API); with named
+``image_cache_dir`` set also v2.18 (then CURRENT: the cache's nodes,
+clean and prune routes), v2.16 and v2.14 (the cache API); with named
 stores (``enabled_backends``) also v2.13 to v2.10 and v2.8, as newer
 Glance lists them only there (v2.8 brought named stores, v2.10 deleting
 from one; ``GET /v2/images/{id}/tasks`` of v2.12 is served either way).
 Then v1.1 and v1.0 with ``enable_v1_api``.
 
 As newer Glance does, the list has gaps: a minor is listed when what it
-brought is served in this configuration. Not listed: v2.18 (the cache's
-clean, prune and nodes routes). ``enable_v3_api`` is accepted so existing
-config files load, and adds nothing.
+brought is served in this configuration. ``enable_v3_api`` is accepted so
+existing config files load, and adds nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ V1_IDS = ("v1.1", "v1.0")
 V2_IDS = ("v2.17", "v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1",
           "v2.0")
 # Served with image_cache_dir set (the cache API).
-V2_CACHE_IDS = ("v2.16", "v2.14")
+V2_CACHE_IDS = ("v2.18", "v2.16", "v2.14")
 # Served with named stores (enabled_backends): newer Glance lists these
 # only there, v2.9 aside, which it lists in every configuration.
 V2_STORES_IDS = ("v2.13", "v2.12", "v2.11", "v2.10", "v2.8")

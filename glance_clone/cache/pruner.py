@@ -25,6 +25,7 @@ class PruneResult:
     size_before: int = 0
     size_after: int = 0
     removed: int = 0
+    bytes_removed: int = 0
 
 
 def prune(cache: ImageCache, max_size: int) -> PruneResult:
@@ -57,6 +58,7 @@ def _prune_locked(cache: ImageCache, max_size: int) -> PruneResult:
         if cache.delete_cached(entry.image_id, expected=st):
             total -= st.st_size
             result.removed += 1
+            result.bytes_removed += st.st_size
             LOG.info("Pruned image %s (%d bytes, last accessed %s)",
                      entry.image_id, st.st_size, entry.last_accessed or "never")
     result.size_after = cache.cache_size()

@@ -28,8 +28,8 @@ communitize_image, add_member, get_member, deactivate, reactivate,
 download_from_store (a download that prefers stores; by default whoever
 download_image allows),
 get_image_location, delete_image_location, add_image_location,
-fetch_image_location, stores_info_detail, cache_list, cache_image and
-cache_delete, and
+fetch_image_location, stores_info_detail, cache_list, cache_image,
+cache_delete, list_cached_nodes, cache_clean and cache_prune, and
 for tasks tasks_api_access (admin-only by default), add_task, get_task and
 get_tasks.
 """
@@ -79,6 +79,9 @@ _COMMON_RULES: dict[str, str] = {
     "cache_list": _ADMIN,
     "cache_image": _ADMIN,
     "cache_delete": _ADMIN,
+    "list_cached_nodes": _ADMIN,
+    "cache_clean": _ADMIN,
+    "cache_prune": _ADMIN,
     "publicize_image": _ADMIN,
     "delete_image_location": _ADMIN,
     # Pointing an image at data elsewhere: its project's members, as in

@@ -1,5 +1,5 @@
-"""The v2 cache API (v2.14/v2.16) over the api node's image cache, as
-newer Glance serves it when ``image_cache_dir`` is set (404 otherwise):
+"""The v2 cache API (v2.14/v2.16/v2.18) over the api node's image cache,
+as newer Glance serves it when ``image_cache_dir`` is set (404 otherwise):
 
 =============================  ==========================================
 GET    /v2/cache               ``{"cached_images": [...], "queued_images":
@@ -14,19 +14,43 @@ DELETE /v2/cache/{image_id}    204: the cached copy and the queue entry go
 DELETE /v2/cache               204: ``x-image-cache-clear-target`` ``cache``
                                or ``queue``, both when absent or empty;
                                anything else 400 (policy ``cache_delete``)
+GET    /v2/cache/nodes/{id}    200: a list of the api nodes holding the
+                               image in their cache (policy
+                               ``list_cached_nodes``), see below
+POST   /v2/cache/clean         200: what glance-cache-cleaner does, now:
+                               every cached file hashed again, invalid and
+                               stalled incomplete files removed; the body
+                               counts them (policy ``cache_clean``)
+POST   /v2/cache/prune         200: what glance-cache-pruner does, now:
+                               ``{"total_files_pruned": n,
+                               "total_bytes_pruned": bytes}``; 409 while
+                               another prune of the cache runs (policy
+                               ``cache_prune``)
 =============================  ==========================================
 
-The three policies are admin-only by default. A cache directory that is set
-but unusable answers 503 with the reason, as the v1 cache admin routes do.
+Each api node has its own cache and keeps no record of the others', so
+the nodes list is this node's answer only: ``[worker_self_reference_url]``
+when the image is cached here, else ``[]`` (a list of node URLs, as newer
+Glance answers from its shared cache records). A node without
+``worker_self_reference_url`` cannot name itself and answers 409, as newer
+Glance does when its cache keeps no node records; an image the caller
+cannot see is 404 either way. Clean and prune run in the request: a
+clean lasts as long as re-hashing the cache takes.
+
+The policies are admin-only by default. A cache directory that is set but
+unusable answers 503 with the reason, as the v1 cache admin routes do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import webob
+from oslo_config import cfg
 
 from glance_clone.api.v2.images import json_response, no_content
+from glance_clone.cache import cleaner, pruner
 from glance_clone.cache.image_cache import ImageCache
 from glance_clone.common import exception, wsgi
 from glance_clone.domain import image_status
@@ -37,10 +61,12 @@ CLEAR_TARGETS = ("cache", "queue", "")
 
 
 class CacheController:
-    def __init__(self, configured: bool, cache: ImageCache | None, disabled_reason: str,
+    def __init__(self, conf: cfg.ConfigOpts, cache: ImageCache | None, disabled_reason: str,
                  policy: Any, catalog: ImageCatalog) -> None:
-        # Whether image_cache_dir is set: without it, no cache API at all.
-        self.configured = configured
+        self.conf = conf
+        # Whether image_cache_dir was set when the API was built: without
+        # it, no cache API at all.
+        self.configured = bool(conf.image_cache_dir)
         self.cache = cache
         self.disabled_reason = disabled_reason
         self.policy = policy
@@ -89,3 +115,27 @@ class CacheController:
         if target in ("queue", ""):
             cache.delete_all_queued()
         return no_content(req)
+
+    def nodes(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        cache = self._cache(req, "list_cached_nodes")
+        # An image the caller cannot see is 404, cached here or not.
+        self.catalog.get(req.context, image_id)
+        node = self.conf.worker_self_reference_url
+        if not node:
+            raise exception.Conflict(
+                "This api node cannot name itself: worker_self_reference_url is not set.")
+        return json_response(req, [node] if cache.is_cached(image_id) else [])
+
+    # clean and prune ignore a body: newer Glance's clients send ``{}``.
+    def clean(self, req: wsgi.Request, body: Any = None) -> webob.Response:
+        cache = self._cache(req, "cache_clean")
+        result = cleaner.clean(cache, self.conf.image_cache_stall_time)
+        return json_response(req, dataclasses.asdict(result))
+
+    def prune(self, req: wsgi.Request, body: Any = None) -> webob.Response:
+        cache = self._cache(req, "cache_prune")
+        result = pruner.prune(cache, self.conf.image_cache_max_size)
+        if not result.ran:
+            raise exception.Conflict("Another prune of this image cache is running.")
+        return json_response(req, {"total_files_pruned": result.removed,
+                                   "total_bytes_pruned": result.bytes_removed})

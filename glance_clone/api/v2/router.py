@@ -170,10 +170,9 @@ class API(wsgi.Router):
 
     def _cache_controller(self) -> CacheController:
         # The cache filter keeps its own handle on the same directory.
-        configured = bool(self.conf.image_cache_dir)
         cache, reason = (open_cache(self.conf, "the v2 cache API answers 503")
-                         if configured else (None, ""))
-        return CacheController(configured, cache, reason, self.enforcer, self.catalog)
+                         if self.conf.image_cache_dir else (None, ""))
+        return CacheController(self.conf, cache, reason, self.enforcer, self.catalog)
 
     def _mapper(self) -> routes.Mapper:
         mapper = routes.Mapper()
@@ -229,8 +228,13 @@ class API(wsgi.Router):
                 {"DELETE": "delete_from_store"})
         cache = wsgi.Resource(self._cache_controller(),
                               deserializer=NoBody(wsgi.JSONDeserializer(),
-                                                  ("index", "queue", "delete", "clear")))
+                                                  ("index", "queue", "delete", "clear",
+                                                   "nodes")))
         connect(mapper, "/cache", cache, {"GET": "index", "DELETE": "clear"})
+        # Before /cache/{image_id}, which would take "clean" for an id.
+        connect(mapper, "/cache/nodes/{image_id}", cache, {"GET": "nodes"})
+        connect(mapper, "/cache/clean", cache, {"POST": "clean"})
+        connect(mapper, "/cache/prune", cache, {"POST": "prune"})
         connect(mapper, "/cache/{image_id}", cache, {"PUT": "queue", "DELETE": "delete"})
         connect(mapper, "/images/{image_id}/tags/{tag}", images,
                 {"PUT": "add_tag", "DELETE": "remove_tag"})

@@ -75,16 +75,16 @@ def test_v2_names_select_v2(stack, prefix):
 def test_a_cache_directory_adds_the_cache_api_minors(stack_with, tmp_path):
     stack = stack_with({"image_cache_dir": str(tmp_path)})
     listed = stack.request("/versions").json["versions"]
-    assert [(v["id"], v["status"]) for v in listed][:5] == [
-        ("v2.17", "CURRENT"), ("v2.16", "SUPPORTED"), ("v2.15", "SUPPORTED"),
-        ("v2.14", "SUPPORTED"), ("v2.9", "SUPPORTED")]
-    for prefix in ("/v2.14", "/v2.16"):
+    assert [(v["id"], v["status"]) for v in listed][:6] == [
+        ("v2.18", "CURRENT"), ("v2.17", "SUPPORTED"), ("v2.16", "SUPPORTED"),
+        ("v2.15", "SUPPORTED"), ("v2.14", "SUPPORTED"), ("v2.9", "SUPPORTED")]
+    for prefix in ("/v2.14", "/v2.16", "/v2.18"):
         response = stack.request(prefix + "/cache", tenant="admin-t", roles="admin")
         assert response.status_int == 200, response.text
-    accept = {"Accept": "application/vnd.openstack.images-v2.16"}
+    accept = {"Accept": "application/vnd.openstack.images-v2.18"}
     assert stack.request("/cache", headers=accept, tenant="admin-t",
                          roles="admin").status_int == 200
-    assert stack.request("/v2.18/cache", tenant="admin-t", roles="admin").status_int == 300
+    assert stack.request("/v2.12/cache", tenant="admin-t", roles="admin").status_int == 300
 
 
 def named_stores(tmp_path, **extra):
@@ -116,8 +116,8 @@ def test_named_stores_add_the_multi_store_minors(stack_with, tmp_path):
 def test_named_stores_and_a_cache_directory_list_both(stack_with, tmp_path):
     stack = stack_with(named_stores(tmp_path, image_cache_dir=str(tmp_path / "cache")))
     listed = [v["id"] for v in stack.request("/versions").json["versions"]]
-    assert listed[:10] == ["v2.17", "v2.16", "v2.15", "v2.14", "v2.13", "v2.12", "v2.11",
-                           "v2.10", "v2.9", "v2.8"]
+    assert listed[:11] == ["v2.18", "v2.17", "v2.16", "v2.15", "v2.14", "v2.13", "v2.12",
+                           "v2.11", "v2.10", "v2.9", "v2.8"]
     assert stack.request("/v2.12/images", tenant="t1").status_int == 200
 
 
