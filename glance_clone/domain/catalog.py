@@ -233,6 +233,11 @@ class ImageCatalog:
                 cur_status=image.status, new_status=image_status.DELETED)
         self.deleter.delete(context, image_id)
 
+    def discard(self, context: RequestContext, image_id: str) -> bool:
+        """Delete an image made by work that failed, whatever the rules of
+        deleting (``ImageService.discard``); never raises."""
+        return bool(self.deleter.discard(context, image_id))
+
     def deactivate(self, context: RequestContext, image_id: str) -> None:
         self._switch(context, image_id, "deactivate", image_status.ACTIVE,
                      image_status.DEACTIVATED)

@@ -411,10 +411,36 @@ class ImageService:
             raise exception.ImageNotFound("Image %s not found." % image_id)
         if status == image_status.PENDING_DELETE and not unfinished:
             raise exception.Forbidden("Forbidden to delete a pending_delete image.")
-        live = [loc for loc in image.get("location_data") or []
-                if loc.get("status") == "active"]
         with _deleting_errors(image_id):
-            self._remove(context, image_id, status, live)
+            self._remove(context, image_id, status, _live_locations(image))
+
+    def discard(self, context: RequestContext, image_id: str) -> bool:
+        """Delete an image that work which then failed made for itself (a
+        failed import task's), data and all. Unlike ``delete`` neither the
+        ``delete_image`` rule nor ``protected`` applies: nobody chose to
+        keep this image, its properties were only asked for. Never raises;
+        True once the image is surely gone (what is left is logged)."""
+        for _ in range(DELETE_ATTEMPTS):
+            try:
+                image = self._fetch(context, image_id)
+            except exception.ImageNotFound:
+                return True
+            except exception.GlanceError as err:
+                LOG.warning("Image %s of failed work not read, not deleted: %s",
+                            image_id, err)
+                return False
+            if image.get("deleted"):
+                return True
+            try:
+                self._remove(context, image_id, image["status"], _live_locations(image))
+                return True
+            except exception.StatusConflict:
+                continue
+            except exception.GlanceError as err:
+                LOG.warning("Image %s of failed work not deleted: %s", image_id, err)
+                return False
+        LOG.warning("Image %s of failed work kept changing; not deleted", image_id)
+        return False
 
     def _remove(self, context: RequestContext, image_id: str, status: str,
                 live: list[dict]) -> None:
@@ -463,6 +489,12 @@ class ImageService:
                 "Image %s could not be deleted because it is in use" % image_id)
         except exception.Forbidden:
             raise exception.Forbidden("Forbidden to delete image")
+
+
+def _live_locations(image: dict) -> list[dict]:
+    """The locations whose data a delete removes."""
+    return [loc for loc in image.get("location_data") or []
+            if loc.get("status") == "active"]
 
 
 @contextlib.contextmanager

@@ -13,13 +13,13 @@ the stores (the HTTP store applies the source filter to every redirect
 hop), stream it into the default store (size, checksum, image_size_cap,
 quotas as for an upload) and activate the image; the task succeeds with
 ``{"image_id": ...}``. Any failure fails the task with a message saying
-why and kills the image (no data is kept).
+why and deletes the image (no data is kept), as newer Glance's revert does.
 
 While it runs, the task's lease (``task_lease``) writes how many bytes
 were copied every quarter of ``[task] task_stall_timeout``. A task whose
 worker or node died is failed by the reaper of any api node
-(``task_reaper``), which calls ``revert``: its image is killed if no data
-was being written yet. An image left ``saving`` by a dead worker is
+(``task_reaper``), which calls ``revert``: its image is deleted unless
+data was being written. An image left ``saving`` by a dead worker is
 reaped by glance-scrubber, which also removes the partial data
 (``scrub_saving_timeout``).
 """
@@ -128,8 +128,8 @@ class ImportTask:
                 close()
 
     def revert(self, context: RequestContext, task: dict, message: str) -> None:
-        """The reaper's undo of a task it failed: the image is killed unless
-        data was being written (then the scrubber reaps it)."""
+        """The reaper's undo of a task it failed: the image is deleted
+        unless data was being written (then the scrubber reaps it)."""
         image_id = task.get("image_id")
         if not image_id:
             return
@@ -138,15 +138,16 @@ class ImportTask:
         except exception.GlanceError as err:
             LOG.warning("Image %s of task %s not read: %s", image_id, task["id"], err)
             return
-        if image is not None and image["status"] == image_status.QUEUED:
-            self.uploader.kill(context, image["id"], image_status.QUEUED)
+        if image is not None and image["status"] != image_status.SAVING:
+            self.catalog.discard(context, image["id"])
 
     def _fail(self, context: RequestContext, task: dict, image_id: str | None,
               message: str) -> None:
         if image_id is not None:
-            # An upload that failed killed its image already; one that
-            # never started leaves it queued.
-            self.uploader.kill(context, image_id, image_status.QUEUED)
+            # The image was made for this task only: a failed import leaves
+            # none behind (an upload that failed has killed it and removed
+            # its data already; one that never started left it queued).
+            self.catalog.discard(context, image_id)
         try:
             current = self.repository.get(context, task["id"])
             if current["status"] == task_status.PROCESSING:

@@ -89,18 +89,33 @@ def test_import_task_creates_and_activates_the_image(v2: V2, source: str) -> Non
     assert data.body == DATA
 
 
-@pytest.mark.parametrize("path, text", [
-    ("/missing", "could not find image"),
-    ("/redirect", "External sources are not supported"),
+@pytest.mark.parametrize("path, text, protected", [
+    ("/missing", "could not find image", False),
+    ("/redirect", "External sources are not supported", False),
+    # Asked-for protection does not keep the image of a failed task.
+    ("/missing", "could not find image", True),
 ])
-def test_failed_import_fails_the_task_and_kills_the_image(v2: V2, source: str, path: str,
-                                                           text: str) -> None:
-    task = v2.call("POST", "/tasks", _body(source + path), **ADMIN).json
+def test_failed_import_fails_the_task_and_deletes_the_image(
+        v2: V2, source: str, path: str, text: str, protected: bool) -> None:
+    body = _body(source + path)
+    body["input"]["image_properties"]["protected"] = protected
+    task = v2.call("POST", "/tasks", body, **ADMIN).json
     done = _finish(v2, task["id"])
     assert done["status"] == "failure" and done["result"] is None
     assert text in done["message"], done["message"]
+    assert v2.call("GET", "/images/" + done["image_id"], **ADMIN).status_int == 404
     images = v2.call("GET", "/images", **ADMIN).json["images"]
-    assert [i["status"] for i in images if i["name"] == "imported"] in ([], ["killed"])
+    assert [i for i in images if i["name"] == "imported"] == []
+    assert v2.stack.stored_files() == []
+
+
+def test_an_import_failing_mid_upload_deletes_its_image_and_data(
+        v2_with: Any, source: str) -> None:
+    v2 = v2_with({"image_size_cap": 1000})
+    task = v2.call("POST", "/tasks", _body(source + "/image"), **ADMIN).json
+    done = _finish(v2, task["id"])
+    assert done["status"] == "failure", done
+    assert v2.call("GET", "/images/" + done["image_id"], **ADMIN).status_int == 404
     assert v2.stack.stored_files() == []
 
 
@@ -249,7 +264,7 @@ def test_schemas(v2: V2) -> None:
     assert "input" not in items and "image_id" in items
 
 
-def test_reaper_fails_stalled_tasks_and_kills_their_images(v2: V2) -> None:
+def test_reaper_fails_stalled_tasks_and_deletes_their_images(v2: V2) -> None:
     import sqlalchemy as sa
 
     from glance_clone.db import models, session
@@ -272,7 +287,7 @@ def test_reaper_fails_stalled_tasks_and_kills_their_images(v2: V2) -> None:
         task = v2.call("GET", "/tasks/" + task_id, **ADMIN).json
         assert task["status"] == "failure" and "interrupted" in task["message"]
     assert v2.call("GET", "/tasks/" + fresh, **ADMIN).json["status"] == "processing"
-    assert v2.call("GET", "/images/" + image["id"], **ADMIN).json["status"] == "killed"
+    assert v2.call("GET", "/images/" + image["id"], **ADMIN).status_int == 404
     assert v2.stack.v2.task_reaper.reap() == 0
 
 
