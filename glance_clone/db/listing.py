@@ -38,16 +38,29 @@ _EPOCH_ZERO = datetime.datetime(1, 1, 1)
 MAX_CACHED_QUERIES = 256
 
 
-def _sort_expression(key: str) -> sa.ColumnElement[Any]:
-    """The ORDER BY expression of ``key``: nulls sort as the lowest value."""
-    column = IMAGES.c[key]
+def null_stand_in(column: sa.Column[Any]) -> Any:
+    """What a null of ``column`` sorts as: the lowest value of its type."""
+    if isinstance(column.type, sa.DateTime):
+        return _EPOCH_ZERO
+    if isinstance(column.type, sa.String):
+        return ""
+    return -1
+
+
+def nulls_lowest(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """The ORDER BY expression of ``column``: nulls sort as the lowest
+    value (``null_stand_in``), so keyset paging can compare them."""
     if not column.nullable:
         return column
+    stand_in = null_stand_in(column)
     if isinstance(column.type, sa.DateTime):
-        return sa.func.coalesce(column, sa.literal(_EPOCH_ZERO, sa.DateTime()))
-    if isinstance(column.type, sa.String):
-        return sa.func.coalesce(column, "")
-    return sa.func.coalesce(column, -1)
+        return sa.func.coalesce(column, sa.literal(stand_in, sa.DateTime()))
+    return sa.func.coalesce(column, stand_in)
+
+
+def _sort_expression(key: str) -> sa.ColumnElement[Any]:
+    """The ORDER BY expression of the image column ``key``."""
+    return nulls_lowest(IMAGES.c[key])
 
 
 def rows_after(expressions: Sequence[sa.ColumnElement[Any]],

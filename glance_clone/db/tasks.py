@@ -24,22 +24,21 @@ from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.db import models
 from glance_clone.db.base import MAX_ID_LENGTH, DatabaseBase, utcnow
-from glance_clone.db.listing import rows_after
+from glance_clone.db.listing import null_stand_in, nulls_lowest, rows_after
 
 TASKS = models.tasks
 TASK_INFO = models.task_info
 
 TASK_STATUSES = ("pending", "processing", "success", "failure")
-TASK_SORT_KEYS = ("created_at", "updated_at", "expires_at", "status", "type", "id")
-# Columns a list may be filtered on by equality.
-TASK_FILTERS = ("status", "type", "owner", "image_id")
+# A list sorts by and filters on any column of the task's row (not on
+# input, result or message: they are task_info's).
+TASK_SORT_KEYS = tuple(TASKS.c.keys())
+TASK_FILTERS = TASK_SORT_KEYS
 # Written by callers; the rest (timestamps, deleted) are the database's.
 TASK_VALUES = ("id", "type", "status", "owner", "expires_at", "image_id",
                "request_id", "user_id")
 INFO_VALUES = ("input", "result", "message")
 _JSON_INFO = ("input", "result")
-# expires_at is the one nullable sort key: unset sorts lowest.
-_NEVER = datetime.datetime(1, 1, 1)
 
 _SELECT = (sa.select(TASKS, TASK_INFO.c.input, TASK_INFO.c.result,
                      TASK_INFO.c.message)
@@ -72,6 +71,34 @@ def _live(now: Any) -> sa.ColumnElement[bool]:
     """Not deleted, not expired."""
     return sa.and_(TASKS.c.deleted == sa.false(),
                    sa.or_(TASKS.c.expires_at.is_(None), TASKS.c.expires_at > now))
+
+
+def _matching(column: sa.Column[Any], value: Any) -> sa.ColumnElement[bool]:
+    """The filter ``column`` = ``value`` (text as a query string has it,
+    or the typed value). A time matches within its second: tasks show
+    their times to the second."""
+    if isinstance(column.type, sa.DateTime):
+        when = value
+        if isinstance(value, str):
+            try:
+                when = datetime.datetime.fromisoformat(value)
+            except ValueError:
+                raise exception.Invalid("Tasks cannot be filtered on %s '%s': not an "
+                                        "ISO 8601 time" % (column.name, value)) from None
+        if not isinstance(when, datetime.datetime):
+            raise exception.Invalid("Tasks cannot be filtered on %s %r" % (column.name,
+                                                                         value))
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
+        start = when.replace(microsecond=0)
+        return sa.and_(column >= start, column < start + datetime.timedelta(seconds=1))
+    if isinstance(column.type, sa.Boolean):
+        flag = {"true": True, "false": False}.get(str(value).lower(), value)
+        if not isinstance(flag, bool):
+            raise exception.Invalid("Tasks cannot be filtered on %s '%s': use true "
+                                    "or false" % (column.name, value))
+        return column == (sa.true() if flag else sa.false())
+    return column == value
 
 
 def _check_status(status: Any) -> None:
@@ -162,8 +189,9 @@ class TaskQueries(DatabaseBase):
         """A page of visible tasks, sorted by ``sort_key`` then created_at
         and id (the tie-breakers), after the task ``marker``.
 
-        ``filters`` match columns of ``TASK_FILTERS`` by equality;
-        ``updated_before`` keeps tasks last changed before that time.
+        ``filters`` match columns of ``TASK_FILTERS`` by equality (times
+        within the second given); ``updated_before`` keeps tasks last
+        changed before that time.
         Raises Invalid (unknown sort key or filter), TaskNotFound (marker).
         """
         if sort_key not in TASK_SORT_KEYS:
@@ -174,7 +202,7 @@ class TaskQueries(DatabaseBase):
         for name, value in (filters or {}).items():
             if name not in TASK_FILTERS:
                 raise exception.Invalid("Tasks cannot be filtered on '%s'" % name)
-            query = query.where(TASKS.c[name] == value)
+            query = query.where(_matching(TASKS.c[name], value))
         if not context.is_admin:
             if context.owner is None:
                 return []
@@ -182,13 +210,13 @@ class TaskQueries(DatabaseBase):
         if updated_before is not None:
             query = query.where(TASKS.c.updated_at < updated_before)
         keys = [sort_key] + [k for k in ("created_at", "id") if k != sort_key]
-        expressions = [sa.func.coalesce(TASKS.c[k], sa.literal(_NEVER, sa.DateTime()))
-                       if k == "expires_at" else TASKS.c[k] for k in keys]
+        expressions = [nulls_lowest(TASKS.c[k]) for k in keys]
         directions = [sort_dir] * len(keys)
         with self._reading() as connection:
             if marker is not None:
                 after = self._visible_task(connection, context, marker)
-                values = [_NEVER if after[k] is None else after[k] for k in keys]
+                values = [null_stand_in(TASKS.c[k]) if after[k] is None else after[k]
+                          for k in keys]
                 query = query.where(rows_after(expressions, directions, values))
             order = [e.desc() if sort_dir == "desc" else e.asc() for e in expressions]
             query = query.order_by(*order)

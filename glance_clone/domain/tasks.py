@@ -45,6 +45,15 @@ INTERNAL_TYPES = (API_IMAGE_IMPORT, LOCATION_IMPORT)
 # Every type a task listed by /v2/tasks can have.
 ALL_TYPES = TYPES + INTERNAL_TYPES
 
+# What a task list filters on (by equality) and sorts by: the fields of a
+# task's record, not its input, result or message (free-form; a list never
+# shows them). Times given to a filter match within their second, the
+# precision the API shows them with.
+LIST_TIMES = ("created_at", "updated_at", "expires_at", "deleted_at")
+LIST_FLAGS = ("deleted",)
+LIST_FIELDS = ("id", "type", "status", "owner", "image_id", "request_id",
+               "user_id") + LIST_TIMES + LIST_FLAGS
+
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, TASK_OPTS, group="task")

@@ -11,6 +11,7 @@ Tasks are never deleted through the API: they expire
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -25,7 +26,6 @@ from glance_clone.api.v2.views import timestamp
 from glance_clone.common import exception, policy, wsgi
 from glance_clone.domain import task_status, tasks
 
-SORT_KEYS = ("created_at", "expires_at", "status", "type", "updated_at")
 SORT_DIRS = ("asc", "desc")
 STUB_FIELDS = ("id", "type", "status", "owner", "created_at", "updated_at",
                "expires_at")
@@ -69,15 +69,34 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _filter_value(name: str, value: str) -> str:
+    """A filter's value as the registry takes it; raises Invalid."""
+    if name == "status":
+        return _choice(name, value, task_status.ALL)
+    if name == "type":
+        return _choice(name, value, tasks.ALL_TYPES)
+    if name in tasks.LIST_FLAGS:
+        return _choice(name, value.lower(), ("true", "false"))
+    if name in tasks.LIST_TIMES:
+        try:
+            when = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise exception.Invalid("Invalid %s value: %s (use an ISO 8601 time, "
+                                    "such as 2024-01-31T12:00:00Z)" % (name, value)) from None
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
+        return when.isoformat()
+    return value
+
+
 def list_params(params: dict[str, str], default_limit: int, max_limit: int) -> dict:
-    """The registry list parameters of a query string; raises Invalid."""
-    found: dict[str, Any] = {}
-    if "status" in params:
-        found["status"] = _choice("status", params["status"], task_status.ALL)
-    if "type" in params:
-        found["type"] = _choice("type", params["type"], tasks.ALL_TYPES)
+    """The registry list parameters of a query string; raises Invalid.
+    A parameter named after a field of ``tasks.LIST_FIELDS`` filters on
+    it; other names that are not paging parameters are ignored."""
+    found: dict[str, Any] = {name: _filter_value(name, params[name])
+                             for name in tasks.LIST_FIELDS if name in params}
     found["sort_key"] = _choice("sort_key", params.get("sort_key", "created_at"),
-                                SORT_KEYS)
+                                tasks.LIST_FIELDS)
     found["sort_dir"] = _choice("sort_dir", params.get("sort_dir", "desc"), SORT_DIRS)
     limit = params.get("limit")
     if limit is None:

@@ -92,6 +92,36 @@ def test_list_filters_sorts_and_pages(db):
         db.task_list(T1, {"message": "x"})
 
 
+def test_every_column_of_the_row_filters_and_sorts(db):
+    plain = _task(db, status="success", user_id="u1")
+    linked = _task(db, image_id="img-1", request_id="req-2", user_id="u2",
+                   expires_at=models.utcnow() + datetime.timedelta(hours=1))
+    ids = {plain["id"], linked["id"]}
+    for name, value in (("image_id", "img-1"), ("request_id", "req-2"),
+                        ("user_id", "u2"), ("id", linked["id"]),
+                        ("expires_at", linked["expires_at"].isoformat())):
+        assert [t["id"] for t in db.task_list(T1, {name: value})] == [linked["id"]], name
+    # A time matches within the second given, as a view shows it.
+    second = linked["created_at"].replace(microsecond=0).isoformat() + "+00:00"
+    assert linked["id"] in {t["id"] for t in db.task_list(T1, {"created_at": second})}
+    assert {t["id"] for t in db.task_list(T1, {"deleted": "false"})} == ids
+    assert db.task_list(T1, {"deleted": "true"}) == []
+    for key in ("image_id", "request_id", "user_id", "owner", "deleted_at"):
+        for direction in ("asc", "desc"):
+            listed = db.task_list(T1, sort_key=key, sort_dir=direction)
+            assert {t["id"] for t in listed} == ids, key
+            # Paging past a task whose sort value is null works too.
+            first = db.task_list(T1, sort_key=key, sort_dir=direction, limit=1)
+            rest = db.task_list(T1, sort_key=key, sort_dir=direction,
+                                marker=first[0]["id"])
+            assert [t["id"] for t in first + rest] == [t["id"] for t in listed], key
+    nulls_first = db.task_list(T1, sort_key="image_id", sort_dir="asc")
+    assert [t["id"] for t in nulls_first] == [plain["id"], linked["id"]]
+    for bad in ({"created_at": "yesterday"}, {"deleted": "maybe"}):
+        with pytest.raises(exception.Invalid):
+            db.task_list(T1, bad)
+
+
 def test_bad_status_is_refused(db):
     with pytest.raises(exception.Invalid):
         _task(db, status="running")

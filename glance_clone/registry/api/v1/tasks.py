@@ -1,8 +1,10 @@
 """``/tasks`` and ``/tasks/{id}``: the registry's tasks, our extension for
 the v2 Tasks API.
 
-- ``GET /tasks?status=&type=&image_id=&owner=&sort_key=&sort_dir=&limit=&marker=&updated_before=``
-  -> ``{"tasks": [<task>, ...]}``
+- ``GET /tasks?<column>=&sort_key=&sort_dir=&limit=&marker=&updated_before=``
+  -> ``{"tasks": [<task>, ...]}``; any column of the task's row (not
+  input, result, message) filters by equality (times within their second)
+  and may be the sort key.
 - ``POST /tasks`` ``{"task": {...}}`` -> ``{"task": <task>}``; the caller
   picks the id, so that a lost answer can be checked by reading it.
 - ``GET /tasks/{id}`` -> ``{"task": <task>}``

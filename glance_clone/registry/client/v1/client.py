@@ -325,8 +325,10 @@ class RegistryClient:
 
     # -- tasks ------------------------------------------------------------
     def get_tasks(self, context: RequestContext, **params: Any) -> list[dict]:
-        """A page of tasks: filters status, type, image_id, owner; sort_key,
-        sort_dir, limit, marker; updated_before (ISO 8601)."""
+        """A page of tasks: filters on the columns of a task's row (id,
+        type, status, owner, image_id, request_id, user_id, the times,
+        deleted); sort_key, sort_dir, limit, marker; updated_before (ISO
+        8601)."""
         return self._call(context, "GET", "/tasks", params=params)["tasks"]
 
     def get_task(self, context: RequestContext, task_id: str) -> dict:

@@ -225,6 +225,45 @@ def test_list_filters_sorts_and_pages(v2: V2) -> None:
         assert v2.call("GET", "/tasks?" + query, **ADMIN).status_int == 400, query
 
 
+def test_lists_filter_and_sort_on_every_field_of_the_record(v2: V2) -> None:
+    image_id = str(uuid.uuid4())
+    linked = _stored_task(v2, "t2", type="api_image_import", image_id=image_id,
+                          request_id="req-1", user_id="u1")
+    plain = _stored_task(v2, "t1", "failure")
+
+    def listed(query: str) -> list[str]:
+        res = v2.call("GET", "/tasks?" + query, **ADMIN)
+        assert res.status_int == 200, (query, res.text)
+        return [t["id"] for t in res.json["tasks"]]
+
+    for query in ("image_id=" + image_id, "request_id=req-1", "user_id=u1",
+                  "owner=t2", "id=" + linked):
+        assert listed(query) == [linked], query
+    assert set(listed("deleted=False")) == {linked, plain}
+    assert listed("deleted=true") == []
+    # A time as the view shows it (to the second) finds its task.
+    shown = v2.call("GET", "/tasks/" + plain, **ADMIN).json
+    assert plain in listed("created_at=" + shown["created_at"])
+    assert plain in listed("status=failure&updated_at=" + shown["updated_at"])
+    assert listed("created_at=2001-01-01T00:00:00Z") == []
+    # Names that are no field of a task's record are ignored.
+    assert set(listed("name=x&input=y&message=z")) == {linked, plain}
+    for key, first in (("owner", plain), ("image_id", plain), ("user_id", plain),
+                       ("request_id", plain), ("id", min(linked, plain))):
+        assert listed("sort_dir=asc&sort_key=" + key)[0] == first, key
+        assert listed("sort_dir=desc&sort_key=" + key)[-1] == first, key
+    # Paging by a field whose value is unset for some tasks.
+    page = v2.call("GET", "/tasks?limit=1&sort_key=image_id&sort_dir=asc", **ADMIN).json
+    rest = v2.call("GET", page["next"][3:], **ADMIN).json
+    assert [t["id"] for t in page["tasks"] + rest["tasks"]] == [plain, linked]
+    for query, text in (("created_at=yesterday", "Invalid created_at value"),
+                        ("deleted=maybe", "Invalid deleted value"),
+                        ("sort_key=message", "Invalid sort_key value"),
+                        ("sort_dir=sideways", "Invalid sort_dir value")):
+        res = v2.call("GET", "/tasks?" + query, **ADMIN)
+        assert res.status_int == 400 and text in res.text, (query, res.text)
+
+
 def test_the_full_view_shows_the_ids_that_are_set_and_stubs_never(v2: V2) -> None:
     image_id = str(uuid.uuid4())
     full = _stored_task(v2, "t1", type="api_image_import", image_id=image_id,
