@@ -17,8 +17,12 @@ Options (section ``[import_filtering_opts]``, lists are comma separated):
     A host is compared as written in the URL, lower-cased, without
     brackets or a trailing dot; a disallowed entry also matches any
     address the name resolves to.
-``allowed_ports`` / ``disallowed_ports``
+``allowed_ports`` (default ``80,443``) / ``disallowed_ports``
     Port numbers; the scheme's default port counts when none is written.
+    By default only the standard HTTP and HTTPS ports may be used, so a
+    source URL cannot reach a service listening on some other port of a
+    public host (SSH, databases, admin consoles). Set ``allowed_ports`` to
+    an empty value to allow any port not in ``disallowed_ports``.
 
 Beyond Glance: unless the host is listed in ``allowed_hosts``, its name is
 resolved and every address must be public: loopback, private, link-local,
@@ -52,8 +56,10 @@ OPTS = [
                      "listed host may also be an internal address."),
     cfg.ListOpt("disallowed_hosts", default=[],
                 help="Hosts (names or addresses) external sources may not use."),
-    cfg.ListOpt("allowed_ports", item_type=_PORT, default=[],
-                help="If set, the only ports external sources may use."),
+    cfg.ListOpt("allowed_ports", item_type=_PORT, default=[80, 443],
+                help="The only ports external sources may use (a URL without a "
+                     "port uses its scheme's default). Empty: any port not in "
+                     "disallowed_ports."),
     cfg.ListOpt("disallowed_ports", item_type=_PORT, default=[],
                 help="Ports external sources may not use."),
 ]

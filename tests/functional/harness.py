@@ -602,7 +602,8 @@ class Deployment:
             api_sections: dict[str, dict[str, Any]] = {
                 "DEFAULT": {"workers": 0, "send_identity_headers": True},
                 "glance_store": dict(store_options),
-                "import_filtering_opts": {"allowed_hosts": "127.0.0.1"},
+                # The tests' HTTP servers are on loopback, on random ports.
+                "import_filtering_opts": {"allowed_hosts": "127.0.0.1", "allowed_ports": ""},
                 "oslo_policy": {"policy_file": str(ETC / "policy.json")},
                 "paste_deploy": {},
             }

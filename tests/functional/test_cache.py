@@ -5,7 +5,8 @@ glance-api runs the ``cachemanagement`` flavor (every caller an admin, as
 glance-cache-manage expects) or ``trusted-auth+cachemanagement`` (callers
 by identity headers) with ``image_cache_dir`` set. Images whose store
 reads must be counted live at an http location on a test web server in
-this process (loopback is allowed by the harness's ``allowed_hosts``).
+this process (loopback on any port is allowed by the harness's
+``allowed_hosts`` and empty ``allowed_ports``).
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def cache_tool_conf(dep: harness.Deployment, **options: Any) -> Path:
     path.write_text(harness.render_conf({
         "DEFAULT": default,
         "glance_store": {"filesystem_store_datadir": str(dep.datadir)},
-        "import_filtering_opts": {"allowed_hosts": "127.0.0.1"}}))
+        # As the harness's api: this process's HTTP server, on a random port.
+        "import_filtering_opts": {"allowed_hosts": "127.0.0.1", "allowed_ports": ""}}))
     return path
 
 

@@ -67,7 +67,9 @@ def make_conf(tmp_path: Any, overrides: dict[str, Any] | None = None) -> cfg.Con
                       group="database")
     conf.set_override("filesystem_store_datadir", datadir, group="glance_store")
     conf.set_override("node_staging_uri", "file://%s" % (tmp_path / "staging"))
+    # The tests' HTTP servers are on loopback, on random ports.
     conf.set_override("allowed_hosts", ["127.0.0.1"], group="import_filtering_opts")
+    conf.set_override("allowed_ports", [], group="import_filtering_opts")
     conf.set_override("send_identity_headers", True)
     # Named stores and regions first: their sections exist once they are
     # declared.

@@ -19,6 +19,11 @@ pytestmark = pytest.mark.timeout(20)
 
 IMAGE = bytes(range(256)) * (4 * READ_SIZE // 256) + b"tail"  # four full reads + 4
 
+# The test server listens on a random port, which the default allowed_ports
+# (80, 443) would refuse before any other check.
+ANY_PORT: dict[str, object] = {"allowed_ports": []}
+LOOPBACK_ANY_PORT: dict[str, object] = {"allowed_hosts": ["127.0.0.1"], "allowed_ports": []}
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """Routes: /image, /missing, /broken, /forbidden, /nohead, /redirect/*."""
@@ -129,7 +134,7 @@ def base(server: http.server.ThreadingHTTPServer) -> str:
 
 @pytest.fixture
 def driver() -> HttpDriver:
-    conf = make_conf(import_filtering_opts={"allowed_hosts": ["127.0.0.1"]})
+    conf = make_conf(import_filtering_opts=LOOPBACK_ANY_PORT)
     return HttpDriver(conf)
 
 
@@ -185,7 +190,7 @@ def test_truncated_body(driver: HttpDriver, base: str) -> None:
 
 def timed_driver(stall: float, deadline: float = 60.0) -> HttpDriver:
     return HttpDriver(make_conf(
-        import_filtering_opts={"allowed_hosts": ["127.0.0.1"]},
+        import_filtering_opts=LOOPBACK_ANY_PORT,
         glance_store={"http_stall_timeout": stall, "http_transfer_deadline": deadline}))
 
 
@@ -243,7 +248,7 @@ def test_redirect_to_refused_source_blocked(driver: HttpDriver, base: str,
 def test_loopback_refused_by_default(base: str) -> None:
     """Default filtering refuses the first hop itself: 127.0.0.1 is loopback."""
     with pytest.raises(exception.ExternalSourceRefused):
-        HttpDriver(make_conf()).get(f"{base}/image")
+        HttpDriver(make_conf(import_filtering_opts=ANY_PORT)).get(f"{base}/image")
 
 
 def test_redirect_limit(driver: HttpDriver, base: str,
@@ -265,7 +270,7 @@ def test_connected_peer_is_checked(base: str, server: http.server.ThreadingHTTPS
     port = server.server_address[1]
     monkeypatch.setattr(source_filter, "resolve",
                         lambda host, port: [ipaddress.ip_address("93.184.216.34")])
-    driver = HttpDriver(make_conf())
+    driver = HttpDriver(make_conf(import_filtering_opts=ANY_PORT))
     with pytest.raises(exception.ExternalSourceRefused) as info:
         driver.get(f"http://127.0.0.1:{port}/image")
     assert str(info.value) == "External sources are not supported: 'http://127.0.0.1'"

@@ -60,7 +60,6 @@ def refused(conf: cfg.ConfigOpts, url: str) -> bool:
 @pytest.mark.parametrize("url", [
     "http://images.example.com/cirros.img",
     "https://images.example.com:443/cirros.img",
-    "http://images.example.com:8080/x",
     f"http://{PUBLIC}/x",
     "http://v6.example.com/x",
     "http://user:pw@images.example.com/x",
@@ -151,7 +150,7 @@ def test_malformed_or_unresolvable_refused(url: str) -> None:
 
 
 def test_allowed_hosts_admits_internal_host_as_written() -> None:
-    conf = filtering(allowed_hosts=["127.0.0.1", "Mirror.Local"])
+    conf = filtering(allowed_hosts=["127.0.0.1", "Mirror.Local"], allowed_ports=[])
     assert not refused(conf, "http://127.0.0.1:8000/x")
     assert not refused(conf, "http://mirror.local./x")  # no lookup for listed hosts
     # Other spellings of the same address are not what the operator listed.
@@ -162,7 +161,8 @@ def test_allowed_hosts_admits_internal_host_as_written() -> None:
 
 
 def test_allowed_ipv6_host() -> None:
-    assert not refused(filtering(allowed_hosts=["::1"]), "http://[::1]:8080/x")
+    assert not refused(filtering(allowed_hosts=["::1"], allowed_ports=[]),
+                       "http://[::1]:8080/x")
 
 
 def test_disallowed_hosts() -> None:
@@ -173,6 +173,26 @@ def test_disallowed_hosts() -> None:
     # Listed by address: any name resolving to it is refused too.
     assert refused(filtering(disallowed_hosts=[PUBLIC]), "http://images.example.com/x")
     assert not refused(conf, "http://v6.example.com/x")
+
+
+def test_only_standard_ports_by_default() -> None:
+    conf = filtering()
+    assert conf.import_filtering_opts.allowed_ports == [80, 443]
+    for url in ("http://images.example.com/x", "http://images.example.com:80/x",
+                "https://images.example.com/x", "https://images.example.com:443/x",
+                "http://images.example.com:443/x"):
+        assert not refused(conf, url), url
+    for url in ("http://images.example.com:8080/x", "https://images.example.com:8443/x",
+                "http://images.example.com:22/x"):
+        assert refused(conf, url), url
+
+
+def test_empty_allowed_ports_allows_any_port() -> None:
+    conf = filtering(allowed_ports=[])
+    assert not refused(conf, "http://images.example.com:8080/x")
+    assert not refused(conf, "https://images.example.com:8443/x")
+    assert refused(filtering(allowed_ports=[], disallowed_ports=[8080]),
+                   "http://images.example.com:8080/x")
 
 
 def test_allowed_ports() -> None:
