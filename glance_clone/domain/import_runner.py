@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,7 +58,7 @@ from glance_clone.domain import (
 )
 from glance_clone.domain.image_import import METHODS
 from glance_clone.domain.import_lock import ImportLock
-from glance_clone.domain.import_plugins import Plugins, Work
+from glance_clone.domain.import_plugins import Plugins, staged_through
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.store_copy import holding, settle
 from glance_clone.domain.task_lease import Lease, LeaseLost
@@ -224,36 +223,8 @@ class ImportRunner:
         """The data staged (a glance-direct import's already is) and run
         through the import plugins; the image as they changed it, and its
         staged data."""
-        image_id = record["id"]
-        if not self.staging.holds(image_id):
-            try:
-                self.staging.write(image_id, chunks)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-            staged = os.path.getsize(self.staging.path(image_id))
-            if size is not None and staged != size:
-                raise exception.ImageDataMismatch("The source sent %d bytes of the %d "
-                                                  "it announced" % (staged, size))
-        else:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        path = self.staging.path(image_id)
-        if self.plugins:
-            changes = self.plugins.run(Work(context, dict(record), path,
-                                            self.staging.scratch(image_id)))
-            # Size and virtual size are the upload's to record, from the data.
-            values = {k: v for k, v in changes.items()
-                      if k not in ("size", "virtual_size")}
-            if values:
-                record = self.uploader.writes.change(
-                    context, image_id, values, from_state=image_status.IMPORTING,
-                    applied=lambda found: all(found.get(k) == v
-                                              for k, v in values.items()
-                                              if k != "properties"))
-        return record, self.staging.read(image_id), os.path.getsize(path)
+        return staged_through(self.plugins, self.staging, self.uploader.writes, context,
+                              record, chunks, size, image_status.IMPORTING)
 
     def _show_progress(self, context: RequestContext, image_id: str, done: int,
                        total: int | None) -> None:

@@ -53,9 +53,14 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 class StagingArea:
     """Staged data of images, by image id."""
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, directory: str | None = None) -> None:
+        """The area in ``node_staging_uri``, or in ``directory`` (an import
+        task's work files, keyed by image id the same way)."""
         register_opts(conf)
         self.conf = conf
+        if directory is not None:
+            self.directory = directory
+            return
         uri = urlsplit(conf.node_staging_uri)
         if uri.scheme != "file" or not uri.path.startswith("/"):
             raise exception.ConfigError(

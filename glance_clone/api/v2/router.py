@@ -13,6 +13,7 @@ from oslo_config import cfg
 from glance_clone.api import property_protections
 from glance_clone.api.middleware.cache import open_cache
 from glance_clone.api.v1 import router as v1_router
+from glance_clone.api.v2 import task_import
 from glance_clone.api.v2.bodies import NoBody
 from glance_clone.api.v2.cache import CacheController
 from glance_clone.api.v2.image_import import ImportController, ImportDeserializer, InfoController
@@ -83,6 +84,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     image_import.register_opts(conf)
     locations.register_opts(conf)
     task_reaper.register_opts(conf)
+    task_import.register_opts(conf)
     regions.register_opts(conf)
     cache_options.register_opts(conf)
 
@@ -123,9 +125,10 @@ class API(wsgi.Router):
         staging_area = StagingArea(conf)
         self.regions = Regions(conf)
         downloads = RegionDownload(conf, self.regions)
+        plugins = Plugins(conf)
         self.import_runner = ImportRunner(conf, self.task_repository, lock,
                                           deleter.uploader, staging_area, self.stores,
-                                          plugins=Plugins(conf), downloads=downloads)
+                                          plugins=plugins, downloads=downloads)
         copies = CopyImport(conf, self.catalog, self.stores, self.task_repository, lock,
                             context.admin_context)
         self.importer = Importer(conf, self.catalog, staging_area, self.task_repository,
@@ -134,7 +137,8 @@ class API(wsgi.Router):
             conf, self.catalog, image_locations, self.task_repository, lock,
             deleter.uploader, self.stores, context.admin_context)
         legacy = ImportTask(conf, self.task_repository, self.catalog, self.schemas,
-                            self.stores, deleter.uploader)
+                            self.stores, deleter.uploader,
+                            import_conf=plugins.import_conf)
         clone = CloneTask(conf, self.task_repository, self.catalog, self.stores,
                           self.regions, admin_token=lambda: admin_token(conf))
         self.task_types = {

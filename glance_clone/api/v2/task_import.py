@@ -15,6 +15,15 @@ quotas as for an upload) and activate the image; the task succeeds with
 ``{"image_id": ...}``. Any failure fails the task with a message saying
 why and deletes the image (no data is kept), as newer Glance's revert does.
 
+With ``[task] work_dir`` set, the URL's bytes are first written to a
+file there (named by the image id, under the same ``image_size_cap``),
+stored from it, and the file removed. ``[taskflow_executor]
+conversion_format`` (needs work_dir) converts that file to qcow2, raw or
+vmdk before it is stored, by the ``image_conversion`` import plugin's code
+(format inspection, qemu-img info, qemu-img convert); the image then has
+that disk_format. Bad values stop glance-api at start with one line
+saying what to change.
+
 While it runs, the task's lease (``task_lease``) writes how many bytes
 were copied every quarter of ``[task] task_stall_timeout``. A task whose
 worker or node died is failed by the reaper of any api node
@@ -27,6 +36,7 @@ reaped by glance-scrubber, which also removes the partial data
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,10 +46,19 @@ from oslo_config import cfg
 from glance_clone.api.v2 import bodies
 from glance_clone.api.v2.schemas import Schemas
 from glance_clone.api.v2.tasks import check_input_keys
-from glance_clone.common import exception
+from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
-from glance_clone.domain import image_status, task_reaper, task_runner, task_status, tasks
+from glance_clone.domain import (
+    image_status,
+    import_plugins,
+    task_reaper,
+    task_runner,
+    task_status,
+    tasks,
+)
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.import_plugins import conversion
+from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.task_lease import Lease
 from glance_clone.domain.tasks import TaskRepository
 from glance_clone.domain.upload import Uploader
@@ -49,6 +68,57 @@ LOG = logging.getLogger(__name__)
 
 INPUT_KEYS = frozenset(("import_from", "import_from_format", "image_properties"))
 
+WORK_OPTS = [
+    cfg.StrOpt("work_dir",
+               help="Directory where import tasks write the data they fetch "
+                    "before storing it (one file per task, removed when it ends); "
+                    "unset, the data goes straight into the store. Needed by "
+                    "[taskflow_executor] conversion_format; must not be the "
+                    "staging directory of node_staging_uri."),
+]
+CONVERSION_OPTS = [
+    cfg.StrOpt("conversion_format",
+               help="Disk format (%s) import tasks convert their image to "
+                    "before storing it; unset, no conversion. Needs [task] "
+                    "work_dir." % ", ".join(conversion.FORMATS)),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    config.register_once(conf, WORK_OPTS, group="task")
+    config.register_once(conf, CONVERSION_OPTS, group="taskflow_executor")
+
+
+def work_area(conf: cfg.ConfigOpts) -> StagingArea | None:
+    """Where import tasks write their files, or None; raises ConfigError
+    for an unusable ``[task] work_dir`` or ``conversion_format``."""
+    register_opts(conf)
+    work_dir = conf.task.work_dir
+    target = conf.taskflow_executor.conversion_format
+    if target is not None and target not in conversion.FORMATS:
+        raise exception.ConfigError(
+            "[taskflow_executor] conversion_format = %s is no format imports convert "
+            "to: use one of %s, or leave it unset" % (target, ", ".join(conversion.FORMATS)))
+    if not work_dir:
+        if target is not None:
+            raise exception.ConfigError(
+                "[taskflow_executor] conversion_format needs [task] work_dir: set it "
+                "to a directory glance-api may write, or unset conversion_format")
+        return None
+    if not os.path.isabs(work_dir):
+        raise exception.ConfigError("[task] work_dir = %s must be an absolute path"
+                                    % work_dir)
+    if not os.path.isdir(work_dir) or not os.access(work_dir, os.W_OK | os.X_OK):
+        raise exception.ConfigError(
+            "[task] work_dir = %s is not a directory glance-api may write: create "
+            "it, writable by glance-api, or unset the option" % work_dir)
+    staging = StagingArea(conf).directory
+    if os.path.realpath(work_dir) == os.path.realpath(staging):
+        raise exception.ConfigError(
+            "[task] work_dir = %s is the staging directory of node_staging_uri: "
+            "give import tasks a directory of their own" % work_dir)
+    return StagingArea(conf, directory=work_dir)
+
 
 class ImportTask:
     """Checks and runs ``import`` tasks."""
@@ -56,8 +126,17 @@ class ImportTask:
     def __init__(self, conf: cfg.ConfigOpts, repository: TaskRepository,
                  catalog: ImageCatalog, schemas: Schemas, stores: Any,
                  uploader: Uploader, spawn: Callable[..., Any] = eventlet.spawn_n,
-                 lease_factory: Callable[..., Lease] = Lease) -> None:
+                 lease_factory: Callable[..., Lease] = Lease,
+                 import_conf: cfg.ConfigOpts | None = None) -> None:
+        """``import_conf``: glance-image-import.conf's options (the
+        conversion's limits); raises ConfigError (see ``work_area``)."""
         task_reaper.register_opts(conf)
+        self.work_area = work_area(conf)
+        target = conf.taskflow_executor.conversion_format
+        self.converter = None
+        if target is not None:
+            self.converter = conversion.Conversion(
+                import_conf or import_plugins.load_import_conf(conf), conf, output=target)
         self.conf = conf
         self.repository = repository
         self.catalog = catalog
@@ -109,7 +188,11 @@ class ImportTask:
                                             % image_id, image_id=image_id)
             lease = self.lease_factory(self.repository, context, task, self.heartbeat)
             with lease:
-                self._copy(context, image.record, lease, task["input"]["import_from"])
+                if self.work_area is None:
+                    self._copy(context, image.record, lease, task["input"]["import_from"])
+                else:
+                    self._copy_through_work_dir(context, image.record, lease,
+                                                task["input"]["import_from"])
             self.repository.move(context, lease.task, task_status.SUCCESS,
                                  result={"image_id": image_id}, message="")
         except Exception as err:
@@ -127,12 +210,40 @@ class ImportTask:
             if close is not None:
                 close()
 
+    def _copy_through_work_dir(self, context: RequestContext, image: dict, lease: Lease,
+                               url: str) -> None:
+        """The URL's bytes into a work file, converted when configured,
+        then into the store; the file is removed whatever happens."""
+        assert self.work_area is not None
+        area = self.work_area
+        try:
+            chunks, size = self.stores.get(url)
+            try:
+                record, data, length = import_plugins.staged_through(
+                    self.converter, area, self.uploader.writes, context, image,
+                    lease.count(chunks, size), size, image_status.QUEUED)
+            except OSError as err:
+                # The directory went away or filled up after the start.
+                raise exception.ConfigError(
+                    "Could not write the import's work file in [task] work_dir "
+                    "(%s): %s" % (area.directory, err.strerror or err)) from err
+            try:
+                self.uploader.upload(context, record, data, length)
+            finally:
+                data.close()
+        finally:
+            area.remove(image["id"])
+
     def revert(self, context: RequestContext, task: dict, message: str) -> None:
         """The reaper's undo of a task it failed: the image is deleted
         unless data was being written (then the scrubber reaps it)."""
         image_id = task.get("image_id")
         if not image_id:
             return
+        if self.work_area is not None:
+            # A dead worker's work file (one still working is stopped by
+            # its lost lease and removes its own).
+            self.work_area.remove(image_id)
         try:
             image = self.uploader.writes.read(context, image_id)
         except exception.GlanceError as err:

@@ -34,6 +34,7 @@ from oslo_config import cfg
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
+from glance_clone.domain import registry_writes
 
 LOG = logging.getLogger(__name__)
 
@@ -159,3 +160,43 @@ class Plugins:
                 work.record["properties"] = dict(work.record.get("properties") or {},
                                                  **properties)
         return changes
+
+
+def staged_through(plugins: Any, area: Any, writes: registry_writes.RegistryWrites,
+                   context: RequestContext, record: dict, chunks: Any,
+                   size: int | None, from_state: str) -> tuple[dict, Any, int]:
+    """The image's data written to ``area`` (a ``StagingArea``; data it
+    already holds is kept) and run through ``plugins`` (anything with
+    ``run(Work)``; none when false); the image as they changed it (written
+    while its status is ``from_state``), the data to store and its size.
+    Raises ImageDataMismatch (the source sent other than the size it
+    announced) and what the writes and plugins raise."""
+    image_id = record["id"]
+    if not area.holds(image_id):
+        try:
+            area.write(image_id, chunks)
+        finally:
+            _close(chunks)
+        written = os.path.getsize(area.path(image_id))
+        if size is not None and written != size:
+            raise exception.ImageDataMismatch("The source sent %d bytes of the %d "
+                                              "it announced" % (written, size))
+    else:
+        _close(chunks)
+    path = area.path(image_id)
+    if plugins:
+        changes = plugins.run(Work(context, dict(record), path, area.scratch(image_id)))
+        # Size and virtual size are the upload's to record, from the data.
+        values = {k: v for k, v in changes.items() if k not in ("size", "virtual_size")}
+        if values:
+            record = writes.change(
+                context, image_id, values, from_state=from_state,
+                applied=lambda found: all(found.get(k) == v for k, v in values.items()
+                                          if k != "properties"))
+    return record, area.read(image_id), os.path.getsize(path)
+
+
+def _close(chunks: Any) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()

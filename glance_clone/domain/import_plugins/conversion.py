@@ -86,8 +86,11 @@ class Conversion:
     def register_opts(import_conf: cfg.ConfigOpts) -> None:
         import_conf.register_opts(OPTS, group=GROUP)
 
-    def __init__(self, import_conf: cfg.ConfigOpts, conf: cfg.ConfigOpts) -> None:
-        self.output = import_conf[GROUP].output_format
+    def __init__(self, import_conf: cfg.ConfigOpts, conf: cfg.ConfigOpts,
+                 output: str | None = None) -> None:
+        # ``output``: another format than output_format (the import task
+        # converts to its own [taskflow_executor] conversion_format).
+        self.output = output or import_conf[GROUP].output_format
         self.cpu = import_conf[GROUP].convert_cpu_seconds
         self.conf = conf
         inspection.register_opts(conf)

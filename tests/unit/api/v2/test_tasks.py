@@ -119,6 +119,85 @@ def test_an_import_failing_mid_upload_deletes_its_image_and_data(
     assert v2.stack.stored_files() == []
 
 
+def _work_stack(v2_with: Any, tmp_path: Any, **overrides: Any) -> tuple[V2, Any]:
+    work = tmp_path / "work"
+    work.mkdir()
+    return v2_with(dict({"task.work_dir": str(work)}, **overrides)), work
+
+
+def test_with_a_work_dir_the_data_passes_through_a_file_removed_after(
+        v2_with: Any, tmp_path: Any, source: str) -> None:
+    v2, work = _work_stack(v2_with, tmp_path)
+    task = v2.call("POST", "/tasks", _body(source + "/image"), **ADMIN).json
+    done = _finish(v2, task["id"])
+    assert done["status"] == "success", done
+    image_id = done["result"]["image_id"]
+    assert v2.call("GET", "/images/%s/file" % image_id, **ADMIN).body == DATA
+    assert list(work.iterdir()) == []
+    # A work_dir that became unusable after the start: a failure saying so.
+    work.rmdir()
+    work.write_text("not a directory")
+    task = v2.call("POST", "/tasks", _body(source + "/image"), **ADMIN).json
+    done = _finish(v2, task["id"])
+    assert done["status"] == "failure", done
+    assert "Could not write the import's work file in [task] work_dir" in done["message"]
+    assert v2.call("GET", "/images/" + done["image_id"], **ADMIN).status_int == 404
+
+
+def test_conversion_format_converts_the_imported_image(
+        v2_with: Any, tmp_path: Any, source: str) -> None:
+    v2, work = _work_stack(v2_with, tmp_path,
+                           **{"taskflow_executor.conversion_format": "qcow2"})
+    task = v2.call("POST", "/tasks", _body(source + "/image"), **ADMIN).json
+    done = _finish(v2, task["id"])
+    assert done["status"] == "success", done
+    image = v2.call("GET", "/images/" + done["result"]["image_id"], **ADMIN).json
+    assert (image["status"], image["disk_format"]) == ("active", "qcow2")
+    # qemu-img rounds the disk up to whole 512-byte sectors.
+    assert image["virtual_size"] == -(-len(DATA) // 512) * 512
+    data = v2.call("GET", "/images/%s/file" % image["id"], **ADMIN).body
+    assert data[:4] == b"QFI\xfb" and len(data) == image["size"]
+    assert list(work.iterdir()) == []
+
+
+def test_a_refused_conversion_fails_the_task_and_leaves_nothing(
+        v2_with: Any, tmp_path: Any, source: str) -> None:
+    v2, work = _work_stack(v2_with, tmp_path,
+                           **{"taskflow_executor.conversion_format": "raw"})
+    body = _body(source + "/image")
+    # Declared qcow2, the data is not: the inspection refuses it.
+    body["input"]["image_properties"]["disk_format"] = "qcow2"
+    task = v2.call("POST", "/tasks", body, **ADMIN).json
+    done = _finish(v2, task["id"])
+    assert done["status"] == "failure", done
+    assert "qcow2" in done["message"] and "Internal Error" not in done["message"]
+    assert v2.call("GET", "/images/" + done["image_id"], **ADMIN).status_int == 404
+    assert list(work.iterdir()) == [] and v2.stack.stored_files() == []
+
+
+@pytest.mark.parametrize("work_dir, fmt, text", [
+    ("work", "qcow3", "conversion_format = qcow3 is no format imports convert to"),
+    (None, "qcow2", "conversion_format needs [task] work_dir"),
+    ("missing", None, "is not a directory glance-api may write"),
+    ("staging", None, "is the staging directory of node_staging_uri"),
+    ("relative/dir", None, "must be an absolute path"),
+])
+def test_bad_task_work_options_stop_the_api_saying_what_to_change(
+        tmp_path: Any, work_dir: str | None, fmt: str | None, text: str) -> None:
+    from glance_clone.common import exception
+    from tests.support.stack import make_stack
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "staging").mkdir()
+    overrides: dict[str, Any] = {"taskflow_executor.conversion_format": fmt}
+    if work_dir is not None:
+        overrides["task.work_dir"] = (work_dir if work_dir.startswith("relative")
+                                      else str(tmp_path / work_dir))
+    with pytest.raises(exception.ConfigError) as raised:
+        make_stack(tmp_path, overrides)
+    assert text in str(raised.value) and "\n" not in str(raised.value)
+
+
 @pytest.mark.parametrize("body, text", [
     ({"input": {}}, "Task 'type' is required"),
     ({"type": "import"}, "Task 'input' is required"),
