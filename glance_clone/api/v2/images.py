@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -22,9 +23,15 @@ SIZE_HEADER = "x-openstack-image-size"
 
 
 def json_response(req: wsgi.Request, body: Any, status: int = 200) -> webob.Response:
+    """Every v2 JSON answer: UTF-8 with non-ASCII text as it is, not as
+    ``\\uXXXX`` escapes, as newer Glance writes it (JSON's media type
+    needs no charset parameter). Only what UTF-8 cannot carry, half of a
+    UTF-16 surrogate pair, stays an escape (``backslashreplace`` writes
+    exactly that escape), so no stored text can make an answer fail."""
     response = webob.Response(request=req, status=status,
                               content_type="application/json", charset=None)
-    response.json_body = body
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    response.body = text.encode("utf-8", "backslashreplace")
     return response
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from glance_clone.api.v2.images import json_response
+from glance_clone.common import wsgi
+
 from .conftest import ADMIN, PATCH20, V2
 
 
@@ -222,3 +225,25 @@ def test_formats_of_an_importing_image_stay(v2: V2, stack) -> None:
                                  "value": "qcow2"}])
     assert res.status_int == 403
     assert v2.call("GET", "/images/" + made["id"]).json["disk_format"] == "raw"
+
+
+def test_json_answers_carry_non_ascii_text_unescaped(v2: V2) -> None:
+    name = "образ ☃"
+    res = v2.call("POST", "/images", {"name": name, "tags": ["снег"], "note": "☃"})
+    assert res.status_int == 201
+    assert res.content_type == "application/json"
+    # UTF-8 bytes as they are: no \uXXXX escapes in the body.
+    assert name.encode("utf-8") in res.body and "снег".encode() in res.body
+    assert b"\\u" not in res.body
+    assert res.json["name"] == name and res.json["note"] == "☃"
+    for path in ("/images/" + res.json["id"], "/images"):
+        shown = v2.call("GET", path)
+        assert name.encode("utf-8") in shown.body and b"\\u" not in shown.body
+
+
+def test_json_answers_keep_half_surrogates_escaped() -> None:
+    """Text UTF-8 cannot carry (half of a UTF-16 pair) stays a JSON escape:
+    the answer is still UTF-8 and reads back as the same text."""
+    res = json_response(wsgi.Request.blank("/v2/images"), {"name": "a\ud800☃"})
+    assert res.body == '{"name":"a\\ud800☃"}'.encode()
+    assert res.json == {"name": "a\ud800☃"}
