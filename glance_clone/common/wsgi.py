@@ -241,7 +241,18 @@ def parse_json(raw: bytes | str, what: str = "request body") -> Any:
         raise exception.MalformedJSON("Malformed JSON in %s: %s" % (what, err))
     if _nested_deeper_than(value, MAX_JSON_DEPTH):
         raise too_deep
+    if _holds_half_surrogate(value):
+        # JSON may escape half of a UTF-16 pair (\ud800); no UTF-8 text
+        # holds one, so every later use of it (a URL, the database) fails.
+        raise exception.MalformedJSON("Malformed JSON in %s: a \\u escape is not "
+                                      "valid UTF-8 text (unpaired surrogate)" % what)
     return value
+
+
+def _children(item: Any) -> Any:
+    if isinstance(item, dict):
+        return item.values()
+    return item if isinstance(item, list) else None
 
 
 def _nested_deeper_than(value: Any, limit: int) -> bool:
@@ -249,15 +260,31 @@ def _nested_deeper_than(value: Any, limit: int) -> bool:
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
+        children = _children(item)
+        if children is None:
             continue
         if depth > limit:
             return True
         pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _holds_half_surrogate(value: Any) -> bool:
+    """True if a string or object key of ``value`` is not encodable as UTF-8."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        texts: Any = ()
+        if isinstance(item, str):
+            texts = (item,)
+        elif isinstance(item, dict):
+            texts = item.keys()
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        pending.extend(_children(item) or ())
     return False
 
 

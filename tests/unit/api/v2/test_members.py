@@ -60,3 +60,20 @@ def test_v1_members_are_v2_members(v2: V2, stack) -> None:
             tenant="t2")
     listed = stack.request("/v1/images/%s/members" % image["id"], tenant="t1").json
     assert listed == {"members": [{"member_id": "t2", "can_share": False}]}
+
+
+def test_json_with_half_a_surrogate_pair_is_a_400(v2: V2) -> None:
+    """``\\ud800`` is valid JSON but no text: it is refused where bodies are
+    parsed, before it reaches a URL or the database."""
+    image = v2.create(name="a")
+    members = "/images/%s/members" % image["id"]
+    for path, raw in ((members, b'{"member": "t\\ud800"}'),
+                      ("/images", b'{"name": "x", "k\\udfff": "v"}')):
+        res = v2.call("POST", path, raw=raw, content_type="application/json")
+        assert res.status_int == 400, res.text
+        assert "unpaired surrogate" in res.text
+    assert v2.call("GET", members).json["members"] == []
+    # An escaped backslash before "ud800" is text.
+    res = v2.call("POST", "/images", raw=b'{"name": "\\\\ud800"}',
+                  content_type="application/json")
+    assert res.status_int == 201 and res.json["name"] == "\\ud800"
