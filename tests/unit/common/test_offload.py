@@ -41,6 +41,31 @@ def test_put_waits_only_when_depth_pieces_are_queued() -> None:
     assert handled == [1, 2, 3]
 
 
+def test_put_waits_for_one_piece_not_for_the_lane_to_run_dry() -> None:
+    # While the caller waits for room the lane must stay busy: a caller
+    # held until every queued piece was done left a core idle.
+    allowed = threading.Semaphore(0)
+    handled: list[int] = []
+
+    def gated(piece: int) -> None:
+        allowed.acquire(timeout=5)
+        handled.append(piece)
+
+    lane = Lane(gated, depth=2)
+    lane.put(1)
+    lane.put(2)
+    waiter = threading.Thread(target=lane.put, args=(3,))
+    waiter.start()
+    allowed.release()           # piece 1 done; piece 2 still held
+    waiter.join(2)
+    assert not waiter.is_alive()
+    assert handled == [1]
+    allowed.release()
+    allowed.release()
+    lane.join()
+    assert handled == [1, 2, 3]
+
+
 def test_an_error_is_raised_by_the_next_call_and_stays() -> None:
     handled: list[int] = []
 
