@@ -137,6 +137,23 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, OPTS)
 
 
+def _check_declared_size(conf: cfg.ConfigOpts, declared: int | None, total: int | None,
+                         body_length: int | None) -> None:
+    """Refuse a declared stage size that cannot be right before anything
+    moves: over ``image_size_cap`` (ImageSizeLimitExceeded), or not what
+    the piece's Content-Range total or the body's length says (Invalid)."""
+    if declared is None:
+        return
+    if declared > conf.image_size_cap:
+        raise exception.ImageSizeLimitExceeded(limit=conf.image_size_cap)
+    if total is not None and declared != total:
+        raise exception.Invalid("x-openstack-image-size (%d) is not the total of the "
+                                "Content-Range (%d)" % (declared, total))
+    if total is None and body_length is not None and declared != body_length:
+        raise exception.Invalid("x-openstack-image-size (%d) is not the length of the "
+                                "request body (%d)" % (declared, body_length))
+
+
 class Importer:
     def __init__(self, conf: cfg.ConfigOpts, catalog: ImageCatalog, staging: StagingArea,
                  repository: tasks.TaskRepository, lock: ImportLock, runner: Any,
@@ -161,11 +178,19 @@ class Importer:
     # -- stage -------------------------------------------------------------------
     def stage(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
               piece: tuple[int, int] | None = None, caller: Caller | None = None,
-              body_length: int | None = None) -> int:
+              body_length: int | None = None, declared_size: int | None = None) -> int:
         """Stage the image's data, or with ``piece`` = (start, total) the
         part of it from byte ``start`` (resumable staging, ours); the
         number of bytes staged so far. ``body_length`` is the request
-        body's, when known.
+        body's, when known; ``declared_size`` the whole data's, when the
+        client declared it (x-openstack-image-size).
+
+        The size the data will have (declared, else the piece's total,
+        else the body's length) is counted against ``image_stage_total``
+        before anything is staged. Declared, it is also held to: data
+        that goes past it or ends short of it is refused (Invalid), as a
+        client could otherwise declare little to pass the quota and send
+        much.
 
         The first piece moves a queued image to ``uploading`` and records
         this node as its stage host; once all the data is staged its size
@@ -175,7 +200,8 @@ class Importer:
         Raises NotFound (glance-direct disabled, no such image), Forbidden,
         Conflict (not queued, data already staged), StagedLengthMismatch
         (``start`` is not where the staged data ends),
-        ImageSizeLimitExceeded, Invalid, and what the stage host answers
+        ImageSizeLimitExceeded, ProjectQuotaExceeded, Invalid (also a
+        declared size the body or piece contradicts), and what the stage host answers
         (BadGateway, GatewayTimeout when it cannot). A piece cut short
         keeps what arrived; any other failure removes the staged data and
         queues the image again.
@@ -183,6 +209,7 @@ class Importer:
         if GLANCE_DIRECT not in self.methods():
             raise exception.NotFound("The glance-direct import method is not enabled")
         start, total = piece if piece is not None else (0, None)
+        _check_declared_size(self.conf, declared_size, total, body_length)
         image = self.catalog.owned(context, image_id, "modify_image")
         if self.staging.holds(image_id):
             raise exception.Conflict("Image %s already has staged data" % image_id)
@@ -195,8 +222,9 @@ class Importer:
         if image.status == image_status.QUEUED:
             if start:
                 raise exception.StagedLengthMismatch(staged or 0)
+            size = next((n for n in (declared_size, total, body_length) if n is not None), 0)
             usage.enforce(self.conf, self.catalog.images.registry, context,
-                          {unified_limits.IMAGE_STAGE_TOTAL: 0,
+                          {unified_limits.IMAGE_STAGE_TOTAL: usage.mib_of(size),
                            unified_limits.IMAGE_COUNT_UPLOADING: 1})
             image = self._move(context, image, image_status.UPLOADING,
                                **self._stage_host_record())
@@ -208,7 +236,8 @@ class Importer:
         try:
             length, complete = self.staging.write(
                 image_id, chunks, start, total, resumable=piece is not None,
-                inspector=self._inspector(image.record))
+                inspector=self._inspector(image.record),
+                declared=declared_size if piece is None else None)
         except exception.ClientDisconnected:
             if piece is None:
                 self._requeue(context, image_id, image_status.UPLOADING)

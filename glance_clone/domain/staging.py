@@ -81,7 +81,8 @@ class StagingArea:
 
     def write(self, image_id: str, chunks: Iterator[bytes], start: int = 0,
               total: int | None = None, resumable: bool = False,
-              inspector: Inspector | None = None) -> tuple[int, bool]:
+              inspector: Inspector | None = None,
+              declared: int | None = None) -> tuple[int, bool]:
         """Stage ``chunks`` as the image's data from byte ``start``;
         (bytes staged now, whether the data is complete).
 
@@ -92,10 +93,15 @@ class StagingArea:
         data, the bytes staged before first, and judges it once complete
         (ImageFormatRefused).
 
+        ``declared``: the size the client declared for the whole data
+        (x-openstack-image-size); data past it is refused at once, data
+        short of it at its end (ImageDataMismatch, a 400).
+
         Raises Conflict (complete data already staged, another request
         staging it), StagedLengthMismatch (``start`` is not where the
         staged data ends), ImageSizeLimitExceeded, Invalid (more bytes than
-        ``total``) and what the stream raises.
+        ``total``), ImageDataMismatch (not ``declared`` bytes) and what the
+        stream raises.
         """
         cap = self.conf.image_size_cap
         if total is not None and total > cap:
@@ -107,7 +113,12 @@ class StagingArea:
         if total is not None:
             limit = (total - start, lambda: exception.Invalid(
                 "The data goes past the %d bytes its Content-Range announced" % total))
-        data = Incoming(chunks, limits=[limit])
+        limits = [limit]
+        if declared is not None:
+            limits.append((declared - start, lambda: exception.ImageDataMismatch(
+                "The data goes past the %d bytes x-openstack-image-size declared"
+                % declared)))
+        data = Incoming(chunks, limits=limits)
         with self._open_part(image_id) as staged:
             length = os.fstat(staged.fileno()).st_size
             if length != start:
@@ -123,6 +134,10 @@ class StagingArea:
                         inspector.feed(chunk)
                     staged.write(chunk)
                 staged.flush()
+                if declared is not None and start + data.bytes_read != declared:
+                    raise exception.ImageDataMismatch(
+                        "The data ended after %d of the %d bytes x-openstack-image-size "
+                        "declared" % (start + data.bytes_read, declared))
                 if inspector is not None and (total is None
                                               or start + data.bytes_read == total):
                     inspector.finish()

@@ -14,16 +14,18 @@ about to add):
 - an upload of a queued image (v1 and v2), and a new location whose data
   is read first (``POST /v2/images/{id}/locations``): ``image_size_total``
   + 0 and ``image_count_uploading`` + 1;
-- the first piece of a staging upload: ``image_stage_total`` + 0 and
+- the first piece of a staging upload: ``image_stage_total`` + the size
+  the data will have, in MiB rounded up (x-openstack-image-size, else the
+  Content-Range total, else Content-Length; 0 when none is known) and
   ``image_count_uploading`` + 1;
 - an import request: ``image_size_total`` + 0; for the methods that fetch
   or copy data (not glance-direct, whose image is already uploading), also
   ``image_stage_total`` + 0 and ``image_count_uploading`` + 1.
 
-A request is refused (413) when usage + delta would exceed the limit. The
-sizes are checked with a delta of 0, as Glance does: the size of a stream
-is not known before it ends, so the upload that crosses the limit is
-allowed and the next one is refused. Counts are checked strictly: with
+A request is refused (413) when usage + delta would exceed the limit.
+Other than a stage's, sizes are checked with a delta of 0, as Glance does:
+the size of a stream is not known before it ends, so the upload that
+crosses the limit is allowed and the next one is refused. Counts are checked strictly: with
 ``image_count_uploading = 2`` two uploads run at once, not three.
 
 With these quotas on, ``user_storage_quota`` is not used (Glance ignores

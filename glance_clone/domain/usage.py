@@ -33,6 +33,12 @@ RECEIVING = frozenset((image_status.SAVING, image_status.UPLOADING, image_status
 STAGED = frozenset((image_status.UPLOADING, image_status.IMPORTING))
 
 
+def mib_of(size: int) -> int:
+    """A size about to be added, as a quota delta: whole MiB rounded up, so
+    that data admitted by a check cannot take usage past its limit."""
+    return -(-size // MIB)
+
+
 def _copying(image: dict[str, Any]) -> bool:
     """An import (copy-image among them) is still writing stores."""
     return bool((image.get("properties") or {}).get(reserved.IMPORTING_TO))

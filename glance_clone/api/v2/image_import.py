@@ -10,7 +10,7 @@ from typing import Any
 import webob
 
 from glance_clone.api.v1.images import has_body
-from glance_clone.api.v2.images import UPLOAD_TYPE, json_response, no_content
+from glance_clone.api.v2.images import UPLOAD_TYPE, declared_size, json_response, no_content
 from glance_clone.common import exception, faults, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.domain.image_import import Importer
@@ -56,13 +56,14 @@ class ImportController:
     def stage(self, req: wsgi.Request, image_id: str) -> webob.Response:
         if req.content_type != UPLOAD_TYPE:
             raise exception.UnsupportedMediaType("Content-Type must be %s" % UPLOAD_TYPE)
+        declared = declared_size(req)
         piece = content_range(req.headers.get("Content-Range"))
         chunked = req.headers.get("Transfer-Encoding", "").lower() == "chunked"
         length = None if chunked or not has_body(req) else req.content_length
         try:
             staged = self.importer.stage(req.context, image_id,
                                          body_chunks(req.environ["wsgi.input"], length),
-                                         piece, Caller.of(req.headers), length)
+                                         piece, Caller.of(req.headers), length, declared)
         except exception.ImageFormatRefused as err:
             # As a refused upload: 415 on v2.
             raise exception.UnsupportedMediaType(str(err)) from err

@@ -35,6 +35,18 @@ def json_response(req: wsgi.Request, body: Any, status: int = 200) -> webob.Resp
     return response
 
 
+def declared_size(req: wsgi.Request) -> int | None:
+    """The ``x-openstack-image-size`` a data request declares (None when
+    absent); raises Invalid unless it is a non-negative integer."""
+    if SIZE_HEADER not in req.headers:
+        return None
+    text = req.headers[SIZE_HEADER].strip()
+    if not (text.isascii() and text.isdigit()):
+        raise exception.Invalid("%s must be a non-negative integer, not %r"
+                                % (SIZE_HEADER, text[:40]))
+    return int(text)
+
+
 def no_content(req: wsgi.Request) -> webob.Response:
     return webob.Response(request=req, status=204, content_type=None)
 
@@ -169,15 +181,9 @@ class ImagesController:
         if req.content_type != UPLOAD_TYPE:
             raise exception.UnsupportedMediaType(
                 "Content-Type must be %s" % UPLOAD_TYPE)
-        size = 0
-        if SIZE_HEADER in req.headers:
-            text = req.headers[SIZE_HEADER].strip()
-            if not text.isdigit():
-                raise exception.Invalid("%s must be an integer" % SIZE_HEADER)
-            size = int(text)
         chunked = req.headers.get("Transfer-Encoding", "").lower() == "chunked"
         length = None if chunked or not has_body(req) else req.content_length
-        size = size or length or 0
+        size = declared_size(req) or length or 0
         chunks = body_chunks(req.environ["wsgi.input"], length)
         try:
             self.catalog.upload(req.context, image_id, chunks, size,

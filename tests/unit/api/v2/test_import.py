@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 
 import eventlet
+import webob
 
 from .conftest import V2
 from .test_tasks import DATA as SOURCE_DATA
@@ -92,6 +94,45 @@ def test_stage_refusals_leave_the_image_queued(v2_with) -> None:
     other = new_image(v2)
     assert stage(v2, other["id"], b"x").status_int == 204
     assert v2.upload(other["id"], b"x").status_int == 409
+
+
+def stage_chunked(v2: V2, image_id: str, data: bytes, size: str) -> webob.Response:
+    """A stage whose body has no Content-Length, declaring ``size``."""
+    req = webob.Request.blank("/v2/images/%s/stage" % image_id, method="PUT")
+    req.headers.update({"X-Identity-Status": "Confirmed", "X-Roles": "reader,member",
+                        "X-User-Id": "user", "X-Tenant-Id": "t1",
+                        "Content-Type": "application/octet-stream",
+                        "Transfer-Encoding": "chunked", "x-openstack-image-size": size})
+    req.environ["wsgi.input"] = io.BytesIO(data)
+    req.environ.pop("CONTENT_LENGTH", None)
+    return req.get_response(v2.stack.api)
+
+
+def test_stage_holds_to_the_declared_size(v2_with) -> None:
+    v2 = v2_with({"image_size_cap": 100})
+    image = new_image(v2)
+    for bad in ("big", "-5", "1.5", "", "٣"):
+        res = stage(v2, image["id"], b"x" * 5, headers={"x-openstack-image-size": bad})
+        assert res.status_int == 400, bad
+        assert "x-openstack-image-size must be a non-negative integer" in res.text
+    res = stage(v2, image["id"], b"x" * 5, headers={"x-openstack-image-size": "101"})
+    assert res.status_int == 413, res.text
+    res = stage(v2, image["id"], b"x" * 5, headers={"x-openstack-image-size": "6"})
+    assert res.status_int == 400
+    assert "x-openstack-image-size (6) is not the length of the request body (5)" in res.text
+    # Without a Content-Length the data itself is held to it.
+    res = stage_chunked(v2, image["id"], b"x" * 7, "6")
+    assert res.status_int == 400 and "goes past the 6 bytes" in res.text, res.text
+    res = stage_chunked(v2, image["id"], b"x" * 5, "6")
+    assert res.status_int == 400 and "ended after 5 of the 6 bytes" in res.text, res.text
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and shown["size"] is None
+    assert staged_files(v2) == []
+    assert stage_chunked(v2, image["id"], b"x" * 6, " 6 ").status_int == 204
+    assert v2.call("GET", "/images/" + image["id"]).json["size"] == 6
+    other = new_image(v2)
+    res = stage(v2, other["id"], b"x" * 6, headers={"x-openstack-image-size": "6"})
+    assert res.status_int == 204
 
 
 def test_stage_needs_glance_direct(v2_with) -> None:

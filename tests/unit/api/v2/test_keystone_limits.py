@@ -85,11 +85,20 @@ def test_image_count_uploading_counts_the_staged_image(v2k: V2, limits) -> None:
     assert do_import(v2k, staged["id"]).status_int == 202
 
 
-def test_image_stage_total_refuses_staging_once_at_the_limit(v2k: V2, limits) -> None:
-    limits["t1"] = {"image_stage_total": 0}
+def test_image_stage_total_counts_the_size_the_stage_will_have(v2k: V2, limits) -> None:
+    limits["t1"] = {"image_stage_total": 1}
     first, second = new_image(v2k), new_image(v2k)
-    assert stage(v2k, first["id"], b"s" * MIB).status_int == 204
-    _over(stage(v2k, second["id"]), "image_stage_total")
+    # The declared size (else the body's length) is the delta, in MiB
+    # rounded up: 2 MiB over a limit of 1 is refused before any byte is staged.
+    _over(stage(v2k, first["id"], b"s" * (2 * MIB),
+                headers={"x-openstack-image-size": str(2 * MIB)}), "image_stage_total")
+    _over(stage(v2k, first["id"], b"s" * (MIB + 1)), "image_stage_total")
+    assert v2k.call("GET", "/images/" + first["id"]).json["status"] == "queued"
+    assert staged_files(v2k) == []
+    assert stage(v2k, first["id"], b"s" * MIB,
+                 headers={"x-openstack-image-size": str(MIB)}).status_int == 204
+    # 1 MiB staged of 1: one more byte is over.
+    _over(stage(v2k, second["id"], b"x"), "image_stage_total")
     assert v2k.call("GET", "/images/" + second["id"]).json["status"] == "queued"
     assert len(staged_files(v2k)) == 1
 
