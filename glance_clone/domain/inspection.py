@@ -30,6 +30,11 @@ date with every newly found way of disguising an image. The rules on top
   format differs: a qcow2 with a backing file declared raw is refused, and
   QED is never accepted. MBR/GPT checks named in
   ``[image_format] gpt_safety_checks_nonfatal`` (e.g. ``mbr``) only log.
+- A vmdk's ``createType`` must be in ``[image_format] vmdk_allowed_types``
+  (default ``streamOptimized,monolithicSparse``, compared without case as
+  the descriptor is; an empty list refuses every vmdk). The inspector
+  itself knows no other types whose data is all in the one file, so the
+  list can only narrow that choice.
 
 A refusal comes as soon as every inspector has what it needs (the first
 few hundred KiB), not after the whole image was received; an image whose
@@ -54,12 +59,20 @@ LOG = logging.getLogger(__name__)
 
 GROUP = "image_format"
 
+# The VMDK createTypes whose data is all in the one file (newer Glance's
+# default for vmdk_allowed_types).
+VMDK_DEFAULT = ["streamOptimized", "monolithicSparse"]
+
 OPTS = [
     cfg.BoolOpt("require_image_format_match", default=True,
                 help="Refuse image data whose detected disk format differs from the "
                      "declared disk_format. Safety checks are enforced either way."),
     cfg.ListOpt("gpt_safety_checks_nonfatal", default=[],
                 help="MBR/GPT safety checks (e.g. mbr) whose failure is only logged."),
+    cfg.ListOpt("vmdk_allowed_types", default=VMDK_DEFAULT,
+                help="The VMDK createTypes image data may have; empty refuses "
+                     "every VMDK. Types whose extents are other files are "
+                     "refused whatever this says."),
 ]
 
 RAW = "raw"
@@ -78,7 +91,16 @@ def for_image(conf: cfg.ConfigOpts, disk_format: str | None,
     opts = conf[GROUP]
     declared = disk_format if container_format == "bare" else None
     return Inspection(declared or None, opts.require_image_format_match,
-                      frozenset(opts.gpt_safety_checks_nonfatal))
+                      frozenset(opts.gpt_safety_checks_nonfatal),
+                      vmdk_types(opts.vmdk_allowed_types))
+
+
+def vmdk_types(allowed: list[str]) -> frozenset[str]:
+    """``vmdk_allowed_types`` as the inspector spells createTypes (lower case)."""
+    return frozenset(t.strip().lower() for t in allowed if t.strip())
+
+
+VMDK_TYPES = vmdk_types(VMDK_DEFAULT)
 
 
 class Inspection:
@@ -92,10 +114,12 @@ class Inspection:
     """
 
     def __init__(self, disk_format: str | None, require_match: bool = True,
-                 gpt_nonfatal: frozenset[str] = frozenset()) -> None:
+                 gpt_nonfatal: frozenset[str] = frozenset(),
+                 vmdk_allowed: frozenset[str] = VMDK_TYPES) -> None:
         self.disk_format = disk_format
         self.require_match = require_match
         self.gpt_nonfatal = gpt_nonfatal
+        self.vmdk_allowed = vmdk_allowed
         self._inspectors = [cls() for cls in fi.ALL_FORMATS.values()]
         self._live = list(self._inspectors)
         self._judged = False
@@ -189,6 +213,13 @@ class Inspection:
         except fi.ImageFormatError as err:
             raise exception.ImageFormatRefused(
                 reason="Image format inspection failed (%s: %s)" % (found.NAME, err)) from err
+        if found.NAME == "vmdk":
+            # Set once the descriptor was parsed, which its safety check needs.
+            create_type = getattr(found, "vmdktype", None)
+            if create_type not in self.vmdk_allowed:
+                raise exception.ImageFormatRefused(
+                    reason="Image failed safety checks (vmdk: createType %r is not in "
+                    "[image_format] vmdk_allowed_types)" % create_type)
 
     def _virtual_size(self, found: Any) -> int | None:
         if self.disk_format is None:

@@ -58,6 +58,12 @@ def vmdk_descriptor(create_type: str, extent: str) -> bytes:
             'ddb.adapterType = "ide"\n' % (create_type, extent)).encode()
 
 
+def vmdk_sparse(tmp_path: Path) -> bytes:
+    """A monolithicSparse vmdk (qemu-img's default subformat)."""
+    return qemu_img(tmp_path, "vmdk", "1M", "-o", "subformat=monolithicSparse",
+                    name="sparse.vmdk")
+
+
 def vmdk_flat(tmp_path: Path) -> bytes:
     """A monolithicFlat descriptor made by qemu-img: its extent is another file."""
     return qemu_img(tmp_path, "vmdk", "1M", "-o", "subformat=monolithicFlat",

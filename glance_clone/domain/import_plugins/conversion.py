@@ -5,7 +5,8 @@ converted by ``qemu-img convert`` (Debian's qemu-utils).
 qemu-img reads what an image header points at, so it only ever sees data
 that passed the disk-format inspection of uploads first (the declared
 format must match, no backing or data file, no unsafe vmdk extents), and
-``qemu-img info`` must agree (no backing file, no data file). Both runs
+``qemu-img info`` must agree (no backing file, no data file, a vmdk's
+``create-type`` in ``[image_format] vmdk_allowed_types``). Both runs
 have resource limits (address space, CPU seconds). Data that is an ISO is
 left as it is when declared ``iso`` and refused otherwise. The output is
 inspected again as ``output_format``; the image then has that
@@ -127,6 +128,15 @@ class Conversion:
                                INFO_LIMITS["cpu"], INFO_LIMITS["memory"]))
         if info.get("backing-filename"):
             raise exception.ImageFormatRefused(reason="the image has a backing file")
-        data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
-        if data_file:
+        specific = (info.get("format-specific") or {}).get("data") or {}
+        if specific.get("data-file"):
             raise exception.ImageFormatRefused(reason="the image has a data file")
+        if source == "vmdk":
+            # qemu-img names the type as the descriptor writes it; compared
+            # as written, as it is what qemu-img convert will follow.
+            allowed = self.conf[inspection.GROUP].vmdk_allowed_types
+            create_type = specific.get("create-type")
+            if not create_type or create_type not in allowed:
+                raise exception.ImageFormatRefused(
+                    reason="vmdk createType %r is not in [image_format] "
+                    "vmdk_allowed_types" % create_type)

@@ -122,6 +122,37 @@ def test_a_vmdk_of_an_unsafe_create_type_is_refused() -> None:
     assert "vmdk: descriptor" in refused(data, "vmdk")
 
 
+def test_vmdk_allowed_types_chooses_the_create_types(tmp_path: Path) -> None:
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf([])
+    assert conf.image_format.vmdk_allowed_types == ["streamOptimized", "monolithicSparse"]
+    sparse = disk_images.vmdk_sparse(tmp_path)
+    stream = disk_images.qemu_img(tmp_path, "vmdk", "1M", "-o", "subformat=streamOptimized",
+                                  name="stream.vmdk")
+
+    def judged(data: bytes) -> Inspection:
+        inspection = for_image(conf, "vmdk", "bare")
+        b"".join(Incoming([data], inspector=inspection))
+        return inspection
+
+    assert judged(sparse).virtual_size == MIB and judged(stream).virtual_size == MIB
+    conf.set_override("vmdk_allowed_types", ["StreamOptimized"], "image_format")
+    assert judged(stream).detected == "vmdk"
+    with pytest.raises(exception.ImageFormatRefused,
+                       match="createType 'monolithicsparse' is not in"):
+        judged(sparse)
+    conf.set_override("vmdk_allowed_types", [], "image_format")
+    for data in (sparse, stream):
+        with pytest.raises(exception.ImageFormatRefused, match="vmdk_allowed_types"):
+            judged(data)
+    # Also when the vmdk is declared as something else.
+    conf.set_override("require_image_format_match", False, "image_format")
+    inspection = for_image(conf, "qcow2", "bare")
+    with pytest.raises(exception.ImageFormatRefused, match="vmdk_allowed_types"):
+        b"".join(Incoming([sparse], inspector=inspection))
+
+
 def test_qed_is_never_accepted(tmp_path: Path) -> None:
     assert "qed: banned" in refused(disk_images.qemu_img(tmp_path, "qed"), "raw")
 

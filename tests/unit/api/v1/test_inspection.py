@@ -90,3 +90,15 @@ def test_copy_from_a_good_qcow2_fills_the_virtual_size(stack, remote, tmp_path):
     image_id = response.json["image"]["id"]
     assert wait_for_status(stack, image_id, {"active", "killed"}) == "active"
     assert meta(stack, image_id)["virtual_size"] == str(2 * disk_images.MIB)
+
+
+def test_a_vmdk_of_a_create_type_not_allowed_is_refused(stack_with, tmp_path):
+    stack = stack_with({"image_format.vmdk_allowed_types": ["streamOptimized"]})
+    response = create(stack, {"x-image-meta-disk_format": "vmdk",
+                              "x-image-meta-container_format": "bare"},
+                      body=disk_images.vmdk_sparse(tmp_path))
+    assert response.status_int == 400
+    assert ("createType 'monolithicsparse' is not in [image_format] vmdk_allowed_types"
+            in message(response))
+    assert [i["status"] for i in all_images(stack)] == ["killed"]
+    assert_no_upload_leftovers(stack)

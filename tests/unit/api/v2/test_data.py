@@ -96,3 +96,14 @@ def test_an_unsafe_disk_image_is_415_and_the_image_stays_queued(v2: V2, tmp_path
     assert v2.upload(image["id"], good).status_int == 204
     shown = v2.call("GET", "/images/" + image["id"]).json
     assert shown["virtual_size"] == 3 * disk_images.MIB
+
+
+def test_a_vmdk_of_a_create_type_not_allowed_is_415(v2_with, tmp_path) -> None:
+    v2 = v2_with({"image_format.vmdk_allowed_types": ["streamOptimized"]})
+    image = v2.create(name="v", disk_format="vmdk", container_format="bare")
+    res = v2.upload(image["id"], disk_images.vmdk_sparse(tmp_path))
+    assert res.status_int == 415
+    assert "createType 'monolithicsparse' is not in [image_format] vmdk_allowed_types" \
+        in res.text
+    shown = v2.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued" and v2.stack.stored_files() == []

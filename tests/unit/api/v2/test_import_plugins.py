@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -136,6 +137,22 @@ def test_qemu_img_refusals_fail_the_task(v2: V2, tmp_path, monkeypatch) -> None:
         '{"backing-filename": "/etc/passwd"}' if args[1] == "info" else ""))
     made = direct(v2, disk_images.qcow2(tmp_path), "qcow2")
     failed(v2, made["id"], "backing file")
+
+
+@pytest.mark.parametrize("create_type", [None, "monolithicFlat", "monolithicsparse"])
+def test_qemu_img_vmdk_create_type_must_be_allowed(v2: V2, tmp_path, monkeypatch,
+                                                   create_type: str | None) -> None:
+    """What qemu-img reports is compared as written with vmdk_allowed_types."""
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
+    data = {"create-type": create_type} if create_type else {}
+    info = json.dumps({"format": "vmdk", "format-specific": {"type": "vmdk", "data": data}})
+    ran: list[str] = []
+    monkeypatch.setattr(conversion, "_run", lambda args, cpu, memory: (
+        ran.append(args[1]) or (info if args[1] == "info" else "")))
+    made = direct(v2, disk_images.vmdk_sparse(tmp_path), "vmdk")
+    failed(v2, made["id"], "vmdk createType %r is not in [image_format] "
+                           "vmdk_allowed_types" % create_type)
+    assert ran == ["info"]
 
 
 def test_injected_metadata(v2: V2, tmp_path) -> None:
