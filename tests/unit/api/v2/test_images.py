@@ -154,6 +154,31 @@ def test_delete_and_protection(v2: V2, stack) -> None:
     assert stack.stored_files() == []
 
 
+def test_who_may_comes_before_what_the_status_allows(v2: V2) -> None:
+    """403 (policy, protection) before 409 (status) on writes to a
+    protected, deactivated image; the status answers only the owner."""
+    image = v2.create(name="a", protected=True, disk_format="raw",
+                      container_format="bare")
+    assert v2.upload(image["id"], b"bytes").status_int == 204
+    assert v2.call("POST", "/images/%s/actions/deactivate" % image["id"]).status_int == 204
+    path = "/images/" + image["id"]
+    reader = {"roles": "reader"}
+    assert v2.call("DELETE", path).status_int == 403                 # protected
+    assert v2.call("DELETE", path, **reader).status_int == 403       # policy
+    assert v2.upload(image["id"], b"more", **reader).status_int == 403
+    assert v2.upload(image["id"], b"more").status_int == 409          # deactivated
+    assert v2.call("PUT", path + "/stage", raw=b"x",
+                   content_type="application/octet-stream").status_int == 409
+    rename = [{"op": "replace", "path": "/name", "value": "b"}]
+    assert v2.patch(image["id"], rename, **reader).status_int == 403
+    assert v2.patch(image["id"], rename).status_int == 200
+    # Changes apply in order: the first refused one answers.
+    missing = {"op": "remove", "path": "/nope"}
+    formats = {"op": "replace", "path": "/disk_format", "value": "qcow2"}
+    assert v2.patch(image["id"], [missing, formats]).status_int == 409
+    assert v2.patch(image["id"], [formats, missing]).status_int == 403
+
+
 def test_deactivate_and_reactivate(v2: V2) -> None:
     image = v2.create(name="a", disk_format="raw", container_format="bare")
     path = "/images/%s/actions/" % image["id"]

@@ -39,7 +39,8 @@ def test_filters(listed: V2) -> None:
 @pytest.mark.parametrize("query", [
     "?visibility=everyone", "?member_status=maybe", "?os_hidden=yes",
     "?protected=False", "?created_at=after:2020-01-01", "?created_at=gt:yesterday",
-    "?name=gt:a", "?size_min=big", "?limit=-1", "?limit=x", "?sort=size:up",
+    "?name=gt:a", "?size_min=big", "?size_max=-1", "?size=gt:5", "?size=eq:5",
+    "?min_ram=lt:2", "?limit=-1", "?limit=x", "?sort=size:up",
     "?sort=location:asc", "?sort=name&sort_key=name", "?sort_key=name&sort_key=id"
     "&sort_dir=asc&sort_dir=desc&sort_dir=asc", "?changes-since=2020-01-01",
     "?marker=00000000-0000-0000-0000-000000000000", '?name=in:"a',
