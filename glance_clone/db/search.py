@@ -43,6 +43,9 @@ COMPARISONS = {
 }
 SEARCH_VISIBILITIES = ("public", "private", "shared", "community", "all")
 SEARCH_MEMBER_STATUSES = ("pending", "accepted", "rejected", "all")
+# Inclusive ranges on the integer columns: "<column>_min" and "<column>_max".
+RANGE_COLUMNS = ("size", "virtual_size", "min_ram", "min_disk")
+RANGES = tuple(column + end for column in RANGE_COLUMNS for end in ("_min", "_max"))
 # Shapes of search statements cached per Database (see _search_shape); past
 # this many the cache starts over.
 MAX_CACHED_SEARCHES = 256
@@ -111,9 +114,9 @@ def _search_shape(context: RequestContext, search: Mapping[str, Any]
     for name, (operator, value) in (search.get("columns") or {}).items():
         columns.append((name, operator))
         params["c_" + name] = value
-    for name in ("size_min", "size_max"):
-        if search.get(name) is not None:
-            params[name] = search[name]
+    ranges = tuple(name for name in RANGES if search.get(name) is not None)
+    for name in ranges:
+        params[name] = search[name]
     for index, (name, value) in enumerate((search.get("properties") or {}).items()):
         params["p%d_name" % index], params["p%d_value" % index] = name, value
     for index, tag in enumerate(search.get("tags") or ()):
@@ -122,8 +125,7 @@ def _search_shape(context: RequestContext, search: Mapping[str, Any]
         params["limit"] = max(0, int(search["limit"]))
     shape = (bool(context.is_admin), context.owner is not None,
              search.get("visibility"), member_status == "all",
-             search.get("os_hidden", False), tuple(columns),
-             search.get("size_min") is not None, search.get("size_max") is not None,
+             search.get("os_hidden", False), tuple(columns), ranges,
              len(search.get("properties") or {}), len(search.get("tags") or ()),
              tuple(full_sort(search.get("sort") or [("created_at", "desc")])),
              search.get("marker") is not None, "limit" in params)
@@ -132,7 +134,7 @@ def _search_shape(context: RequestContext, search: Mapping[str, Any]
 
 def _search_query(is_admin: bool, has_owner: bool, visibility: str | None,
                   any_status: bool, hidden: bool | None,
-                  columns: tuple[tuple[str, str], ...], size_min: bool, size_max: bool,
+                  columns: tuple[tuple[str, str], ...], ranges: tuple[str, ...],
                   properties: int, tags: int, sort: tuple[tuple[str, str], ...],
                   with_marker: bool, with_limit: bool) -> sa.Select[Any]:
     """The statement of a search of this shape (see ``_search_shape``);
@@ -144,10 +146,9 @@ def _search_query(is_admin: bool, has_owner: bool, visibility: str | None,
     for name, operator in columns:
         value = sa.bindparam("c_" + name, expanding=operator == "in")
         conditions.append(COMPARISONS[operator](IMAGES.c[name], value))
-    if size_min:
-        conditions.append(IMAGES.c.size >= sa.bindparam("size_min"))
-    if size_max:
-        conditions.append(IMAGES.c.size <= sa.bindparam("size_max"))
+    for name in ranges:
+        column, end = IMAGES.c[name[:-4]], sa.bindparam(name)
+        conditions.append(column >= end if name.endswith("_min") else column <= end)
     for index in range(properties):
         conditions.append(sa.exists().where(
             PROPERTIES.c.image_id == IMAGES.c.id,
@@ -182,7 +183,8 @@ class ImageSearch(DatabaseBase):
 
         Keys (all optional): ``visibility``, ``member_status``,
         ``os_hidden`` (None: hidden or not), ``columns`` ({column: [op,
-        value]}), ``size_min``, ``size_max``, ``properties``, ``tags``,
+        value]}), the inclusive ranges of ``RANGES`` (``size_min``,
+        ``min_ram_max``...), ``properties``, ``tags``,
         ``sort`` ([[key, dir], ...]), ``marker``, ``limit``. Raises
         NotFound for a marker the caller cannot see.
         """

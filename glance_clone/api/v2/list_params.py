@@ -24,6 +24,8 @@ MEMBER_STATUSES = ("pending", "accepted", "rejected", "all")
 LIST_COLUMNS = ("name", "id", "status", "container_format", "disk_format")
 TEXT_COLUMNS = ("checksum", "os_hash_value", "owner")
 INTEGER_COLUMNS = ("min_ram", "min_disk", "size", "virtual_size")
+# Inclusive ranges, as Glance reads "<column>_min" / "<column>_max".
+RANGES = tuple(column + end for column in INTEGER_COLUMNS for end in ("_min", "_max"))
 TIME_COLUMNS = ("created_at", "updated_at")
 TIME_OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
 PAGING = ("limit", "marker", "sort", "sort_key", "sort_dir")
@@ -141,7 +143,7 @@ def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
             search["member_status"] = value
         elif name == "changes-since":
             raise _bad("changes-since is not a v2 filter; use updated_at=gte:<time>")
-        elif name in ("size_min", "size_max"):
+        elif name in RANGES:
             search[name] = _integer(name, value)
         elif name == "os_hidden":
             # Any case: openstacksdk sends "True" and "False".

@@ -22,6 +22,10 @@ def test_search_filters_and_sorts(client: Client) -> None:
     assert search(client, columns={"name": ["in", ["a", "c"]]}) == ["a", "c"]
     assert search(client, tags=["t", "b"]) == ["b"]
     assert search(client, size_min=2, size_max=3) == ["b", "c"]
+    assert search(client, min_ram_min=0, size_max=1) == ["a"]
+    res = client.post("/images/search", "A", body={"min_disk_max": "3"})
+    assert res.status_int == 400 and "'min_disk_max' must be a non-negative integer" \
+        in res.text
     assert search(client, "B") == ["other"]
     res = client.post("/images/search", "A", body={
         "sort": [["size", "asc"]], "limit": 2,

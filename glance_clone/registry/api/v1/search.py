@@ -12,7 +12,8 @@ Body (all keys optional)::
      "member_status": "pending|accepted|rejected|all",
      "os_hidden": true|false|null,
      "columns": {"<column>": ["<op>", <value or list for "in">]},
-     "size_min": int, "size_max": int,
+     "size_min": int, "size_max": int, (and the same for virtual_size,
+     min_ram, min_disk: inclusive ranges)
      "properties": {"<name>": "<value>"}, "tags": ["<tag>", ...],
      "sort": [["<key>", "asc|desc"], ...], "marker": "<id>", "limit": int}
 
@@ -144,7 +145,7 @@ def parse(body: Any, conf: cfg.ConfigOpts) -> dict[str, Any]:
         raise _bad("'os_hidden' must be true, false or null")
     parsed["os_hidden"] = hidden
     parsed["columns"] = _columns(body.get("columns") or {})
-    for name in ("size_min", "size_max"):
+    for name in search.RANGES:
         if body.get(name) is not None:
             parsed[name] = _size(name, body[name])
     properties = body.get("properties") or {}

@@ -36,6 +36,21 @@ def test_filters(listed: V2) -> None:
     assert v2.names("?size_min=1") == []
 
 
+def test_integer_column_ranges(v2: V2) -> None:
+    """``<column>_min`` / ``<column>_max``: inclusive, on every integer column."""
+    for name, ram, disk in (("small", 1, 10), ("mid", 5, 20), ("big", 9, 30)):
+        v2.create(name=name, min_ram=ram, min_disk=disk)
+    assert v2.names("?min_ram_min=5") == ["big", "mid"]
+    assert v2.names("?min_ram_max=5") == ["mid", "small"]
+    assert v2.names("?min_ram_min=2&min_disk_max=20") == ["mid"]
+    assert v2.names("?min_disk_min=31") == []
+    assert v2.names("?virtual_size_max=0") == []
+    for query in ("?min_ram_min=x", "?min_disk_max=-1", "?virtual_size_min=1.5"):
+        res = v2.call("GET", "/images" + query)
+        assert res.status_int == 400, query
+        assert "is not a non-negative integer" in res.text
+
+
 @pytest.mark.parametrize("query", [
     "?visibility=everyone", "?member_status=maybe", "?os_hidden=yes",
     "?protected=False", "?created_at=after:2020-01-01", "?created_at=gt:yesterday",
