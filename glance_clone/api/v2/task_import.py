@@ -27,8 +27,8 @@ saying what to change.
 While it runs, the task's lease (``task_lease``) writes how many bytes
 were copied every quarter of ``[task] task_stall_timeout``. A task whose
 worker or node died is failed by the reaper of any api node
-(``task_reaper``), which calls ``revert``: its image is deleted unless
-data was being written. An image left ``saving`` by a dead worker is
+(``task_reaper``), which calls ``revert``: its image is deleted if it
+never got its data (queued or killed); an active one is kept. An image left ``saving`` by a dead worker is
 reaped by glance-scrubber, which also removes the partial data
 (``scrub_saving_timeout``).
 """
@@ -236,7 +236,7 @@ class ImportTask:
 
     def revert(self, context: RequestContext, task: dict, message: str) -> None:
         """The reaper's undo of a task it failed: the image is deleted
-        unless data was being written (then the scrubber reaps it)."""
+        if it never got its data (see the module docstring)."""
         image_id = task.get("image_id")
         if not image_id:
             return
@@ -249,7 +249,11 @@ class ImportTask:
         except exception.GlanceError as err:
             LOG.warning("Image %s of task %s not read: %s", image_id, task["id"], err)
             return
-        if image is not None and image["status"] != image_status.SAVING:
+        # Only an image that never got its data goes: one left saving is
+        # the scrubber's (it removes the partial data too), and one that is
+        # active already was finished and verified before the worker died.
+        if image is not None and image["status"] in (image_status.QUEUED,
+                                                     image_status.KILLED):
             self.catalog.discard(context, image["id"])
 
     def _fail(self, context: RequestContext, task: dict, image_id: str | None,

@@ -409,6 +409,26 @@ def test_reaper_fails_stalled_tasks_and_deletes_their_images(v2: V2) -> None:
     assert v2.stack.v2.task_reaper.reap() == 0
 
 
+def test_the_reaper_keeps_an_image_its_stalled_task_finished(v2: V2) -> None:
+    """A worker that died between activating the image and recording the
+    task's success: the task fails, the complete image stays."""
+    import sqlalchemy as sa
+
+    from glance_clone.db import models, session
+
+    image = v2.create(ADMIN, name="done", disk_format="raw", container_format="bare")
+    assert v2.upload(image["id"], b"complete", **ADMIN).status_int == 204
+    stalled = _stored_task(v2, "t1", "processing")
+    engine = session.create_engine(v2.stack.conf.database.connection)
+    with engine.begin() as connection:
+        connection.execute(sa.update(models.tasks).where(models.tasks.c.id == stalled)
+                           .values(updated_at=models.utcnow() - datetime.timedelta(hours=1),
+                                   image_id=image["id"]))
+    engine.dispose()
+    assert v2.stack.v2.task_reaper.reap() == 1
+    assert v2.call("GET", "/images/" + image["id"], **ADMIN).json["status"] == "active"
+
+
 def test_the_lease_reports_progress_and_is_lost_once_the_task_is_failed(v2: V2) -> None:
     from glance_clone.domain.task_lease import Lease, LeaseLost
 
