@@ -28,9 +28,9 @@ While it runs, the task's lease (``task_lease``) writes how many bytes
 were copied every quarter of ``[task] task_stall_timeout``. A task whose
 worker or node died is failed by the reaper of any api node
 (``task_reaper``), which calls ``revert``: its image is deleted if it
-never got its data (queued or killed); an active one is kept. An image left ``saving`` by a dead worker is
-reaped by glance-scrubber, which also removes the partial data
-(``scrub_saving_timeout``).
+never got its data (queued or killed); an active one is kept. An image
+left ``saving`` by a dead worker is reaped by glance-scrubber, which also
+removes the partial data (``scrub_saving_timeout``).
 """
 
 from __future__ import annotations
