@@ -113,7 +113,11 @@ NEW_DEFAULT_RULES: dict[str, str] = {
     "deactivate": _ADMIN_OR_PROJECT_MEMBER,
     "reactivate": _ADMIN_OR_PROJECT_MEMBER,
     "communitize_image": _ADMIN_OR_PROJECT_MEMBER,
-    "get_image_location": f"{_ADMIN} or ({_PROJECT_READER})",
+    # Newer Glance lets the owning project's readers see locations; here
+    # only admins and trusted services (Nova's and Cinder's RBD clones) do:
+    # a location names the storage behind the service (an rbd:// URL the
+    # cluster and pool, a file:// URL a path on the api host).
+    "get_image_location": "rule:service_api",
     # The v2.17 location API, for services that wrote the bytes.
     "add_image_location": ("rule:service_api or (role:member and "
                            "project_id:%(project_id)s and project_id:%(owner)s)"),

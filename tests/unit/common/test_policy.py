@@ -85,8 +85,7 @@ def test_new_defaults_reader_reads_member_writes(tmp_path: pathlib.Path,
         assert not enforcer.check(READER, action, OWN), action
         assert not enforcer.check(member, action, OTHERS), action
         assert enforcer.check(ADMIN, action, OTHERS), action
-    for action in ("get_image", "get_images", "get_members", "get_member",
-                   "get_image_location"):
+    for action in ("get_image", "get_images", "get_members", "get_member"):
         assert enforcer.check(READER, action, OWN), action
         assert not enforcer.check(READER, action, OTHERS), action
     # Others' images: readable when public, community or shared (the

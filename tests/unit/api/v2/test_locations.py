@@ -58,11 +58,15 @@ def test_admins_see_them_when_shown(v2_with) -> None:
     assert {img["id"]: img.get("direct_url") for img in listed}[image["id"]] == url
 
 
-def test_owners_see_their_own_when_shown(v2_with) -> None:
-    # New defaults: get_image_location is the owning project's readers'.
+def test_only_admins_and_services_see_them_when_shown(v2_with) -> None:
+    # get_image_location is rule:service_api: not even the owning project
+    # sees where its image is stored.
     v2 = v2_with(SHOWN)
     own = uploaded(v2, name="own")
-    shown = v2.call("GET", "/images/" + own["id"], roles="reader").json
+    for roles in ("reader", "reader,member"):
+        shown = v2.call("GET", "/images/" + own["id"], roles=roles).json
+        assert "locations" not in shown and "direct_url" not in shown, roles
+    shown = v2.call("GET", "/images/" + own["id"], roles="reader,service").json
     assert shown["locations"] and shown["direct_url"].startswith("file://")
     v2.call("POST", "/images/%s/members" % own["id"], {"member": "t2"})
     shared = v2.call("GET", "/images/" + own["id"], tenant="t2").json
