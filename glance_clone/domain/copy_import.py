@@ -65,7 +65,7 @@ class CopyImport:
         self.admin = admin
         self.spawn = spawn
         self.runner = TaskRunner(conf, repository, self._work)
-        self.copier = StoreCopier(stores, catalog.images.writes)
+        self.copier = StoreCopier(stores, catalog.images.writes, conf)
 
     # -- the request ---------------------------------------------------------
     def start(self, context: RequestContext, image_id: str, body: dict,

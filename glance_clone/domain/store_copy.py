@@ -6,9 +6,11 @@ the stores are chosen as for any import (``import_targets``), and none
 may hold the image already (with ``all_stores`` those are just left out).
 ``StoreCopier.copy_to`` streams the bytes from a store holding them straight into the target
 (no temporary file: the source's read stream is the target's write
-stream), checked against the image's size and checksum as they pass, then
-adds the new location to the record. A copy that fails leaves nothing in
-the target; bytes whose location could not be recorded are removed.
+stream), checked against the image's size and checksum as they pass and
+inspected as an upload's (a target never receives what an upload would
+refuse: the image may predate the inspection, or have had its formats
+changed since), then adds the new location to the record. A copy that
+fails leaves nothing in the target; bytes whose location could not be recorded are removed.
 ``remove`` takes a copy back (location first, then bytes), for a request
 whose stores must all succeed.
 """
@@ -19,11 +21,13 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from oslo_config import cfg
+
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.data_in import Incoming
 from glance_clone.common.hashing import recorded_multihash
-from glance_clone.domain import image_status, import_targets
+from glance_clone.domain import image_status, import_targets, inspection
 from glance_clone.domain.entity import Image
 from glance_clone.domain.registry_writes import RegistryWrites, holds
 
@@ -92,9 +96,11 @@ def settle(stores: Any, lock: Any, context: RequestContext, record: dict,
 
 
 class StoreCopier:
-    def __init__(self, stores: Any, writes: RegistryWrites) -> None:
+    def __init__(self, stores: Any, writes: RegistryWrites, conf: cfg.ConfigOpts) -> None:
         self.stores = stores
         self.writes = writes
+        self.conf = conf
+        inspection.register_opts(conf)
 
     def _source(self, record: dict) -> str:
         """The location to read: the default store's first, then any other
@@ -112,7 +118,8 @@ class StoreCopier:
                 = lambda chunks, _size: iter(chunks)) -> str:
         """Copy the active image's data into ``target`` and record the new
         location; its URL. ``count`` wraps the stream (progress). Raises
-        Conflict (no longer active), NotFound, and the stores' errors."""
+        Conflict (no longer active), NotFound, ImageFormatRefused (the
+        data fails the upload inspection), and the stores' errors."""
         record = self._active(context, image_id)
         held = holding(self.stores, record)
         if target in held:
@@ -124,7 +131,10 @@ class StoreCopier:
                             expected_size=record.get("size"),
                             expected_checksum=record.get("checksum"),
                             expected_multihash=multihash,
-                            multihash=multihash[0] if multihash else None)
+                            multihash=multihash[0] if multihash else None,
+                            inspector=inspection.for_image(
+                                self.conf, record.get("disk_format"),
+                                record.get("container_format")))
             url, _written, _md5, metadata = self.stores.add(
                 image_id, data, record.get("size") or 0, target)
         finally:

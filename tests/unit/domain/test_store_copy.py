@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain import store_copy
+from tests.support import disk_images
 from tests.support.stack import Stack, make_stack
 
 ADMIN = RequestContext(user="root", tenant="admin-t", roles=("admin",), is_admin=True)
@@ -42,7 +44,8 @@ def record(stack: Stack, image_id: str) -> dict:
 
 
 def copier(stack: Stack) -> store_copy.StoreCopier:
-    return store_copy.StoreCopier(stack.v2.stores, stack.v2.catalog.images.writes)
+    return store_copy.StoreCopier(stack.v2.stores, stack.v2.catalog.images.writes,
+                                  stack.v2.conf)
 
 
 def files(tmp_path: pathlib.Path, store: str) -> list[str]:
@@ -94,6 +97,29 @@ def test_a_copy_is_checked_against_the_multihash_too(stack: Stack,
     with pytest.raises(exception.ImageDataMismatch, match="recorded multihash"):
         copier(stack).copy_to(ADMIN, image["id"], "cheap")
     assert files(tmp_path, "cheap") == []
+
+
+def test_a_copy_refuses_what_an_upload_would(stack: Stack,
+                                             tmp_path: pathlib.Path) -> None:
+    # Data stored before it was inspected: a qcow2 naming a host file.
+    image = active_image(stack)
+    bad = disk_images.qcow2_with_backing_file(tmp_path)
+    (tmp_path / "fast" / image["id"]).write_bytes(bad)
+    stack.v2.registry.update_image(ADMIN, image["id"], {
+        "size": len(bad), "checksum": hashlib.md5(bad).hexdigest(),
+        "os_hash_value": hashlib.sha512(bad).hexdigest()})
+    with pytest.raises(exception.ImageFormatRefused, match="qcow2: backing_file"):
+        copier(stack).copy_to(ADMIN, image["id"], "cheap")
+    assert files(tmp_path, "cheap") == []
+    # Formats changed after the upload: the data must still be what is declared.
+    other = active_image(stack)
+    stack.v2.registry.update_image(ADMIN, other["id"], {"disk_format": "qcow2"})
+    with pytest.raises(exception.ImageFormatRefused, match="does not match"):
+        copier(stack).copy_to(ADMIN, other["id"], "cheap")
+    assert files(tmp_path, "cheap") == []
+    stack.v2.registry.update_image(ADMIN, other["id"], {"disk_format": "raw"})
+    copier(stack).copy_to(ADMIN, other["id"], "cheap")
+    assert files(tmp_path, "cheap") == [other["id"]]
 
 
 def test_remove_takes_a_copy_back(stack: Stack, tmp_path: pathlib.Path) -> None:
