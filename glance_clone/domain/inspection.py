@@ -18,9 +18,9 @@ date with every newly found way of disguising an image. The rules on top
   ``container_format`` is not ``bare``, and v1 lets an active image's
   formats be changed afterwards). The declared ``disk_format`` is compared
   with the data, and ``virtual_size`` filled, only for ``bare`` images.
-- The detected format The detected format is the single
-  one that matched (none: raw). ISO together with GPT (a hybrid boot ISO)
-  counts as ISO; any other double match is refused.
+- The detected format is the single one that matched (none: raw). ISO
+  together with GPT (a hybrid boot ISO) counts as ISO; any other double
+  match is refused.
 - Detected = declared: accepted, ``virtual_size`` from the image header.
   Declared ``raw``: accepted whatever was detected, ``virtual_size`` = the
   byte count. Raw content under a format no inspector knows (ami, ari,
@@ -86,11 +86,16 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def for_image(conf: cfg.ConfigOpts, disk_format: str | None,
-              container_format: str | None) -> Inspection | None:
-    """The inspection the data of an image with these formats gets."""
+              container_format: str | None, strict: bool = False) -> Inspection:
+    """The inspection the data of an image with these formats gets.
+
+    ``strict``: a mismatch is refused whatever
+    ``require_image_format_match`` says (data about to be handed to
+    qemu-img as its declared format).
+    """
     opts = conf[GROUP]
     declared = disk_format if container_format == "bare" else None
-    return Inspection(declared or None, opts.require_image_format_match,
+    return Inspection(declared or None, strict or opts.require_image_format_match,
                       frozenset(opts.gpt_safety_checks_nonfatal),
                       vmdk_types(opts.vmdk_allowed_types))
 

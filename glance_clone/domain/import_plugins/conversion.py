@@ -4,8 +4,9 @@ converted by ``qemu-img convert`` (Debian's qemu-utils).
 
 qemu-img reads what an image header points at, so it only ever sees data
 that passed the disk-format inspection of uploads first (the declared
-format must match, no backing or data file, no unsafe vmdk extents), and
-``qemu-img info`` must agree (no backing file, no data file, a vmdk's
+format must match, even with ``require_image_format_match`` false; no
+backing or data file, no unsafe vmdk extents), and ``qemu-img info``
+must agree (the same format, no backing file, no data file, a vmdk's
 ``create-type`` in ``[image_format] vmdk_allowed_types``). Both runs
 have resource limits (address space, CPU seconds). Data that is an ISO is
 left as it is when declared ``iso`` and refused otherwise. The output is
@@ -73,8 +74,13 @@ def _run(args: list[str], cpu: int, memory: int) -> str:
 
 def inspected(conf: cfg.ConfigOpts, path: str, disk_format: str,
               container_format: str = "bare") -> inspection.Inspection:
-    """The data at ``path`` judged as ``disk_format``; raises ImageFormatRefused."""
-    judge = inspection.for_image(conf, disk_format, container_format)
+    """The data at ``path`` judged as ``disk_format``; raises ImageFormatRefused.
+
+    A mismatch is refused even when ``require_image_format_match`` is
+    false: qemu-img is told to read the data as ``disk_format``, and data
+    that is something else is not converted (as Glance's plugin does).
+    """
+    judge = inspection.for_image(conf, disk_format, container_format, strict=True)
     with open(path, "rb") as data:
         for chunk in iter(lambda: data.read(CHUNK_SIZE), b""):
             judge.feed(chunk)
@@ -126,6 +132,11 @@ class Conversion:
     def _check_info(self, path: str, source: str) -> None:
         info = json.loads(_run(["qemu-img", "info", "--output=json", "-f", source, path],
                                INFO_LIMITS["cpu"], INFO_LIMITS["memory"]))
+        if info.get("format") != source:
+            # What convert would read is not what was inspected.
+            raise exception.ImageFormatRefused(
+                reason="qemu-img reads the data as %r, not %r"
+                % (info.get("format"), source))
         if info.get("backing-filename"):
             raise exception.ImageFormatRefused(reason="the image has a backing file")
         specific = (info.get("format-specific") or {}).get("data") or {}

@@ -134,9 +134,27 @@ def test_conversion_never_runs_on_unsafe_data(v2: V2, tmp_path, served,  # noqa:
 def test_qemu_img_refusals_fail_the_task(v2: V2, tmp_path, monkeypatch) -> None:
     plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
     monkeypatch.setattr(conversion, "_run", lambda args, cpu, memory: (
-        '{"backing-filename": "/etc/passwd"}' if args[1] == "info" else ""))
+        '{"format": "qcow2", "backing-filename": "/etc/passwd"}' if args[1] == "info"
+        else ""))
     made = direct(v2, disk_images.qcow2(tmp_path), "qcow2")
     failed(v2, made["id"], "backing file")
+    # qemu-img must read the data as the format it was inspected as.
+    monkeypatch.setattr(conversion, "_run", lambda args, cpu, memory: (
+        '{"format": "raw"}' if args[1] == "info" else ""))
+    other = direct(v2, disk_images.qcow2(tmp_path), "qcow2")
+    failed(v2, other["id"], "qemu-img reads the data as 'raw', not 'qcow2'")
+
+
+def test_conversion_refuses_a_mismatch_even_when_matching_is_not_required(
+        v2_with, tmp_path, monkeypatch) -> None:
+    v2 = v2_with({"image_format.require_image_format_match": False})
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
+    ran: list = []
+    monkeypatch.setattr(conversion, "_run", lambda *args: ran.append(args))
+    # Staged (the mismatch is only logged there), but never given to qemu-img.
+    made = direct(v2, disk_images.qcow2(tmp_path), "vmdk")
+    failed(v2, made["id"], "disk_format vmdk does not match stream data qcow2")
+    assert ran == []
 
 
 @pytest.mark.parametrize("create_type", [None, "monolithicFlat", "monolithicsparse"])
