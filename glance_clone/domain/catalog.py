@@ -88,11 +88,16 @@ class ImageCatalog:
         ImageNotFound, PolicyNotAuthorized, Forbidden (not the owner)."""
         check_writable(context)
         image = self.get(context, image_id)
+        self.check_owner(context, image, action)
+        return image
+
+    def check_owner(self, context: RequestContext, image: Image, action: str) -> None:
+        """Raises PolicyNotAuthorized or Forbidden unless the caller may
+        change the (readable) ``image`` with ``action`` as its owner."""
         self.policy.enforce(context, action, image.policy_target())
         if not image.is_owned_by(context):
             raise exception.Forbidden("You are not permitted to modify image %s."
-                                      % image_id)
-        return image
+                                      % image.id)
 
     # -- create ----------------------------------------------------------------
     def create(self, context: RequestContext, values: dict) -> Image:

@@ -68,22 +68,20 @@ class CopyImport:
         self.copier = StoreCopier(stores, catalog.images.writes, conf)
 
     # -- the request ---------------------------------------------------------
-    def start(self, context: RequestContext, image_id: str, body: dict,
+    def start(self, context: RequestContext, image: Any, body: dict,
               header: str | None = None) -> None:
-        """Check the request (``header``: its X-Image-Meta-Store) and start
-        the copy; raises Invalid, NotFound, Forbidden (policy), Conflict
-        (not active, store, lock)."""
-        image = self.catalog.get(context, image_id)
+        """Check the request for the active, readable ``image`` (``header``:
+        the request's X-Image-Meta-Store) and start the copy; raises
+        Invalid, Forbidden (policy), Conflict (lock, store). The lock is
+        checked before the stores, as for every import method."""
+        image_id = image.id
         self.catalog.policy.enforce(context, "copy_image", image.policy_target())
-        if image.status != image_status.ACTIVE:
-            raise exception.Conflict("Image %s is %s: copy-image needs an active image"
-                                     % (image_id, image.status))
+        self.lock.check_free(image.record)
         stores = targets(self.stores, image.record, body, header)
         must_succeed = import_targets.flags(body).must_succeed
         if not stores:
             LOG.info("Image %s is in every store already: nothing to copy", image_id)
             return
-        self.lock.check_free(image.record)
         admin = self.admin()
         task = self.repository.create(
             context, tasks.API_IMAGE_IMPORT,

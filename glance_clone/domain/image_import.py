@@ -40,7 +40,7 @@ from glance_clone.domain import (
     unified_limits,
     usage,
 )
-from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.catalog import ImageCatalog, check_writable
 from glance_clone.domain.entity import Image
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.region_download import GLANCE_DOWNLOAD
@@ -316,23 +316,25 @@ class Importer:
             raise exception.Invalid("Unknown import method name '%s'; enabled: %s"
                                     % (name, ", ".join(self.methods())))
         must_succeed = import_targets.flags(body).must_succeed
+        check_writable(context)
         usage.enforce(self.conf, self.catalog.images.registry, context,
                       _import_deltas(name))
         header = caller.headers.get(import_targets.STORE_HEADER) if caller else None
+        # What the image is decides before who asks (409 before 403), and
+        # the lock before the stores and the method's own checks: an
+        # import that cannot start says why in that order whatever else
+        # is wrong with it.
+        image = self.catalog.get(context, image_id)
+        _check_importable(image, name)
         if name == COPY_IMAGE:
-            self.copies.start(context, image_id, body, header)
+            self.copies.start(context, image, body, header)
             return
         method = METHODS[name]
-        image = self.catalog.owned(context, image_id, "modify_image")
-        if image.status != method.needs:
-            hint = " (staged first)" if name == GLANCE_DIRECT else ""
-            raise exception.Conflict("Image %s is %s; a %s import needs it %s%s"
-                                     % (image_id, image.status, name, method.needs,
-                                        hint))
-        for attribute in ("container_format", "disk_format"):
-            if not image.record.get(attribute):
-                raise exception.Conflict("'%s' needs to be set before import"
-                                         % attribute)
+        if name == GLANCE_DOWNLOAD:
+            self.downloads.named(body["method"])
+        self.catalog.check_owner(context, image, "modify_image")
+        self.lock.check_free(image.record)
+        stores = import_targets.chosen(self.runner.stores, body, header)
         if name == GLANCE_DIRECT and not self.staging.holds(image_id):
             host = self.stage_hosts.elsewhere(image.record, caller)
             if host is not None and caller is not None:
@@ -342,8 +344,6 @@ class Importer:
         image_status.check(image.status, image_status.IMPORTING,
                            image.record.get("disk_format"),
                            image.record.get("container_format"))
-        self.lock.check_free(image.record)
-        stores = import_targets.chosen(self.runner.stores, body, header)
         # A caller without a project (the unauthenticated pipeline's single
         # operator) files the task under the image's owner, else the admin.
         owner = context.owner or image.record.get("owner") or self.conf.admin_role
@@ -415,6 +415,22 @@ class Importer:
 
     def _requeue(self, context: RequestContext, image_id: str, from_state: str) -> None:
         self.catalog.uploader.kill(context, image_id, from_state, image_status.QUEUED)
+
+
+def _check_importable(image: Image, method: str) -> None:
+    """Raises Conflict unless the image's status is the one ``method``
+    imports into and both its formats are set."""
+    needs = image_status.ACTIVE if method == COPY_IMAGE else METHODS[method].needs
+    if image.status != needs:
+        if image.status == image_status.ACTIVE:
+            raise exception.Conflict("Image %s is active: only copy-image imports into "
+                                     "an active image" % image.id)
+        hint = " (staged first)" if method == GLANCE_DIRECT else ""
+        raise exception.Conflict("Image %s is %s; a %s import needs it %s%s"
+                                 % (image.id, image.status, method, needs, hint))
+    for attribute in ("container_format", "disk_format"):
+        if not image.record.get(attribute):
+            raise exception.Conflict("'%s' needs to be set before import" % attribute)
 
 
 def _import_deltas(method: str) -> dict[str, int]:

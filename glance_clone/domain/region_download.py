@@ -88,12 +88,18 @@ class RegionDownload:
         self.regions = regions
         self.remote_factory = remote_factory
 
-    def _remote(self, context: RequestContext, method: dict) -> tuple[RemoteGlance, str]:
+    def named(self, method: dict) -> tuple[Any, str]:
+        """The region and remote image id the request's ``method`` names;
+        raises Invalid (no or unknown region, an id that is no UUID)."""
         region = self.regions.get(method.get("glance_region"))
         image_id = method.get("glance_image_id")
         if not isinstance(image_id, str) or not UUID.fullmatch(image_id):
             raise exception.Invalid("A glance-download import needs 'glance_image_id', "
                                     "the id of an image of the region")
+        return region, image_id
+
+    def _remote(self, context: RequestContext, method: dict) -> tuple[RemoteGlance, str]:
+        region, image_id = self.named(method)
         return self.remote_factory(region, context), image_id
 
     def check(self, importer: Any, context: RequestContext, image: Any,
