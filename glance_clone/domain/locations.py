@@ -179,8 +179,7 @@ class Locations:
     def check_store(self, store_id: str) -> None:
         """Raises NotFound without named stores, Conflict for a store id
         this node does not have."""
-        if not self.stores.multi:
-            raise exception.NotFound("Multi backend is not supported at this site.")
+        require_named_stores(self.stores)
         if store_id not in self.stores.stores:
             raise exception.Conflict("Unknown store '%s'." % store_id)
 
@@ -318,3 +317,11 @@ def _check_api_hash(data: Any) -> None:
     if not isinstance(value, str) or len(value) != API_HASHES[algo] or \
             any(c not in "0123456789abcdefABCDEF" for c in value):
         raise exception.Invalid("os_hash_value must be the hex digest of %s." % algo)
+
+
+def require_named_stores(stores: Any) -> None:
+    """Raises NotFound unless named stores (``enabled_backends``) are
+    configured: the routes over stores by id have nothing to show or act
+    on without them."""
+    if not stores.multi:
+        raise exception.NotFound("Multi backend is not supported at this site.")

@@ -14,6 +14,7 @@ from glance_clone.api.v2.images import UPLOAD_TYPE, declared_size, json_response
 from glance_clone.common import exception, faults, wsgi
 from glance_clone.common.chunking import body_chunks
 from glance_clone.domain.image_import import Importer
+from glance_clone.domain.locations import require_named_stores
 from glance_clone.domain.stage_host import Caller
 from glance_clone.store import backend
 
@@ -46,6 +47,7 @@ class InfoController:
 
     def stores(self, req: wsgi.Request) -> webob.Response:
         _refuse_body(req)
+        require_named_stores(self.store_set)
         return json_response(req, {"stores": store_list(self.store_set)})
 
 

@@ -13,6 +13,7 @@ from glance_clone.api.v2.image_import import store_list
 from glance_clone.api.v2.images import json_response, no_content
 from glance_clone.common import wsgi
 from glance_clone.domain.catalog import ImageCatalog
+from glance_clone.domain.locations import require_named_stores
 from glance_clone.store import backend, details
 
 
@@ -25,6 +26,7 @@ class StoresController:
 
     def detail(self, req: wsgi.Request) -> webob.Response:
         self.policy.enforce(req.context, "stores_info_detail", {})
+        require_named_stores(self.store_set)
         listed = store_list(self.store_set)
         for shown in listed:
             store = self.store_set.stores[shown["id"]]

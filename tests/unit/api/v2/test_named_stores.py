@@ -33,6 +33,8 @@ def test_info_stores_lists_the_named_stores(v2_with, tmp_path: pathlib.Path) -> 
     assert v2.call("GET", "/info/stores").json == {"stores": [
         {"id": "fast", "description": "Local SSD", "default": "true"},
         {"id": "cheap"}, {"id": "web", "read-only": "true"}]}
+    res = v2.call("GET", "/info/stores", raw=b'{"x": 1}', content_type="application/json")
+    assert res.status_int == 400 and "A body is not expected" in res.text
 
 
 def test_uploads_go_to_the_default_store_and_say_so(v2_with,

@@ -14,7 +14,7 @@ from .conftest import ADMIN, V2
     ("DELETE", "/images/{id}/tags/t"), ("GET", "/images/{id}/file"),
     ("GET", "/images/{id}/members"), ("GET", "/images/{id}/members/t2"),
     ("DELETE", "/images/{id}/members/t2"), ("GET", "/info/import"),
-    ("GET", "/info/stores"), ("GET", "/images/{id}/tasks")])
+    ("GET", "/images/{id}/tasks")])
 def test_a_body_where_none_is_taken_is_refused(v2: V2, method: str, path: str) -> None:
     image = v2.create(name="i", visibility="shared", disk_format="raw",
                       container_format="bare")

@@ -40,10 +40,12 @@ def test_detail_is_for_admins_and_services(v2_with, tmp_path: pathlib.Path) -> N
     assert res.status_int == 400
 
 
-def test_detail_without_named_stores_lists_the_stores(v2: V2) -> None:
+def test_detail_without_named_stores_is_not_found(v2: V2) -> None:
+    # The policy first: a member learns nothing of the site's stores.
+    assert v2.call("GET", "/info/stores/detail").status_int == 403
     res = v2.call("GET", "/info/stores/detail", **ADMIN)
-    assert [(s["id"], s["type"]) for s in res.json["stores"]] == [
-        ("file", "file"), ("http", "http")]
+    assert res.status_int == 404
+    assert "Multi backend is not supported at this site." in res.text
 
 
 def test_detail_of_the_other_drivers() -> None:
