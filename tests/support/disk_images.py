@@ -64,6 +64,18 @@ def vmdk_sparse(tmp_path: Path) -> bytes:
                     name="sparse.vmdk")
 
 
+def vmdk_stream_with_footer(tmp_path: Path) -> bytes:
+    """A streamOptimized vmdk as a streaming writer makes it: the header's
+    grain directory offset is all ones, the real header follows the data
+    as a footer (footer marker, header copy, end-of-stream marker)."""
+    data = bytearray(qemu_img(tmp_path, "vmdk", "2M", "-o", "subformat=streamOptimized",
+                              name="footer.vmdk"))
+    footer = bytes(data[:512])
+    struct.pack_into("<Q", data, 56, 2 ** 64 - 1)
+    marker = struct.pack("<QII", 1, 0, 3).ljust(512, b"\0")
+    return bytes(data) + marker + footer + bytes(512)
+
+
 def vmdk_flat(tmp_path: Path) -> bytes:
     """A monolithicFlat descriptor made by qemu-img: its extent is another file."""
     return qemu_img(tmp_path, "vmdk", "1M", "-o", "subformat=monolithicFlat",
@@ -77,14 +89,50 @@ def vmdk_with_descriptor_elsewhere(tmp_path: Path) -> bytes:
     return bytes(data)
 
 
-def mbr(boot_flag: int = 0x80, partition_type: int = 0x83) -> bytes:
-    """A one-sector MBR with one partition entry."""
+def mbr(boot_flag: int = 0x80, partition_type: int = 0x83, start_lba: int = 2048,
+        start_chs: bytes = b"\0\x02\0", more: int = 0) -> bytes:
+    """A one-sector MBR with one partition entry (type 0 for none), and
+    ``more`` Linux partitions after it."""
     sector = bytearray(512)
-    entry = struct.pack("<B3sB3sII", boot_flag, b"\0\x02\0", partition_type,
-                        b"\0\0\0", 2048, 4096)
+    entry = struct.pack("<B3sB3sII", boot_flag, start_chs, partition_type,
+                        b"\0\0\0", start_lba, 4096)
     sector[446:446 + 16] = entry
+    for slot in range(1, 1 + more):
+        sector[446 + 16 * slot:446 + 16 * (slot + 1)] = struct.pack(
+            "<B3sB3sII", 0, b"\0\0\0", 0x83, b"\0\0\0", 8192 * slot, 4096)
     sector[510:512] = b"\x55\xaa"
     return bytes(sector)
+
+
+def protective_mbr(**changes: object) -> bytes:
+    """The MBR of a GPT disk: one 0xEE entry covering the disk from LBA 1."""
+    options: dict = {"boot_flag": 0, "partition_type": 0xEE, "start_lba": 1}
+    options.update(changes)
+    return mbr(**options)
+
+
+def fat_boot_sector() -> bytes:
+    """A FAT volume's first sector: an MBR's signature, no partition table."""
+    sector = bytearray(b"\xff" * 512)
+    sector[0x10] = 2            # number of FATs
+    sector[0x15] = 0xF8         # media descriptor: fixed disk
+    sector[510:512] = b"\x55\xaa"
+    return bytes(sector)
+
+
+def luks(version: int = 1, payload_sectors: int = 8) -> bytes:
+    """A LUKS header (no key slots in use) followed by its payload area."""
+    header = bytearray(592)
+    struct.pack_into(">6sH32s32s32sII", header, 0, b"LUKS\xba\xbe", version,
+                     b"aes", b"xts-plain64", b"sha256", payload_sectors, 64)
+    return bytes(header) + bytes(payload_sectors * 512 - 592 + 65536)
+
+
+def qcow2_version(tmp_path: Path, version: int) -> bytes:
+    """A qcow2 whose header claims ``version`` (qemu knows 2 and 3)."""
+    data = bytearray(qcow2(tmp_path))
+    struct.pack_into(">I", data, 4, version)
+    return bytes(data)
 
 
 def iso(blocks: int = 64) -> bytes:

@@ -3,6 +3,7 @@ that are always refused, and refusal before the whole image arrives."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_a_qcow2_declared_raw_is_accepted_with_the_byte_count(tmp_path: Path) ->
     assert feed(data, "raw").virtual_size == len(data)
 
 
-@pytest.mark.parametrize("declared", ["ami", "ari", "aki"])
+@pytest.mark.parametrize("declared", ["ami", "ari", "aki", "ploop"])
 def test_unrecognised_data_under_formats_no_inspector_knows(declared: str) -> None:
     assert feed(b"kernel" * 1000, declared).virtual_size is None
 
@@ -161,6 +162,72 @@ def test_a_broken_mbr_is_refused_unless_allowed() -> None:
     data = disk_images.mbr(boot_flag=0x12) + b"\0" * 100_000
     assert "gpt: mbr" in refused(data, "raw")
     assert feed(data, "raw", gpt_nonfatal=frozenset(["mbr"])).virtual_size == len(data)
+
+
+@pytest.mark.parametrize("sector, check", [
+    (disk_images.mbr(partition_type=0), "no partitions"),
+    (disk_images.protective_mbr(more=1), "extra partitions"),
+    (disk_images.protective_mbr(start_lba=2), "start LBA"),
+    (disk_images.protective_mbr(start_chs=b"\0\x01\0"), "start CHS"),
+    (disk_images.mbr(boot_flag=0x01), "boot flag")])
+def test_partition_tables_that_no_disk_tool_writes_are_refused(
+        sector: bytes, check: str) -> None:
+    data = sector + b"\0" * 100_000
+    assert "gpt: mbr" in refused(data, "raw")
+    # Each of these is what gpt_safety_checks_nonfatal = mbr lets through.
+    assert feed(data, "raw", gpt_nonfatal=frozenset(["mbr"])).detected == "gpt"
+
+
+def test_a_gpt_disk_and_a_fat_volume_are_accepted_as_raw() -> None:
+    gpt = feed(disk_images.protective_mbr() + b"\0" * 100_000, "raw")
+    assert (gpt.detected, gpt.virtual_size) == ("gpt", 100_512)
+    # A FAT volume's boot sector has the MBR signature but no partition table.
+    fat = feed(disk_images.fat_boot_sector() + b"\0" * 100_000, "raw")
+    assert fat.detected == "raw"
+
+
+def test_only_luks_version_1_is_accepted() -> None:
+    assert feed(disk_images.luks(1), "raw").detected == "luks"
+    assert "luks: version" in refused(disk_images.luks(2), "raw")
+
+
+@pytest.mark.parametrize("version", [1, 4])
+def test_a_qcow2_of_an_unknown_version_is_refused(tmp_path: Path, version: int) -> None:
+    data = disk_images.qcow2_version(tmp_path, version)
+    assert "qcow2: unknown_features" in refused(data, "qcow2")
+    assert feed(disk_images.qcow2_version(tmp_path, 2), "qcow2").virtual_size == MIB
+
+
+@pytest.mark.parametrize("text", [
+    'createType="monolithicSparse"\n',                              # no extent
+    'createType="monolithicSparse"\nRW 2048 SPARSE "a.vmdk"\nrm -rf x\n',
+    'createType="monolithicSparse"\nRW 2048 SPARSE "a.vmdk"\nnot a key = 1\n'])
+def test_a_vmdk_descriptor_with_no_extent_or_a_stray_line_is_refused(text: str) -> None:
+    # Text shorter than a sector is not taken for a descriptor: pad it.
+    data = ("# Disk DescriptorFile\n" + text + "#" * 600 + "\n").encode()
+    assert "vmdk: descriptor" in refused(data, "vmdk")
+    assert "vmdk: descriptor" in refused(data, "raw")
+
+
+@pytest.mark.parametrize("offset, value, fmt", [
+    (-1024 + 56, 2 ** 64 - 1, "<Q"),    # the footer announces another footer
+    (-1024 + 28, 5, "<Q"),              # its descriptor is elsewhere
+    (-1024 + 4, 7, "<I"),               # another version
+    (-1536 + 12, 1, "<I"),              # the footer marker's type
+    (-512 + 12, 5, "<I")])              # the end-of-stream marker's type
+def test_a_stream_optimized_vmdk_with_a_forged_footer_is_refused(
+        tmp_path: Path, offset: int, value: int, fmt: str) -> None:
+    data = bytearray(disk_images.vmdk_stream_with_footer(tmp_path))
+    assert feed(bytes(data), "vmdk").virtual_size == 2 * MIB
+    struct.pack_into(fmt, data, len(data) + offset, value)
+    assert "vmdk: footer" in refused(bytes(data), "vmdk")
+
+
+def test_an_iso_without_a_primary_descriptor_has_no_virtual_size() -> None:
+    data = bytearray(disk_images.iso())
+    data[32768] = 0xFF          # a volume descriptor set terminator, not type 1
+    inspection = feed(bytes(data), "iso")
+    assert (inspection.detected, inspection.virtual_size) == ("iso", None)
 
 
 def test_two_formats_in_one_image_are_refused(tmp_path: Path) -> None:
