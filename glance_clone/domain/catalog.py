@@ -213,14 +213,18 @@ class ImageCatalog:
         name = change.name
         if change.op == "remove":
             raise exception.Forbidden("Properties %s may not be removed." % name)
+        if name == "visibility" and change.value != image.visibility:
+            self._check_visibility(context, change.value, image.policy_target())
+        if change.op == "add" and change.add_conflicts:
+            # A base attribute always exists (null at worst), so the v2.0
+            # patch's "add only what is absent" can never add one.
+            raise exception.Conflict("Property %s already present." % name)
         if name in FORMATS and image.status != image_status.QUEUED:
             raise exception.Forbidden("Attribute %s can be only replaced for a "
                                       "queued image." % name)
         if name == "owner" and not context.is_admin:
             raise exception.Forbidden("Attribute owner can only be changed by an "
                                       "administrator.")
-        if name == "visibility" and change.value != image.visibility:
-            self._check_visibility(context, change.value, image.policy_target())
         if name == "tags":
             return list(change.value)
         return change.value

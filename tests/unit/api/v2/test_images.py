@@ -91,6 +91,13 @@ def test_patch_both_media_types(v2: V2) -> None:
     assert res.status_int == 409
     res = v2.patch(image["id"], [{"replace": "/min_disk", "value": 5}], media=PATCH20)
     assert res.status_int == 200 and res.json["min_disk"] == 5
+    # A base attribute is always present: v2.0 may only replace it.
+    for path, value in (("/name", "c"), ("/min_ram", 1), ("/owner", "t1")):
+        res = v2.patch(image["id"], [{"add": path, "value": value}], media=PATCH20)
+        assert res.status_int == 409, (path, res.text)
+    assert v2.call("GET", "/images/" + image["id"]).json["name"] == "b"
+    res = v2.patch(image["id"], [{"op": "add", "path": "/min_ram", "value": 1}])
+    assert res.status_int == 200 and res.json["min_ram"] == 1
     assert v2.patch(image["id"], []).status_int == 200
 
 
