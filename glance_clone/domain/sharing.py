@@ -56,12 +56,18 @@ class Sharing:
         return rows
 
     def member(self, context: RequestContext, image_id: str, member: str) -> dict:
-        """Raises NotFound unless the caller is the owner, admin or that member."""
-        image, rows = self._shared(context, image_id, "get_member")
+        """Raises NotFound unless the caller is the owner, admin or that
+        member, also where the others answer 403 (policy, an image that is
+        not shared): one member's entry tells nothing about the image."""
+        not_found = exception.MemberNotFound(
+            "Member %s not found for image %s" % (member, image_id))
+        try:
+            image, rows = self._shared(context, image_id, "get_member")
+        except exception.Forbidden:
+            raise not_found from None
         row = with_member(rows, member)
         if row is None or not (image.is_owned_by(context) or member == context.owner):
-            raise exception.MemberNotFound(
-                "Member %s not found for image %s" % (member, image_id))
+            raise not_found
         return row
 
     def add(self, context: RequestContext, image_id: str, member: str) -> dict:

@@ -77,3 +77,19 @@ def test_json_with_half_a_surrogate_pair_is_a_400(v2: V2) -> None:
     res = v2.call("POST", "/images", raw=b'{"name": "\\\\ud800"}',
                   content_type="application/json")
     assert res.status_int == 201 and res.json["name"] == "\\ud800"
+
+
+def test_one_member_of_an_image_without_members_is_a_404(v2: V2) -> None:
+    """Where the member list of a non-shared image is a 403, one entry of it
+    is a 404, as any other entry the caller may not see."""
+    image = v2.create(name="s")
+    members = "/images/%s/members" % image["id"]
+    assert v2.call("POST", members, {"member": "t2"}).status_int == 200
+    assert v2.call("GET", members + "/t2").status_int == 200
+    res = v2.patch(image["id"], [{"op": "replace", "path": "/visibility",
+                                  "value": "private"}])
+    assert res.status_int == 200
+    assert v2.call("GET", members).status_int == 403
+    for caller in ({}, ADMIN):
+        res = v2.call("GET", members + "/t2", **caller)
+        assert res.status_int == 404, res.text

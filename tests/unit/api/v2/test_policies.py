@@ -27,7 +27,8 @@ CALLS: dict[str, tuple[dict, str, str, Any, int]] = {
     "deactivate": ({}, "POST", "/images/{id}/actions/deactivate", None, 403),
     "add_member": ({}, "POST", "/images/{id}/members", {"member": "t3"}, 403),
     "get_members": ({}, "GET", "/images/{id}/members", None, 403),
-    "get_member": (T2, "GET", "/images/{id}/members/t2", None, 403),
+    # So is a member entry the caller may not see.
+    "get_member": (T2, "GET", "/images/{id}/members/t2", None, 404),
     "modify_member": (T2, "PUT", "/images/{id}/members/t2", {"status": "accepted"}, 403),
     "delete_member": ({}, "DELETE", "/images/{id}/members/t2", None, 403),
 }
