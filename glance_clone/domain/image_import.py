@@ -129,12 +129,19 @@ OPTS = [
                     "property of the images it stages: a glance-direct import "
                     "or a delete of such an image that reaches another node "
                     "is sent on to this one. Needed when the api nodes do not "
-                    "share node_staging_uri."),
+                    "share node_staging_uri. Unset: public_endpoint, when set."),
 ]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     config.register_once(conf, OPTS)
+
+
+def self_url(conf: cfg.ConfigOpts) -> str | None:
+    """How the other api nodes reach this one: worker_self_reference_url,
+    else public_endpoint (the api's own option, when registered): a node
+    behind its own public URL needs no second setting."""
+    return conf.worker_self_reference_url or getattr(conf, "public_endpoint", None) or None
 
 
 def _check_declared_size(conf: cfg.ConfigOpts, declared: int | None, total: int | None,
@@ -170,7 +177,7 @@ class Importer:
         self.copies = copies
         self.downloads = downloads
         self.spawn = spawn
-        self.stage_hosts = StageHosts(conf.worker_self_reference_url)
+        self.stage_hosts = StageHosts(self_url(conf))
 
     def methods(self) -> list[str]:
         return list(dict.fromkeys(self.conf.enabled_import_methods))
@@ -266,7 +273,7 @@ class Importer:
     def _stage_host_record(self) -> dict[str, Any]:
         """What records this node as the stage host of an image it begins
         staging (nothing when it has no worker_self_reference_url)."""
-        url = self.conf.worker_self_reference_url
+        url = self_url(self.conf)
         return {"properties": {reserved.STAGE_HOST: url}} if url else {}
 
     def _record_size(self, context: RequestContext, image_id: str, size: int) -> None:

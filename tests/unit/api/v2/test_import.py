@@ -9,6 +9,8 @@ import os
 import eventlet
 import webob
 
+from glance_clone.common.context import admin_context
+
 from .conftest import V2
 from .test_tasks import DATA as SOURCE_DATA
 from .test_tasks import source  # noqa: F401 (the local HTTP server fixture)
@@ -222,3 +224,26 @@ def test_glance_direct_needs_the_staged_file(v2: V2) -> None:
     res = do_import(v2, image["id"])
     assert res.status_int == 409 and "no staged data" in res.text
     assert v2.call("GET", "/images/" + image["id"]).json["status"] == "uploading"
+
+
+def _stage_host_of(v2: V2, image_id: str) -> str | None:
+    record = v2.stack.v2.registry.get_image(admin_context(), image_id)
+    return (record.get("properties") or {}).get("os_glance_stage_host")
+
+
+def test_the_stage_host_is_public_endpoint_without_a_self_reference(v2_with) -> None:
+    v2 = v2_with({"public_endpoint": "http://glance.example:9292"})
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    assert _stage_host_of(v2, image["id"]) == "http://glance.example:9292"
+    assert "os_glance_stage_host" not in v2.call("GET", "/images/" + image["id"]).json
+    # This node is that host: the import runs here, and drops the record.
+    assert do_import(v2, image["id"]).status_int == 202
+    wait_status(v2, image["id"], "active")
+    assert _stage_host_of(v2, image["id"]) is None
+    # The node's own URL wins over the public one.
+    v2 = v2_with({"public_endpoint": "http://glance.example:9292",
+                  "worker_self_reference_url": "http://node1.example:9292"})
+    image = new_image(v2)
+    assert stage(v2, image["id"]).status_int == 204
+    assert _stage_host_of(v2, image["id"]) == "http://node1.example:9292"
