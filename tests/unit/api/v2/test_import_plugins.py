@@ -193,3 +193,40 @@ def test_unknown_plugins_stop_the_start(v2: V2, tmp_path) -> None:
         Plugins(v2.stack.conf, str(path))
     # None found beside the configuration: no plugins.
     assert not Plugins(v2.stack.conf)
+
+
+def test_compressed_containers_are_not_decompressed(v2: V2, tmp_path) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_decompression\n")
+    packed = gzip.compress(RAW)
+    made = v2.create(name="c", disk_format="raw", container_format="compressed")
+    assert stage(v2, made["id"], packed).status_int == 204
+    assert do_import(v2, made["id"]).status_int == 202
+    assert wait_status(v2, made["id"], "active")["size"] == len(packed)
+    assert v2.call("GET", "/images/%s/file" % made["id"]).body == packed
+
+
+def test_conversion_to_qcow2(v2: V2, tmp_path) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n"
+                          "[image_conversion]\noutput_format = qcow2\n")
+    made = v2.create(name="c", disk_format="raw", container_format="ovf")
+    assert stage(v2, made["id"], RAW).status_int == 204
+    assert do_import(v2, made["id"]).status_int == 202
+    shown = wait_status(v2, made["id"], "active")
+    assert (shown["disk_format"], shown["container_format"]) == ("qcow2", "bare")
+    assert shown["virtual_size"] == len(RAW)
+    body = v2.call("GET", "/images/%s/file" % made["id"]).body
+    assert body[:4] == b"QFI\xfb" and shown["size"] == len(body)
+
+
+def test_injection_skips_the_configured_roles(v2: V2, tmp_path) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = inject_image_metadata\n"
+                          "[inject_metadata_properties]\ninject = hw_rng_model:virtio\n"
+                          "ignore_user_roles = Member, service\n")
+    # A member (roles compared without case) gets nothing injected...
+    mine = direct(v2, RAW)
+    assert "hw_rng_model" not in wait_status(v2, mine["id"], "active")
+    # ...and admin, no longer listed, does.
+    theirs = direct(v2, RAW, **ADMIN)
+    assert finished(v2, theirs["id"])["status"] == "success"
+    shown = v2.call("GET", "/images/" + theirs["id"], **ADMIN).json
+    assert shown["hw_rng_model"] == "virtio"

@@ -30,6 +30,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(DATA)))
             self.end_headers()
             self.wfile.write(DATA)
+        elif self.path == "/short":
+            # Promises all of DATA, sends half and hangs up.
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(DATA)))
+            self.end_headers()
+            self.wfile.write(DATA[:len(DATA) // 2])
+            self.close_connection = True
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest")
