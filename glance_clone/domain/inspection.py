@@ -28,7 +28,8 @@ date with every newly found way of disguising an image. The rules on top
   refused unless ``[image_format] require_image_format_match`` is false.
 - The detected format's safety checks always run, also when the declared
   format differs: a qcow2 with a backing file declared raw is refused, and
-  QED is never accepted. MBR/GPT checks named in
+  QED is never accepted. Data matching several formats, when that is
+  tolerated, gets the checks of every format it matches. MBR/GPT checks named in
   ``[image_format] gpt_safety_checks_nonfatal`` (e.g. ``mbr``) only log.
 - A vmdk's ``createType`` must be in ``[image_format] vmdk_allowed_types``
   (default ``streamOptimized,monolithicSparse``, compared without case as
@@ -176,7 +177,7 @@ class Inspection:
             hybrid = HYBRIDS.get(names)
             if hybrid is None:
                 return self._format_error("Multiple formats detected: %s"
-                                          % ",".join(sorted(names)))
+                                          % ",".join(sorted(names)), *matches)
             matches = [i for i in matches if i.NAME == hybrid]
         if not matches:
             matches = [i for i in self._inspectors if i.NAME == RAW]
@@ -193,14 +194,17 @@ class Inspection:
         return self._format_error("Image disk_format %s does not match stream data %s"
                                   % (declared, found.NAME), found)
 
-    def _format_error(self, reason: str, found: Any = None) -> Any:
+    def _format_error(self, reason: str, *found: Any) -> Any:
         if self.require_match:
             raise exception.ImageFormatRefused(reason=reason)
         LOG.warning("%s; accepted as [image_format] require_image_format_match is "
                     "false", reason)
-        if found is not None:
-            # A tolerated mismatch still gets the detected format's safety checks.
-            self._check_safety(found)
+        # A tolerated mismatch still gets the detected format's safety
+        # checks; data matching several formats gets those of each, as a
+        # hypervisor may read it as any of them (Glance checks none there,
+        # so a qcow2 with a backing file that is also an ISO would pass).
+        for inspector in found:
+            self._check_safety(inspector)
         return None
 
     def _check_safety(self, found: Any) -> None:

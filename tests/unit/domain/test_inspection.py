@@ -237,6 +237,19 @@ def test_two_formats_in_one_image_are_refused(tmp_path: Path) -> None:
     assert "Multiple formats detected: iso,qcow2" in refused(bytes(data), "qcow2")
 
 
+def test_an_unsafe_image_hidden_in_two_formats_is_refused_when_mismatches_pass(
+        tmp_path: Path) -> None:
+    # A qcow2 naming a host file that is an ISO as well.
+    data = bytearray(disk_images.iso())
+    data[:4096] = disk_images.qcow2_with_backing_file(tmp_path)[:4096]
+    assert "Multiple formats detected: iso,qcow2" in refused(bytes(data), "qcow2")
+    for declared in ("qcow2", "iso", "raw"):
+        assert "qcow2: backing_file" in refused(bytes(data), declared, require_match=False)
+    # Safe data matching two formats is still accepted, without a virtual size.
+    data[:4096] = disk_images.qcow2(tmp_path)[:4096]
+    assert feed(bytes(data), "qcow2", require_match=False).virtual_size is None
+
+
 def test_refusal_comes_before_the_rest_of_the_image(tmp_path: Path) -> None:
     head = disk_images.qcow2_with_backing_file(tmp_path)
     sent: list[int] = []
