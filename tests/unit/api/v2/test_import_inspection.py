@@ -12,6 +12,7 @@ from tests.support.file_server import served  # noqa: F401 (fixture)
 from .conftest import V2
 from .test_import import do_import, stage, staged_files, wait_status
 from .test_import_reliability import _tasks_of
+from .test_named_stores import named_stores
 from .test_resumable_staging import piece
 
 
@@ -51,3 +52,23 @@ def test_a_web_download_of_unsafe_data_fails_its_task(v2: V2, served, tmp_path) 
     [task] = _tasks_of(v2, image["id"])
     assert task["status"] == "failure" and "safety" in task["message"], task
     assert v2.stack.stored_files() == [] and staged_files(v2) == []
+
+
+def test_an_import_into_several_stores_inspects_each_write(v2_with, served,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    v2 = named_stores(v2_with, tmp_path)
+    folder, url = served
+    (folder / "unsafe.qcow2").write_bytes(disk_images.qcow2_with_backing_file(tmp_path))
+    image = _image(v2, "qcow2")
+    res = v2.call("POST", "/images/%s/import" % image["id"], {
+        "method": {"name": "web-download", "uri": url + "/unsafe.qcow2"},
+        "all_stores": True, "all_stores_must_succeed": False})
+    assert res.status_int == 202, res.text
+    shown = wait_status(v2, image["id"], "queued")
+    assert shown["os_glance_failed_import"] == "cheap,fast" and shown["size"] is None
+    [task] = _tasks_of(v2, image["id"])
+    assert task["status"] == "failure", task
+    for store in ("fast", "cheap"):
+        directory = tmp_path / store
+        assert not directory.is_dir() or list(directory.iterdir()) == []
+    assert staged_files(v2) == []
