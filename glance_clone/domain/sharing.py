@@ -91,12 +91,13 @@ class Sharing:
 
     def set_status(self, context: RequestContext, image_id: str, member: str,
                    status: Any) -> dict:
-        """Raises Invalid (status), Forbidden (not that member), NotFound."""
+        """Raises Forbidden (not shared, not that member), NotFound, then
+        Invalid (status): who may answer is settled before what."""
         check_writable(context)
-        if status not in STATUSES:
-            raise exception.Invalid("Invalid status: %s; must be one of %s"
-                                    % (status, ", ".join(STATUSES)))
         image = self.catalog.get(context, image_id)
+        if image.visibility != "shared":
+            # Left over from when the image was shared: no longer answerable.
+            raise _not_shared(image)
         self.policy.enforce(context, "modify_member",
                             dict(image.policy_target(), member_id=member))
         row = with_member(self.images.members(context, image), member)
@@ -105,6 +106,9 @@ class Sharing:
                 "Member %s not found for image %s" % (member, image_id))
         if not context.is_admin and member != context.owner:
             raise exception.Forbidden("Only the member may change its status.")
+        if status not in STATUSES:
+            raise exception.Invalid("Invalid status: %s; must be one of %s"
+                                    % (status, ", ".join(STATUSES)))
         return self.images.set_member_status(context, image, member, status)
 
     def remove(self, context: RequestContext, image_id: str, member: str) -> None:

@@ -93,3 +93,21 @@ def test_one_member_of_an_image_without_members_is_a_404(v2: V2) -> None:
     for caller in ({}, ADMIN):
         res = v2.call("GET", members + "/t2", **caller)
         assert res.status_int == 404, res.text
+
+
+def test_member_status_of_an_image_no_longer_shared_is_frozen(v2: V2) -> None:
+    image = v2.create(name="s")
+    member = "/images/%s/members/t2" % image["id"]
+    assert v2.call("POST", "/images/%s/members" % image["id"],
+                   {"member": "t2"}).status_int == 200
+    # The owner may not answer for the member, whatever the answer.
+    assert v2.call("PUT", member, {"status": "bogus"}).status_int == 403
+    assert v2.call("PUT", member, {"status": "bogus"}, tenant="t2").status_int == 400
+    res = v2.patch(image["id"], [{"op": "replace", "path": "/visibility",
+                                  "value": "private"}])
+    assert res.status_int == 200
+    res = v2.call("PUT", member, {"status": "accepted"}, **ADMIN)
+    assert res.status_int == 403, res.text
+    # Shared again, the entry is as it was: still pending.
+    v2.patch(image["id"], [{"op": "replace", "path": "/visibility", "value": "shared"}])
+    assert v2.call("GET", member).json["status"] == "pending"
