@@ -168,7 +168,12 @@ class ImageCatalog:
             return image
         # Purging: a property left out of ``properties`` was removed.
         checked = self.props.check_update(context, old, properties, purge=True)
-        quota.check_property_count(self.conf, len(checked))
+        if set(checked) - set(old):
+            # As Glance: the quota bounds adding properties, not changing or
+            # removing those an image has (say, above a quota lowered since),
+            # and the service's own os_glance_* ones do not count.
+            quota.check_property_count(self.conf, sum(
+                1 for name in checked if not reserved.is_reserved(name)))
         if "tags" in values:
             values["tags"] = _unique(values["tags"])
             _check_tag_count(self.conf, len(values["tags"]))

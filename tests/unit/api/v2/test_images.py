@@ -233,6 +233,33 @@ def test_property_quota_and_protections(v2_with, tmp_path) -> None:
     assert v2.names("?secret_y=s", **ADMIN) == [None]
 
 
+def test_property_quota_bounds_only_additions(v2_with, tmp_path) -> None:
+    from glance_clone.common.context import admin_context
+    v2 = v2_with({"image_property_quota": 2})
+    registry = v2.stack.v2.registry
+    # Above the quota (as after lowering it): the properties may still be
+    # changed and removed, not added to.
+    image = v2.create(a="1", b="2")
+    registry.update_image(admin_context(), image["id"], {"properties": {"c": "3"}})
+    res = v2.patch(image["id"], [{"op": "replace", "path": "/a", "value": "x"}])
+    assert res.status_int == 200, res.text
+    res = v2.patch(image["id"], [{"op": "add", "path": "/d", "value": "4"}])
+    assert res.status_int == 413
+    res = v2.patch(image["id"], [{"op": "remove", "path": "/c"},
+                                 {"op": "replace", "path": "/b", "value": "y"}])
+    assert res.status_int == 200, res.text
+    assert (res.json["a"], res.json["b"], "c" in res.json) == ("x", "y", False)
+    # The service's own os_glance_* properties are not the caller's to count.
+    other = v2.create(a="1")
+    registry.update_image(admin_context(), other["id"],
+                          {"properties": {"os_glance_import_task": "t"}})
+    res = v2.patch(other["id"], [{"op": "add", "path": "/b", "value": "2"}])
+    assert res.status_int == 200, res.text
+    assert res.json["os_glance_import_task"] == "t"
+    assert v2.patch(other["id"], [{"op": "add", "path": "/c", "value": "3"}]
+                    ).status_int == 413
+
+
 def test_format_lists_are_the_newest_glances(v2: V2, stack) -> None:
     schema = v2.call("GET", "/schemas/image").json["properties"]
     assert schema["disk_format"]["enum"] == [
