@@ -30,6 +30,10 @@ PATCH_TYPES = (PATCH_V20, PATCH_V21)
 RESERVED = frozenset(("location", "locations", "deleted", "deleted_at", "direct_url",
                       "self", "file", "schema", "stores"))
 RESERVED_PREFIX = "os_glance"
+# Refused at create before the schema is consulted: the links and what
+# only the stores tell. Every other refusal comes after it, so a value the
+# schema refuses is a 400 whatever its name ({"status": "bogus"}).
+NEVER_CREATED = frozenset(("self", "file", "schema", "direct_url", "stores"))
 LOCATIONS = "locations"
 NAME_LENGTH = 255
 OPERATIONS = ("add", "remove", "replace")
@@ -54,8 +58,11 @@ def create_values(schemas: Schemas, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise exception.Invalid("The request body must be a JSON object")
     for name in body:
-        _check_name(schemas, name)
+        if name in NEVER_CREATED:
+            raise _forbidden(name)
     schemas.validate_image(body)
+    for name in body:
+        _check_name(schemas, name)
     base = schemas.base_properties()
     values: dict[str, Any] = {"properties": {}}
     for name, value in body.items():

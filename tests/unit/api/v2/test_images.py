@@ -49,6 +49,10 @@ def test_create_with_everything(v2: V2) -> None:
     ({"disk_format": "floppy"}, 400), ({"min_ram": -1}, 400), ({"id": "nope"}, 400),
     ({"extra": 5}, 400), ({"x" * 256: "v"}, 400), ({"tags": ["t" * 256]}, 400),
     ([], 400), ({"owner": "someone-else"}, 403), ({"visibility": "public"}, 403),
+    # What the schema refuses is a 400 first, whatever the name; only the
+    # links and direct_url are refused before it looks.
+    ({"status": "bogus"}, 400), ({"size": "big"}, 400), ({"locations": "x"}, 400),
+    ({"os_glance_x": 5}, 400), ({"self": 5}, 403), ({"stores": 5}, 403),
 ])
 def test_create_refusals(v2: V2, body, status) -> None:
     res = v2.call("POST", "/images", body)
