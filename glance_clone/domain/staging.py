@@ -28,6 +28,7 @@ from oslo_config import cfg
 from glance_clone.common import config, exception
 from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.data_in import Incoming, Inspector, Limit
+from glance_clone.store.file import storage_error
 
 LOG = logging.getLogger(__name__)
 
@@ -83,6 +84,22 @@ class StagingArea:
               total: int | None = None, resumable: bool = False,
               inspector: Inspector | None = None,
               declared: int | None = None) -> tuple[int, bool]:
+        """As ``_write``; a filesystem that refuses the data (full, over
+        quota, not writable) raises StorageFull or StorageWriteDenied, as
+        a store would, never an OSError."""
+        try:
+            return self._write(image_id, chunks, start, total, resumable, inspector,
+                               declared)
+        except OSError as err:
+            refused = storage_error(err)
+            if isinstance(refused, exception.StoreError):
+                # Not the filesystem saying no (the source failing, say).
+                raise
+            raise refused from err
+
+    def _write(self, image_id: str, chunks: Iterator[bytes], start: int,
+               total: int | None, resumable: bool, inspector: Inspector | None,
+               declared: int | None) -> tuple[int, bool]:
         """Stage ``chunks`` as the image's data from byte ``start``;
         (bytes staged now, whether the data is complete).
 

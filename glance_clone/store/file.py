@@ -111,7 +111,9 @@ def partial_files(datadir: str, image_id: str) -> list[str]:
         return []
 
 
-def _storage_error(err: OSError) -> exception.GlanceError:
+def storage_error(err: OSError) -> exception.GlanceError:
+    """The error a failed write to a local filesystem is: StorageFull
+    (413), StorageWriteDenied (503), else StoreError."""
     if err.errno in _FULL_ERRNOS:
         return exception.StorageFull()
     if err.errno in _DENIED_ERRNOS:
@@ -277,7 +279,7 @@ class FileDriver(Driver):
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
         except OSError as err:
-            raise _storage_error(err) from err
+            raise storage_error(err) from err
         data = Incoming.wrap(chunks)
         out = None
         writer = None
@@ -288,19 +290,19 @@ class FileDriver(Driver):
                 if self.file_mode:
                     os.fchmod(fd, self.file_mode)
             except OSError as err:
-                raise _storage_error(err) from err
+                raise storage_error(err) from err
             # Errors raised by ``chunks`` (client gone, size cap) propagate
             # untouched; only our own I/O errors are translated.
             for chunk in data:
                 try:
                     writer.write(chunk)
                 except OSError as err:
-                    raise _storage_error(err) from err
+                    raise storage_error(err) from err
             try:
                 writer.wait()
                 out.close()  # the last flush is where a full disk shows
             except OSError as err:
-                raise _storage_error(err) from err
+                raise storage_error(err) from err
             self._publish(partial, final, image_id)
         except BaseException:
             # Also on GeneratorExit/KeyboardInterrupt: never leave a partial.
@@ -332,7 +334,7 @@ class FileDriver(Driver):
             raise exception.Duplicate(f"Image file for {image_id} already exists") from err
         except OSError as err:
             if err.errno not in _NO_LINK_ERRNOS:
-                raise _storage_error(err) from err
+                raise storage_error(err) from err
             # No hard links here: a small check-then-rename window remains.
             if os.path.lexists(final):
                 raise exception.Duplicate(
@@ -340,7 +342,7 @@ class FileDriver(Driver):
             try:
                 os.rename(partial, final)
             except OSError as err2:
-                raise _storage_error(err2) from err2
+                raise storage_error(err2) from err2
             return
         try:
             os.unlink(partial)

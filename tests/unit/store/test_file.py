@@ -242,7 +242,7 @@ def test_add_storage_full_removes_partial(driver: FileDriver, datadir: pathlib.P
     (errno.EIO, exception.StoreError),
 ])
 def test_storage_error_mapping(err: int, expected: type[Exception]) -> None:
-    assert type(file_store._storage_error(OSError(err, "x"))) is expected
+    assert type(file_store.storage_error(OSError(err, "x"))) is expected
 
 
 # --- get / get_size / delete ----------------------------------------------------
