@@ -58,14 +58,17 @@ def _limited(cpu: int, memory: int) -> Callable[[], None]:
 
 
 def _run(args: list[str], cpu: int, memory: int) -> str:
-    """Run qemu-img with limits; its output. Raises Invalid when it fails."""
+    """Run qemu-img with limits; its output. Raises Invalid when it fails,
+    or complains on stderr: on well-formed data it says nothing there, and
+    a warning (an option it ignored, a header it read its own way) means
+    it did not read the data as it was inspected."""
     try:
         done = subprocess.run(args, capture_output=True, text=True,
                               preexec_fn=_limited(cpu, memory), check=False)
     except OSError as err:
         raise exception.ConfigError("qemu-img could not run (install qemu-utils): %s"
                                     % err) from err
-    if done.returncode != 0:
+    if done.returncode != 0 or done.stderr.strip():
         LOG.warning("%s failed: %s", " ".join(args[:2]), done.stderr.strip())
         raise exception.Invalid("qemu-img %s failed on the image data: %s"
                                 % (args[1], done.stderr.strip()[-300:]))

@@ -145,6 +145,14 @@ def test_qemu_img_refusals_fail_the_task(v2: V2, tmp_path, monkeypatch) -> None:
     failed(v2, other["id"], "qemu-img reads the data as 'raw', not 'qcow2'")
 
 
+def test_qemu_img_complaining_on_stderr_is_a_failure() -> None:
+    assert conversion._run(["sh", "-c", "echo out"], 2, 1024 ** 3) == "out\n"
+    with pytest.raises(exception.Invalid, match="failed on the image data: careful"):
+        conversion._run(["sh", "-c", "echo out; echo careful >&2"], 2, 1024 ** 3)
+    with pytest.raises(exception.Invalid, match="failed on the image data"):
+        conversion._run(["sh", "-c", "exit 1"], 2, 1024 ** 3)
+
+
 def test_conversion_refuses_a_mismatch_even_when_matching_is_not_required(
         v2_with, tmp_path, monkeypatch) -> None:
     v2 = v2_with({"image_format.require_image_format_match": False})
