@@ -36,6 +36,8 @@ LOG = logging.getLogger(__name__)
 
 GROUP = "image_conversion"
 FORMATS = ("raw", "qcow2", "vmdk")
+# Disk formats qemu-img knows by another name.
+QEMU_NAMES = {"vhd": "vpc"}
 
 OPTS = [
     cfg.StrOpt("output_format", default="raw", choices=FORMATS,
@@ -118,8 +120,8 @@ class Conversion:
             return {}
         self._check_info(work.path, source)
         try:
-            _run(["qemu-img", "convert", "-f", source, "-O", self.output, work.path,
-                  work.scratch], self.cpu, CONVERT_MEMORY)
+            _run(["qemu-img", "convert", "-f", QEMU_NAMES.get(source, source),
+                  "-O", self.output, work.path, work.scratch], self.cpu, CONVERT_MEMORY)
             converted = inspected(self.conf, work.scratch, self.output)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -133,13 +135,14 @@ class Conversion:
                 "virtual_size": converted.virtual_size}
 
     def _check_info(self, path: str, source: str) -> None:
-        info = json.loads(_run(["qemu-img", "info", "--output=json", "-f", source, path],
+        driver = QEMU_NAMES.get(source, source)
+        info = json.loads(_run(["qemu-img", "info", "--output=json", "-f", driver, path],
                                INFO_LIMITS["cpu"], INFO_LIMITS["memory"]))
-        if info.get("format") != source:
+        if info.get("format") != driver:
             # What convert would read is not what was inspected.
             raise exception.ImageFormatRefused(
                 reason="qemu-img reads the data as %r, not %r"
-                % (info.get("format"), source))
+                % (info.get("format"), driver))
         if info.get("backing-filename"):
             raise exception.ImageFormatRefused(reason="the image has a backing file")
         specific = (info.get("format-specific") or {}).get("data") or {}

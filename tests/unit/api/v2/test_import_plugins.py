@@ -108,6 +108,11 @@ def test_conversion(v2: V2, tmp_path) -> None:
     assert (shown["disk_format"], shown["size"], shown["virtual_size"]) == (
         "raw", 2 * 1024 * 1024, 2 * 1024 * 1024)
     assert v2.call("GET", "/images/%s/file" % made["id"]).body == bytes(2 * 1024 * 1024)
+    # vhd is what qemu-img calls vpc.
+    vhd = direct(v2, disk_images.qemu_img(tmp_path, "vpc", "2M"), "vhd")
+    shown = wait_status(v2, vhd["id"], "active")
+    assert shown["disk_format"] == "raw" and shown["size"] == shown["virtual_size"]
+    assert 2 * 1024 * 1024 <= shown["size"] < 3 * 1024 * 1024
     # Already the output format: stored as it is.
     raw = direct(v2, RAW)
     assert wait_status(v2, raw["id"], "active")["size"] == len(RAW)
