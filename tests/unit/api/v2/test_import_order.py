@@ -9,12 +9,13 @@ from __future__ import annotations
 import pathlib
 
 from glance_clone.common.context import admin_context
+from tests.unit.api.v1.helpers import policy_file
 
 from .conftest import ADMIN, V2
 from .test_glance_download import download, regions  # noqa: F401 (fixture)
 from .test_import import do_import, new_image
 from .test_import_reliability import _held_import
-from .test_named_stores import copy, named_stores, uploaded
+from .test_named_stores import copy, named_stores, uploaded, wait_copied
 
 
 def public_image(v2: V2, **extra) -> dict:
@@ -79,3 +80,23 @@ def test_copy_image_status_before_policy_and_lock_before_stores(
         assert res.status_int == 409 and started[0]["id"] in res.text, res.text
     res = copy(v2, image["id"], all_stores=True)
     assert res.status_int == 409 and started[0]["id"] in res.text, res.text
+
+
+def test_copy_image_by_a_non_owner_the_policy_lets_copy(
+        v2_with, tmp_path: pathlib.Path) -> None:
+    rules = policy_file(tmp_path, {"copy_image": "role:member"})
+    v2 = named_stores(v2_with, tmp_path, **{"oslo_policy.policy_file": rules})
+    public = v2.create(ADMIN, name="p", disk_format="raw", container_format="bare",
+                       visibility="public")
+    assert v2.upload(public["id"], b"data", **ADMIN).status_int == 204
+    private = uploaded(v2)
+    body = {"method": {"name": "copy-image"}, "stores": ["cheap"]}
+    # Another project's private image is not there for t2.
+    res = v2.call("POST", "/images/%s/import" % private["id"], body, tenant="t2")
+    assert res.status_int == 404, res.text
+    # A readable one is copied, the image's locations written for t2.
+    res = v2.call("POST", "/images/%s/import" % public["id"], body, tenant="t2")
+    assert res.status_int == 202, res.text
+    shown = wait_copied(v2, public["id"])
+    assert shown["stores"] == "fast,cheap" and shown["status"] == "active"
+    assert shown["owner"] == "admin-t"

@@ -243,3 +243,14 @@ def test_injection_skips_the_configured_roles(v2: V2, tmp_path) -> None:
     assert finished(v2, theirs["id"])["status"] == "success"
     shown = v2.call("GET", "/images/" + theirs["id"], **ADMIN).json
     assert shown["hw_rng_model"] == "virtio"
+
+
+def test_an_iso_declared_iso_is_not_converted(v2: V2, tmp_path, monkeypatch) -> None:
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
+    ran: list = []
+    monkeypatch.setattr(conversion, "_run", lambda *args: ran.append(args))
+    data = disk_images.iso()
+    made = direct(v2, data, "iso")
+    shown = wait_status(v2, made["id"], "active")
+    assert (shown["disk_format"], shown["size"]) == ("iso", len(data))
+    assert ran == []
