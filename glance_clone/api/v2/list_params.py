@@ -172,6 +172,8 @@ def _sort_pairs(params: Sequence[tuple[str, str]]) -> list[list[str]]:
         for item in ",".join(new).split(","):
             key, _, direction = item.strip().partition(":")
             pairs.append([key.strip(), direction.strip() or "desc"])
+        # Each key of the new syntax carries a direction (desc unsaid).
+        directions = [direction for _, direction in pairs]
     else:
         if len(dirs) > 1 and len(dirs) != len(keys):
             raise _bad("The number of sort_dir values must be one or match sort_key")
@@ -180,13 +182,15 @@ def _sort_pairs(params: Sequence[tuple[str, str]]) -> list[list[str]]:
             pairs.append([key, direction])
         if not keys and dirs:
             pairs.append(["created_at", dirs[0]])
+        directions = dirs
     for key, direction in pairs:
         if key not in SORT_KEYS:
             raise _bad("Invalid sort key: %s; use one of %s" % (key, ", ".join(SORT_KEYS)))
         if direction not in SORT_DIRS:
             raise _bad("Invalid sort direction: %s; use asc or desc" % direction)
-    directions = {direction for _, direction in pairs}
-    tie = directions.pop() if len(directions) == 1 else "desc"
+    # As Glance: the tie-breakers follow the one direction given, if only
+    # one was; with several (even all alike) they are desc.
+    tie = directions[0] if len(directions) == 1 else "desc"
     if not pairs:
         pairs = [["created_at", "desc"]]
     for key in ("created_at", "id"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from glance_clone.api.v2 import list_params
+
 from .conftest import ADMIN, V2
 
 
@@ -77,6 +79,24 @@ def test_sort_and_pages(listed: V2) -> None:
     assert "next" not in page
     legacy = v2.call("GET", "/images?sort_key=name&sort_dir=asc").json
     assert [i["name"] for i in legacy["images"]] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("query, sort", [
+    ([], [["created_at", "desc"], ["id", "desc"]]),
+    ([("sort", "name:asc")], [["name", "asc"], ["created_at", "asc"], ["id", "asc"]]),
+    ([("sort", "name:asc,size:asc")],
+     [["name", "asc"], ["size", "asc"], ["created_at", "desc"], ["id", "desc"]]),
+    ([("sort_key", "name"), ("sort_key", "size"), ("sort_dir", "asc")],
+     [["name", "asc"], ["size", "asc"], ["created_at", "asc"], ["id", "asc"]]),
+    ([("sort_key", "name"), ("sort_key", "size"), ("sort_dir", "asc"), ("sort_dir", "asc")],
+     [["name", "asc"], ["size", "asc"], ["created_at", "desc"], ["id", "desc"]]),
+    ([("sort_dir", "asc")], [["created_at", "asc"], ["id", "asc"]]),
+    ([("sort", "id:asc")], [["id", "asc"], ["created_at", "asc"]]),
+])
+def test_sort_tie_breakers_follow_a_single_direction(query, sort) -> None:
+    """created_at and id break ties in the one direction given, if only one
+    was given; else (none, or several even when alike) in desc."""
+    assert list_params.search(query, 25, 1000)["sort"] == sort
 
 
 def test_schemas(v2: V2) -> None:
