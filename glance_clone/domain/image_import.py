@@ -183,6 +183,12 @@ class Importer:
         return list(dict.fromkeys(self.conf.enabled_import_methods))
 
     # -- stage -------------------------------------------------------------------
+    def check_staging(self) -> None:
+        """Raises NotFound when glance-direct is not enabled: the stage
+        route is not there, whatever the request."""
+        if GLANCE_DIRECT not in self.methods():
+            raise exception.NotFound("The glance-direct import method is not enabled")
+
     def stage(self, context: RequestContext, image_id: str, chunks: Iterator[bytes],
               piece: tuple[int, int] | None = None, caller: Caller | None = None,
               body_length: int | None = None, declared_size: int | None = None) -> int:
@@ -213,8 +219,7 @@ class Importer:
         keeps what arrived; any other failure removes the staged data and
         queues the image again.
         """
-        if GLANCE_DIRECT not in self.methods():
-            raise exception.NotFound("The glance-direct import method is not enabled")
+        self.check_staging()
         start, total = piece if piece is not None else (0, None)
         _check_declared_size(self.conf, declared_size, total, body_length)
         image = self.catalog.owned(context, image_id, "modify_image")

@@ -56,6 +56,7 @@ class ImportController:
         self.importer = importer
 
     def stage(self, req: wsgi.Request, image_id: str) -> webob.Response:
+        self.importer.check_staging()
         if req.content_type != UPLOAD_TYPE:
             raise exception.UnsupportedMediaType("Content-Type must be %s" % UPLOAD_TYPE)
         declared = declared_size(req)

@@ -142,6 +142,10 @@ def test_stage_needs_glance_direct(v2_with) -> None:
     v2 = v2_with({"enabled_import_methods": ["web-download"]})
     image = new_image(v2)
     assert stage(v2, image["id"]).status_int == 404
+    # The route is not there: no 415 or 400 for what is sent to it.
+    assert stage(v2, image["id"], content_type="text/plain").status_int == 404
+    res = stage(v2, image["id"], headers={"x-openstack-image-size": "big"})
+    assert res.status_int == 404
     assert v2.call("GET", "/info/import").json["import-methods"]["value"] == [
         "web-download"]
     assert do_import(v2, image["id"]).status_int == 400
