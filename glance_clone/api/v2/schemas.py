@@ -94,9 +94,9 @@ def image_properties(disk_formats: list[str], container_formats: list[str]) -> d
         "direct_url": _read_only({"type": "string",
                                   "description": "URL to access the image file kept "
                                                  "in external store"}),
-        "min_ram": {"type": "integer", "minimum": 0,
+        "min_ram": {"type": "integer",
                     "description": "Amount of ram (in MB) required to boot image."},
-        "min_disk": {"type": "integer", "minimum": 0,
+        "min_disk": {"type": "integer",
                      "description": "Amount of disk space (in GB) required to boot "
                                     "image."},
         "stores": _read_only({"type": "string",

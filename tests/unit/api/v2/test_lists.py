@@ -106,6 +106,16 @@ def test_schemas(v2: V2) -> None:
         "community", "public", "private", "shared"]
     assert image["properties"]["status"]["readOnly"] is True
     assert image["additionalProperties"] == {"type": "string"}
+    # Plain integers in the document, as Glance's; the service still
+    # refuses negative ones (400).
+    assert image["properties"]["min_ram"] == {
+        "type": "integer", "description": "Amount of ram (in MB) required to boot image."}
+    assert set(image["properties"]["min_disk"]) == {"type", "description"}
+    for body in ({"min_ram": -1}, {"min_disk": -1}, {"min_disk": 2 ** 31}):
+        assert v2.call("POST", "/images", body).status_int == 400, body
+    made = v2.create(name="m")
+    res = v2.patch(made["id"], [{"op": "replace", "path": "/min_ram", "value": -1}])
+    assert res.status_int == 400 and v2.call("GET", "/images/" + made["id"]).json["min_ram"] == 0
     assert v2.call("GET", "/schemas/images").json["properties"]["images"]["items"] == image
     assert v2.call("GET", "/schemas/member").json["name"] == "member"
     assert v2.call("GET", "/schemas/members").json["name"] == "members"
