@@ -47,6 +47,7 @@ def test_create_with_everything(v2: V2) -> None:
     ({"os_glance_import_task": "x"}, 403), ({"locations": []}, 403),
     ({"deleted": "x"}, 403), ({"name": 5}, 400), ({"visibility": "everyone"}, 400),
     ({"disk_format": "floppy"}, 400), ({"min_ram": -1}, 400), ({"id": "nope"}, 400),
+    ({"id": "8B3E1C56-97E7-4C3A-8B7A-2F1E0C1D2E3F"}, 400),
     ({"extra": 5}, 400), ({"x" * 256: "v"}, 400), ({"tags": ["t" * 256]}, 400),
     ([], 400), ({"owner": "someone-else"}, 403), ({"visibility": "public"}, 403),
     # What the schema refuses is a 400 first, whatever the name; only the
