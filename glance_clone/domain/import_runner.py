@@ -235,7 +235,8 @@ class ImportRunner:
     def revert(self, context: RequestContext, task: dict, message: str) -> None:
         """Undo the task's import (see the module docstring), then fail the
         task unless it is over already; never raises."""
-        self.revert_image(context, task["input"]["image_id"], task["id"])
+        self.revert_image(context, task["input"]["image_id"], task["id"],
+                          task["input"].get("restore"))
         try:
             current = self.repository.get(context, task["id"])
             if current["status"] not in task_status.FINAL:
@@ -245,11 +246,13 @@ class ImportRunner:
             LOG.warning("Import task %s not failed: %s", task["id"], err)
 
     def revert_image(self, context: RequestContext, image_id: str,
-                     task_id: str | None) -> None:
+                     task_id: str | None, restore: dict | None = None) -> None:
         """The image back to queued, cleaned, while it is importing under
         ``task_id``'s lock (None: under no lock); an image the task
         activated already (a store may fail) keeps what it got, and the
-        stores not written are listed as failed. Never raises."""
+        stores not written are listed as failed. ``restore``: the formats
+        and properties the request changed, as they were before (None: a
+        property it added). Never raises."""
         try:
             record = self.uploader.writes.read(context, image_id)
             if record is None or import_lock.holder(record) != task_id:
@@ -274,13 +277,21 @@ class ImportRunner:
             self.staging.remove(image_id)
             old = reserved.store_list((record.get("properties") or {})
                                       .get(reserved.FAILED_IMPORT))
+            add = {reserved.FAILED_IMPORT: reserved.joined(old + targets)}
+            drop = list(import_lock.IMPORT_KEYS)
+            values: dict[str, Any] = {"size": None, "virtual_size": None,
+                                      "checksum": None, "location_data": []}
+            if restore:
+                values.update(disk_format=restore.get("disk_format"),
+                              container_format=restore.get("container_format"))
+                for name, value in (restore.get("properties") or {}).items():
+                    if value is None:
+                        drop.append(name)
+                    else:
+                        add[name] = value
             self.lock.rewrite(
                 context, image_id, image_status.IMPORTING, image_status.QUEUED,
-                add={reserved.FAILED_IMPORT: reserved.joined(old + targets)},
-                drop=import_lock.IMPORT_KEYS,
-                values={"size": None, "virtual_size": None, "checksum": None,
-                        "location_data": []},
-                lock=task_id)
+                add=add, drop=drop, values=values, lock=task_id)
             LOG.warning("Image %s: its import was undone; it is queued again",
                         image_id)
         except exception.StatusConflict:

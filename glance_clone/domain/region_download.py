@@ -1,5 +1,6 @@
 """The ``glance-download`` import method: a queued image filled from an
 image of another region (see ``regions``), metadata and bytes.
+A failed import puts the image's own formats and properties back.
 
 ``{"method": {"name": "glance-download", "glance_region": <name>,
 "glance_image_id": <id>}}``: the region must be configured and the id a
@@ -126,6 +127,13 @@ class RegionDownload:
             if name.startswith(prefixes) and name not in image.record
             and name not in VIEW_ONLY and not reserved.is_reserved(name)
             and isinstance(value, str)}
+        # What a failed import puts back (the properties it added are
+        # removed: None).
+        held = importer.catalog.images.writes.read(context, image.id) or image.record
+        kept = held.get("properties") or {}
+        restore = {"disk_format": held.get("disk_format"),
+                   "container_format": held.get("container_format"),
+                   "properties": {name: kept.get(name) for name in properties}}
         importer.catalog.images.writes.change(
             context, image.id, {"disk_format": found.get("disk_format"),
                                 "container_format": found.get("container_format"),
@@ -134,7 +142,8 @@ class RegionDownload:
             applied=lambda rec: rec.get("disk_format") == found.get("disk_format"))
         multihash = _multihash(found, remote_id)
         return {"remote": {"size": found.get("size"), "checksum": found.get("checksum"),
-                           "multihash": list(multihash) if multihash else None}}
+                           "multihash": list(multihash) if multihash else None},
+                "restore": restore}
 
     def source(self, runner: Any, context: RequestContext, task_input: dict,
                record: dict) -> tuple[Iterable[bytes], int | None]:

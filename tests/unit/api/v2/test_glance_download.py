@@ -99,11 +99,16 @@ def test_data_that_does_not_match_the_region_is_not_kept(regions: tuple[V2, V2])
     remote = remote_image(east, DATA)
     path = pathlib.Path(east.stack.datadir) / remote["id"]
     path.write_bytes(b"y" * len(DATA))
-    image = queued(here)
+    image = here.create(name="local", disk_format="qcow2", container_format="ovf",
+                        os_distro="mine")
     assert download(here, image["id"], remote_id=remote["id"]).status_int == 202
     shown = wait_status(here, image["id"], "queued")
     assert shown["os_glance_failed_import"]
     assert stored(here.stack) == []
+    # The image's own metadata is back: formats, a property it had, none
+    # of the ones the region's image added.
+    assert (shown["disk_format"], shown["container_format"]) == ("qcow2", "ovf")
+    assert shown["os_distro"] == "mine" and "hw_disk_bus" not in shown
 
 
 ROOT = RequestContext(user="root", tenant="admin-t", roles=("admin",), is_admin=True)
