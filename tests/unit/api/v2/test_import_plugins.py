@@ -168,6 +168,18 @@ def test_conversion_refuses_a_mismatch_even_when_matching_is_not_required(
     made = direct(v2, disk_images.qcow2(tmp_path), "vmdk")
     failed(v2, made["id"], "disk_format vmdk does not match stream data qcow2")
     assert ran == []
+    # Nor is qemu-img's output kept when it is not the format asked for.
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n"
+                          "[image_conversion]\noutput_format = qcow2\n")
+
+    def qemu_img(args: list[str], cpu: int, memory: int) -> str:
+        if args[1] == "info":
+            return '{"format": "raw"}'
+        Path(args[-1]).write_bytes(RAW)
+        return ""
+    monkeypatch.setattr(conversion, "_run", qemu_img)
+    converted = direct(v2, RAW, "raw")
+    failed(v2, converted["id"], "disk_format qcow2 does not match stream data raw")
 
 
 @pytest.mark.parametrize("create_type", [None, "monolithicFlat", "monolithicsparse"])
