@@ -213,6 +213,10 @@ class ImageDeletedDuringUpload(GlanceError):
                "The image may have been deleted during the upload.")
 
 
+class ImageGoneDuringUpload(ImageDeletedDuringUpload):
+    """The same, as v2 reports it: 410 where v1 answers 412."""
+
+
 class LimitExceeded(GlanceError):
     message = "The request returned a 413 Request Entity Too Large."
 

@@ -31,6 +31,7 @@ FAULTS: dict[type[Exception], type[exc.HTTPException]] = {
     exception.RangeNotSatisfiable: exc.HTTPRequestRangeNotSatisfiable,
     exception.StoreAddDisabled: exc.HTTPGone,
     exception.ImageDeletedDuringUpload: exc.HTTPPreconditionFailed,
+    exception.ImageGoneDuringUpload: exc.HTTPGone,
     exception.LimitExceeded: exc.HTTPRequestEntityTooLarge,
     exception.UnsupportedMediaType: exc.HTTPUnsupportedMediaType,
     exception.RequestHeaderTooLarge: exc.HTTPRequestHeaderFieldsTooLarge,

@@ -191,6 +191,9 @@ class ImagesController:
         except exception.ImageFormatRefused as err:
             # v2 answers a refused disk image with 415, as Glance does.
             raise exception.UnsupportedMediaType(str(err)) from err
+        except exception.ImageDeletedDuringUpload as err:
+            # v2 says the image is gone (410); v1 keeps its 412.
+            raise exception.ImageGoneDuringUpload(str(err)) from err
         return no_content(req)
 
     def download(self, req: wsgi.Request, image_id: str) -> webob.Response:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
+from typing import Any
+
+import webob
 
 from tests.support import disk_images
 
@@ -107,3 +111,37 @@ def test_a_vmdk_of_a_create_type_not_allowed_is_415(v2_with, tmp_path) -> None:
         in res.text
     shown = v2.call("GET", "/images/" + image["id"]).json
     assert shown["status"] == "queued" and v2.stack.stored_files() == []
+
+
+class _DeletesMidway(io.RawIOBase):
+    """Request data that deletes its image (through v2) once the upload has
+    begun reading it."""
+
+    def __init__(self, v2: V2, image_id: str) -> None:
+        self.v2, self.image_id, self.reads = v2, image_id, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.reads += 1
+        if self.reads == 2:
+            assert self.v2.call("DELETE", "/images/" + self.image_id).status_int == 204
+        if self.reads > 4:
+            return 0
+        buffer[:4] = b"data"
+        return 4
+
+
+def test_an_image_deleted_during_its_upload_is_410(v2: V2, stack) -> None:
+    image = v2.create(name="a", disk_format="raw", container_format="bare")
+    req = webob.Request.blank("/v2/images/%s/file" % image["id"], method="PUT")
+    req.headers.update({"X-Identity-Status": "Confirmed", "X-Roles": "reader,member",
+                        "X-Tenant-Id": "t1", "Content-Type": "application/octet-stream",
+                        "Transfer-Encoding": "chunked"})
+    req.environ["wsgi.input"] = io.BufferedReader(_DeletesMidway(v2, image["id"]))
+    res = req.get_response(stack.api)
+    assert res.status_int == 410, res.text
+    assert "deleted during the upload" in res.text
+    assert v2.call("GET", "/images/" + image["id"]).status_int == 404
+    assert stack.stored_files() == []
