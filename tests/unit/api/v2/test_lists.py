@@ -121,3 +121,23 @@ def test_schemas(v2: V2) -> None:
     assert v2.call("GET", "/schemas/members").json["name"] == "members"
     assert v2.call("GET", "/schemas/nothing").status_int == 404
     assert v2.call("POST", "/schemas/image").status_int == 405
+
+
+def test_limit_default_cap_and_a_last_empty_page(v2_with) -> None:
+    v2 = v2_with({"limit_param_default": 2, "api_limit_max": 3})
+    for name in "abcd":
+        v2.create(name=name)
+    page = v2.call("GET", "/images?sort=name:asc").json
+    assert [i["name"] for i in page["images"]] == ["a", "b"] and "next" in page
+    page = v2.call("GET", "/images?sort=name:asc&limit=100").json
+    assert [i["name"] for i in page["images"]] == ["a", "b", "c"]
+    # A full page always links on, even when nothing follows.
+    page = v2.call("GET", page["next"][len("/v2"):]).json
+    assert [i["name"] for i in page["images"]] == ["d"] and "next" not in page
+    names, link, pages = [], "/images?sort=name:asc&limit=2", 0
+    while link:
+        pages += 1
+        page = v2.call("GET", link).json
+        names += [i["name"] for i in page["images"]]
+        link = page.get("next", "")[len("/v2"):]
+    assert names == ["a", "b", "c", "d"] and pages == 3 and page["images"] == []
