@@ -77,6 +77,10 @@ OPTS = [
 ]
 
 RAW = "raw"
+# The largest virtual size an image may claim: what the virtual_size column
+# holds (a signed 64-bit integer), more than any hypervisor opens. A
+# header claiming more is malformed, not a size to record.
+MAX_VIRTUAL_SIZE = 2 ** 63 - 1
 # The ways the formats below may legitimately overlap: a hybrid ISO carries
 # a partition table for booting from a USB stick.
 HYBRIDS = {frozenset(("iso", "gpt")): "iso"}
@@ -241,4 +245,8 @@ class Inspection:
         except Exception as err:
             LOG.warning("No virtual size for %s image data: %s", found.NAME, err)
             return None
+        if size > MAX_VIRTUAL_SIZE:
+            raise exception.ImageFormatRefused(
+                reason="Image format inspection failed (%s: a virtual size of %d bytes)"
+                % (found.NAME, size))
         return size or None

@@ -48,6 +48,18 @@ def test_a_stream_optimized_vmdk_is_judged_with_its_footer(tmp_path: Path) -> No
     assert feed(data, "vmdk").virtual_size == 2 * MIB
 
 
+@pytest.mark.parametrize("qemu_name, declared, offset, fmt", [
+    ("qcow2", "qcow2", 24, ">Q"), ("vdi", "vdi", 0x170, "<Q"), ("vpc", "vhd", 40, ">Q")])
+def test_a_virtual_size_past_what_can_be_recorded_is_refused(
+        tmp_path: Path, qemu_name: str, declared: str, offset: int, fmt: str) -> None:
+    data = bytearray(disk_images.qemu_img(tmp_path, qemu_name))
+    struct.pack_into(fmt, data, offset, 2 ** 63)
+    assert "%s: a virtual size of %d bytes" % (declared, 2 ** 63) in refused(
+        bytes(data), declared)
+    struct.pack_into(fmt, data, offset, 2 ** 63 - 1)
+    assert feed(bytes(data), declared).virtual_size == 2 ** 63 - 1
+
+
 def test_raw_data_declared_raw_gets_the_byte_count() -> None:
     inspection = feed(b"\x01" * 300_000, "raw")
     assert (inspection.detected, inspection.virtual_size) == ("raw", 300_000)

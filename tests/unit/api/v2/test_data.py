@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from typing import Any
 
 import webob
@@ -100,6 +101,16 @@ def test_an_unsafe_disk_image_is_415_and_the_image_stays_queued(v2: V2, tmp_path
     assert v2.upload(image["id"], good).status_int == 204
     shown = v2.call("GET", "/images/" + image["id"]).json
     assert shown["virtual_size"] == 3 * disk_images.MIB
+
+
+def test_a_virtual_size_that_cannot_be_recorded_is_415(v2: V2, tmp_path) -> None:
+    data = bytearray(disk_images.qcow2(tmp_path))
+    struct.pack_into(">Q", data, 24, 2 ** 64 - 1)
+    image = v2.create(name="huge", disk_format="qcow2", container_format="bare")
+    res = v2.upload(image["id"], bytes(data))
+    assert res.status_int == 415 and "a virtual size of" in res.text
+    assert v2.call("GET", "/images/" + image["id"]).json["status"] == "queued"
+    assert v2.stack.stored_files() == []
 
 
 def test_a_vmdk_of_a_create_type_not_allowed_is_415(v2_with, tmp_path) -> None:
