@@ -116,9 +116,11 @@ class Conversion:
                 return {}
             raise exception.ImageFormatRefused(
                 reason="ISO data is not converted unless declared iso")
+        # qemu-img info has its say also on data already in the output
+        # format: it is what the hypervisor will read.
+        self._check_info(work.path, source)
         if source == self.output:
             return {}
-        self._check_info(work.path, source)
         try:
             _run(["qemu-img", "convert", "-f", QEMU_NAMES.get(source, source),
                   "-O", self.output, work.path, work.scratch], self.cpu, CONVERT_MEMORY)

@@ -143,6 +143,12 @@ def test_qemu_img_refusals_fail_the_task(v2: V2, tmp_path, monkeypatch) -> None:
         else ""))
     made = direct(v2, disk_images.qcow2(tmp_path), "qcow2")
     failed(v2, made["id"], "backing file")
+    # Also when the data is in the output format already.
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n"
+                          "[image_conversion]\noutput_format = qcow2\n")
+    same = direct(v2, disk_images.qcow2(tmp_path), "qcow2")
+    failed(v2, same["id"], "backing file")
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
     # qemu-img must read the data as the format it was inspected as.
     monkeypatch.setattr(conversion, "_run", lambda args, cpu, memory: (
         '{"format": "raw"}' if args[1] == "info" else ""))
