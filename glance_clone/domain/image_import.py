@@ -43,7 +43,7 @@ from glance_clone.domain import (
 from glance_clone.domain.catalog import ImageCatalog, check_writable
 from glance_clone.domain.entity import Image
 from glance_clone.domain.import_lock import ImportLock
-from glance_clone.domain.region_download import GLANCE_DOWNLOAD
+from glance_clone.domain.region_download import GLANCE_DOWNLOAD, restored
 from glance_clone.domain.stage_host import Caller, StageHosts
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.store_copy import COPY_IMAGE
@@ -375,8 +375,25 @@ class Importer:
                 from None
         except BaseException as err:
             self._abandon(context, task, "The import did not start: %s" % err)
+            self._put_back(context, image_id, extra.get("restore"))
             raise
         self.spawn(self.runner.run, context, task)
+
+    def _put_back(self, context: RequestContext, image_id: str,
+                  restore: dict | None) -> None:
+        """The metadata a glance-download request gave the still queued
+        image, as it was, when its import does not start."""
+        values, properties, added = restored(restore)
+        if not values:
+            return
+        try:
+            self.catalog.images.writes.change(
+                context, image_id, dict(values, properties=properties),
+                from_state=image_status.QUEUED, remove_properties=added,
+                applied=lambda rec: rec.get("disk_format") == values["disk_format"])
+        except exception.GlanceError as err:
+            LOG.warning("Image %s keeps the metadata of the region's image: %s",
+                        image_id, err)
 
     def _abandon(self, context: RequestContext, task: dict, message: str) -> None:
         try:

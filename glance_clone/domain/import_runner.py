@@ -59,6 +59,7 @@ from glance_clone.domain import (
 from glance_clone.domain.image_import import METHODS
 from glance_clone.domain.import_lock import ImportLock
 from glance_clone.domain.import_plugins import Plugins, staged_through
+from glance_clone.domain.region_download import restored
 from glance_clone.domain.staging import StagingArea
 from glance_clone.domain.store_copy import holding, settle
 from glance_clone.domain.task_lease import Lease, LeaseLost
@@ -281,14 +282,10 @@ class ImportRunner:
             drop = list(import_lock.IMPORT_KEYS)
             values: dict[str, Any] = {"size": None, "virtual_size": None,
                                       "checksum": None, "location_data": []}
-            if restore:
-                values.update(disk_format=restore.get("disk_format"),
-                              container_format=restore.get("container_format"))
-                for name, value in (restore.get("properties") or {}).items():
-                    if value is None:
-                        drop.append(name)
-                    else:
-                        add[name] = value
+            put_back, properties, added = restored(restore)
+            values.update(put_back)
+            add.update(properties)
+            drop += added
             self.lock.rewrite(
                 context, image_id, image_status.IMPORTING, image_status.QUEUED,
                 add=add, drop=drop, values=values, lock=task_id)

@@ -81,6 +81,20 @@ def _multihash(found: dict, remote_id: str) -> hashing.Multihash | None:
     return multihash
 
 
+def restored(restore: dict | None) -> tuple[dict, dict, list[str]]:
+    """What puts back the image metadata a glance-download request changed
+    (``restore``, as ``RegionDownload.check`` recorded it; None for other
+    imports): the values to write, the properties to set and those to
+    remove (the ones the remote image added)."""
+    if not restore:
+        return {}, {}, []
+    values = {"disk_format": restore.get("disk_format"),
+              "container_format": restore.get("container_format")}
+    properties = restore.get("properties") or {}
+    return (values, {k: v for k, v in properties.items() if v is not None},
+            [k for k, v in properties.items() if v is None])
+
+
 class RegionDownload:
     def __init__(self, conf: cfg.ConfigOpts, regions: Regions,
                  remote_factory: Any = RemoteGlance) -> None:

@@ -92,6 +92,8 @@ def test_sort_and_pages(listed: V2) -> None:
      [["name", "asc"], ["size", "asc"], ["created_at", "desc"], ["id", "desc"]]),
     ([("sort_dir", "asc")], [["created_at", "asc"], ["id", "asc"]]),
     ([("sort", "id:asc")], [["id", "asc"], ["created_at", "asc"]]),
+    ([("sort_key", " name "), ("sort_dir", " asc")],
+     [["name", "asc"], ["created_at", "asc"], ["id", "asc"]]),
 ])
 def test_sort_tie_breakers_follow_a_single_direction(query, sort) -> None:
     """created_at and id break ties in the one direction given, if only one
@@ -141,3 +143,8 @@ def test_limit_default_cap_and_a_last_empty_page(v2_with) -> None:
         names += [i["name"] for i in page["images"]]
         link = page.get("next", "")[len("/v2"):]
     assert names == ["a", "b", "c", "d"] and pages == 3 and page["images"] == []
+
+
+def test_tag_filters_ignore_surrounding_blanks(listed: V2) -> None:
+    assert listed.names("?tag=%20x%20&tag=y") == ["b"]
+    assert list_params.search([("tag", " x ")], 25, 1000)["tags"] == ["x"]
