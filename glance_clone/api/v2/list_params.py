@@ -132,7 +132,9 @@ def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
         if name in PAGING:
             continue
         if name == "tag":
-            search["tags"].append(value)
+            # Stripped as Glance does: tags are compared without the blanks
+            # around them.
+            search["tags"].append(value.strip())
         elif name == "visibility":
             if value not in VISIBILITIES:
                 raise _bad("Invalid visibility value: %s" % value)
@@ -163,8 +165,8 @@ def filters(params: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 def _sort_pairs(params: Sequence[tuple[str, str]]) -> list[list[str]]:
     new = [value for name, value in params if name == "sort"]
-    keys = [value for name, value in params if name == "sort_key"]
-    dirs = [value for name, value in params if name == "sort_dir"]
+    keys = [value.strip() for name, value in params if name == "sort_key"]
+    dirs = [value.strip() for name, value in params if name == "sort_dir"]
     if new and (keys or dirs):
         raise _bad("The 'sort' parameter cannot be combined with sort_key or sort_dir")
     pairs: list[list[str]] = []

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
 from glance_clone.domain.remote_glance import RemoteGlance
 from tests.support.stack import Stack, make_stack
@@ -175,3 +176,21 @@ def test_the_multihash_is_of_the_bytes_fetched_before_plugins(
     assert task["status"] == "failure" and "sha512" in task["message"], task
     assert wait_status(here, image["id"], "queued")["size"] is None
     assert staged_files(here) == [] and stored(here.stack) == [first["id"]]
+
+
+def test_an_import_that_does_not_start_keeps_the_images_metadata(
+        regions: tuple[V2, V2], monkeypatch) -> None:
+    here, east = regions
+    remote = remote_image(east)
+    image = here.create(name="local", disk_format="qcow2", container_format="ovf",
+                        os_distro="mine")
+
+    def refused(*args, **kwargs):
+        raise exception.Conflict("taken meanwhile")
+
+    monkeypatch.setattr(here.stack.v2.importer.lock, "take", refused)
+    assert download(here, image["id"], remote_id=remote["id"]).status_int == 409
+    shown = here.call("GET", "/images/" + image["id"]).json
+    assert shown["status"] == "queued"
+    assert (shown["disk_format"], shown["container_format"]) == ("qcow2", "ovf")
+    assert shown["os_distro"] == "mine" and "hw_disk_bus" not in shown
