@@ -9,8 +9,9 @@ backing or data file, no unsafe vmdk extents), and ``qemu-img info``
 must agree (the same format, no backing file, no data file, a vmdk's
 ``create-type`` in ``[image_format] vmdk_allowed_types``). Both runs
 have resource limits (address space, CPU seconds). Data that is an ISO is
-left as it is when declared ``iso`` and refused otherwise. The output is
-inspected again as ``output_format``; the image then has that
+left as it is when declared ``iso`` and refused otherwise. A vmdk output
+is streamOptimized when ``vmdk_allowed_types`` leaves out qemu-img's
+monolithicSparse. The output is inspected again as ``output_format``; the image then has that
 ``disk_format``, ``container_format`` bare, and the converted ``size`` and
 ``virtual_size``.
 """
@@ -123,7 +124,8 @@ class Conversion:
             return {}
         try:
             _run(["qemu-img", "convert", "-f", QEMU_NAMES.get(source, source),
-                  "-O", self.output, work.path, work.scratch], self.cpu, CONVERT_MEMORY)
+                  "-O", self.output, *self._output_options(), work.path, work.scratch],
+                 self.cpu, CONVERT_MEMORY)
             converted = inspected(self.conf, work.scratch, self.output)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -135,6 +137,17 @@ class Conversion:
                  self.output)
         return {"disk_format": self.output, "container_format": "bare", "size": size,
                 "virtual_size": converted.virtual_size}
+
+    def _output_options(self) -> list[str]:
+        """qemu-img writes monolithicSparse vmdks; when vmdk_allowed_types
+        leaves that out, a streamOptimized one, so the output is not
+        refused by the inspection it gets next."""
+        if self.output != "vmdk":
+            return []
+        allowed = inspection.vmdk_types(self.conf[inspection.GROUP].vmdk_allowed_types)
+        if "monolithicsparse" not in allowed and "streamoptimized" in allowed:
+            return ["-o", "subformat=streamOptimized"]
+        return []
 
     def _check_info(self, path: str, source: str) -> None:
         driver = QEMU_NAMES.get(source, source)

@@ -118,6 +118,17 @@ def test_conversion(v2: V2, tmp_path) -> None:
     assert wait_status(v2, raw["id"], "active")["size"] == len(RAW)
 
 
+def test_conversion_to_vmdk_writes_a_create_type_allowed(v2_with, tmp_path) -> None:
+    v2 = v2_with({"image_format.vmdk_allowed_types": ["streamOptimized"]})
+    plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n"
+                          "[image_conversion]\noutput_format = vmdk\n")
+    made = direct(v2, disk_images.qcow2(tmp_path, "2M"), "qcow2")
+    shown = wait_status(v2, made["id"], "active")
+    assert (shown["disk_format"], shown["virtual_size"]) == ("vmdk", 2 * 1024 * 1024)
+    data = v2.call("GET", "/images/%s/file" % made["id"]).body
+    assert b'createType="streamOptimized"' in data[:4096]
+
+
 def test_conversion_never_runs_on_unsafe_data(v2: V2, tmp_path, served,  # noqa: F811
                                               monkeypatch) -> None:
     plugins(v2, tmp_path, "[image_import_opts]\nimage_import_plugins = image_conversion\n")
