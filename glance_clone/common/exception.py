@@ -7,6 +7,8 @@ table, and the registry client maps registry statuses back to them.
 
 from __future__ import annotations
 
+import errno
+
 from glance_clone.common.redaction import redact_url
 
 
@@ -368,3 +370,20 @@ class StoreConfigError(ConfigError):
     """Bad [glance_store] settings; glance-api exits with code 3."""
 
     message = "Invalid store configuration."
+
+
+# Errors of writes to a local filesystem that are the filesystem refusing
+# the data, not a fault: full (or over quota, or past the largest file)
+# and not writable.
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def write_refusal(err: OSError) -> GlanceError | None:
+    """StorageFull (413) or StorageWriteDenied (503) for a local write the
+    filesystem refused; None for any other error."""
+    if err.errno in FULL_ERRNOS:
+        return StorageFull()
+    if err.errno in DENIED_ERRNOS:
+        return StorageWriteDenied()
+    return None

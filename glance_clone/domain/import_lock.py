@@ -74,10 +74,6 @@ class ImportLock:
         self.stall_timeout = stall_timeout
 
     # -- reading -------------------------------------------------------------
-    def task_over(self, task_id: str) -> bool:
-        """Whether the task is finished or gone."""
-        return self.ended(task_id)[0]
-
     def ended(self, task_id: str) -> tuple[bool, str | None]:
         """Whether the task is finished or gone, and its type (None once
         the task is gone)."""

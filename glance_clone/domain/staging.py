@@ -28,7 +28,6 @@ from oslo_config import cfg
 from glance_clone.common import config, exception
 from glance_clone.common.chunking import CHUNK_SIZE
 from glance_clone.common.data_in import Incoming, Inspector, Limit
-from glance_clone.store.file import storage_error
 
 LOG = logging.getLogger(__name__)
 
@@ -91,10 +90,9 @@ class StagingArea:
             return self._write(image_id, chunks, start, total, resumable, inspector,
                                declared)
         except OSError as err:
-            refused = storage_error(err)
-            if isinstance(refused, exception.StoreError):
-                # Not the filesystem saying no (the source failing, say).
-                raise
+            refused = exception.write_refusal(err)
+            if refused is None:
+                raise       # not the filesystem saying no (the source failing, say)
             raise refused from err
 
     def _write(self, image_id: str, chunks: Iterator[bytes], start: int,

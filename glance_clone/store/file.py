@@ -84,8 +84,6 @@ class _BlockWriter:
         self._lane.join()
 
 
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 # os.link can fail this way on filesystems without hard links.
 _NO_LINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
                              errno.ENOSYS, errno.EMLINK})
@@ -112,13 +110,10 @@ def partial_files(datadir: str, image_id: str) -> list[str]:
 
 
 def storage_error(err: OSError) -> exception.GlanceError:
-    """The error a failed write to a local filesystem is: StorageFull
-    (413), StorageWriteDenied (503), else StoreError."""
-    if err.errno in _FULL_ERRNOS:
-        return exception.StorageFull()
-    if err.errno in _DENIED_ERRNOS:
-        return exception.StorageWriteDenied()
-    return exception.StoreError(f"File store write failed: {err.strerror}")
+    """A failed write of the store: the filesystem's refusal (413, 503),
+    else StoreError."""
+    return (exception.write_refusal(err)
+            or exception.StoreError(f"File store write failed: {err.strerror}"))
 
 
 class FileChunks(ChunkIterator):
@@ -437,7 +432,7 @@ class FileDriver(Driver):
     @staticmethod
     def _access_error(err: OSError, path: str) -> exception.GlanceError:
         name = os.path.basename(path)
-        if err.errno in _DENIED_ERRNOS:
+        if err.errno in exception.DENIED_ERRNOS:
             return exception.Forbidden(f"Not allowed to access image file {name}")
         if err.errno == errno.ELOOP:
             return exception.BadStoreUri(f"Image file {name} is a symbolic link")
