@@ -142,11 +142,10 @@ class RegionDownload:
             and name not in VIEW_ONLY and not reserved.is_reserved(name)
             and isinstance(value, str)}
         # What a failed import puts back (the properties it added are
-        # removed: None).
-        held = importer.catalog.images.writes.read(context, image.id) or image.record
-        kept = held.get("properties") or {}
-        restore = {"disk_format": held.get("disk_format"),
-                   "container_format": held.get("container_format"),
+        # removed: None), from the record the request just read.
+        kept = image.properties
+        restore = {"disk_format": image.record.get("disk_format"),
+                   "container_format": image.record.get("container_format"),
                    "properties": {name: kept.get(name) for name in properties}}
         importer.catalog.images.writes.change(
             context, image.id, {"disk_format": found.get("disk_format"),
