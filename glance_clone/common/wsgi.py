@@ -230,7 +230,7 @@ def read_json_body(req: Request) -> bytes | None:
 
 def parse_json(raw: bytes | str, what: str = "request body") -> Any:
     """Decode the JSON of ``what``; raises MalformedJSON, also for nesting
-    deeper than ``MAX_JSON_DEPTH``."""
+    deeper than ``MAX_JSON_DEPTH`` and for text UTF-8 cannot carry."""
     too_deep = exception.MalformedJSON(
         "Malformed JSON in %s: nested deeper than %d levels" % (what, MAX_JSON_DEPTH))
     try:
@@ -239,9 +239,10 @@ def parse_json(raw: bytes | str, what: str = "request body") -> Any:
         raise too_deep from None
     except (ValueError, UnicodeDecodeError) as err:
         raise exception.MalformedJSON("Malformed JSON in %s: %s" % (what, err))
-    if _nested_deeper_than(value, MAX_JSON_DEPTH):
+    problem = _tree_problem(value, MAX_JSON_DEPTH)
+    if problem == TOO_DEEP:
         raise too_deep
-    if _holds_half_surrogate(value):
+    if problem == HALF_SURROGATE:
         # JSON may escape half of a UTF-16 pair (\ud800); no UTF-8 text
         # holds one, so every later use of it (a URL, the database) fails.
         raise exception.MalformedJSON("Malformed JSON in %s: a \\u escape is not "
@@ -249,43 +250,35 @@ def parse_json(raw: bytes | str, what: str = "request body") -> Any:
     return value
 
 
-def _children(item: Any) -> Any:
-    if isinstance(item, dict):
-        return item.values()
-    return item if isinstance(item, list) else None
+TOO_DEEP = "too deep"
+HALF_SURROGATE = "half surrogate"
 
 
-def _nested_deeper_than(value: Any, limit: int) -> bool:
-    """True if objects and arrays nest more than ``limit`` levels (no recursion)."""
+def _tree_problem(value: Any, limit: int) -> str | None:
+    """One walk of decoded JSON (no recursion): TOO_DEEP if objects and
+    arrays nest more than ``limit`` levels, HALF_SURROGATE if a string or
+    object key is not encodable as UTF-8, else None."""
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        children = _children(item)
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _holds_half_surrogate(value: Any) -> bool:
-    """True if a string or object key of ``value`` is not encodable as UTF-8."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        texts: Any = ()
         if isinstance(item, str):
-            texts = (item,)
+            texts: Any = (item,)
+            children: Any = ()
         elif isinstance(item, dict):
-            texts = item.keys()
+            texts, children = item.keys(), item.values()
+        elif isinstance(item, list):
+            texts, children = (), item
+        else:
+            continue
+        if not isinstance(item, str) and depth > limit:
+            return TOO_DEEP
         for text in texts:
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
-                return True
-        pending.extend(_children(item) or ())
-    return False
+                return HALF_SURROGATE
+        pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 class _StartedBody:
