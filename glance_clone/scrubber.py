@@ -77,6 +77,7 @@ from oslo_config import cfg
 from glance_clone.common import config, exception
 from glance_clone.common.context import RequestContext
 from glance_clone.common.redaction import redact_url
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.registry.client.v1.client import RegistryClient
 from glance_clone.registry.client.v1.client import register_opts as register_client_opts
 from glance_clone.store import backend
@@ -135,12 +136,9 @@ def parse_time(value: Any) -> datetime.datetime | None:
     if not value:
         return None
     try:
-        when = datetime.datetime.fromisoformat(str(value))
-    except ValueError:
+        return naive_utc(str(value))
+    except (ValueError, OverflowError):
         return None
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return when
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.db.base import (
     IMAGES,
     MEMBERS,
@@ -84,17 +85,12 @@ def rows_after(expressions: Sequence[sa.ColumnElement[Any]],
 
 
 def _changes_since(value: Any) -> datetime.datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            raise exception.Invalid("Unrecognized changes-since value")
-    if not isinstance(value, datetime.datetime):
+    if not isinstance(value, (str, datetime.datetime)):
         raise exception.Invalid("Unrecognized changes-since value")
-    when: datetime.datetime = value
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return when
+    try:
+        return naive_utc(value)
+    except (ValueError, OverflowError):
+        raise exception.Invalid("Unrecognized changes-since value") from None
 
 
 @functools.cache

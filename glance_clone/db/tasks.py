@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.db import models
 from glance_clone.db.base import MAX_ID_LENGTH, DatabaseBase, utcnow
 from glance_clone.db.listing import null_stand_in, nulls_lowest, rows_after
@@ -78,18 +79,14 @@ def _matching(column: sa.Column[Any], value: Any) -> sa.ColumnElement[bool]:
     or the typed value). A time matches within its second: tasks show
     their times to the second."""
     if isinstance(column.type, sa.DateTime):
-        when = value
-        if isinstance(value, str):
-            try:
-                when = datetime.datetime.fromisoformat(value)
-            except ValueError:
-                raise exception.Invalid("Tasks cannot be filtered on %s '%s': not an "
-                                        "ISO 8601 time" % (column.name, value)) from None
-        if not isinstance(when, datetime.datetime):
+        if not isinstance(value, (str, datetime.datetime)):
             raise exception.Invalid("Tasks cannot be filtered on %s %r" % (column.name,
                                                                          value))
-        if when.tzinfo is not None:
-            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
+        try:
+            when = naive_utc(value)
+        except (ValueError, OverflowError):
+            raise exception.Invalid("Tasks cannot be filtered on %s '%s': not an "
+                                    "ISO 8601 time" % (column.name, value)) from None
         start = when.replace(microsecond=0)
         return sa.and_(column >= start, column < start + datetime.timedelta(seconds=1))
     if isinstance(column.type, sa.Boolean):

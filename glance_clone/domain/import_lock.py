@@ -24,6 +24,7 @@ from typing import Any
 
 from glance_clone.common import exception
 from glance_clone.common.context import RequestContext
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.domain import reserved, task_status
 from glance_clone.domain.registry_writes import RegistryWrites
 from glance_clone.domain.tasks import TaskRepository
@@ -51,10 +52,7 @@ def _parse_time(value: Any) -> datetime.datetime | None:
         return value
     if not isinstance(value, str) or not value:
         return None
-    when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return when
+    return naive_utc(value)
 
 
 def _utcnow() -> datetime.datetime:

@@ -8,12 +8,12 @@ registry's ``POST /images/search`` takes.
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from glance_clone.common import exception
+from glance_clone.common.timeutil import naive_utc
 
 SORT_KEYS = ("name", "status", "container_format", "disk_format", "size", "id",
              "created_at", "updated_at")
@@ -92,12 +92,9 @@ def split_in(value: str) -> list[str]:
 def _time(name: str, value: str) -> str:
     text = value.strip()
     try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return naive_utc(text).isoformat()
+    except (ValueError, OverflowError):
         raise _bad("Invalid time for %s: %r is not ISO 8601" % (name, value)) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return when.isoformat()
 
 
 def _operator(value: str) -> tuple[str | None, str]:

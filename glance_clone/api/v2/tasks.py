@@ -11,7 +11,6 @@ Tasks are never deleted through the API: they expire
 
 from __future__ import annotations
 
-import datetime
 import re
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -24,6 +23,7 @@ from glance_clone.api.v2.schemas import UUID_PATTERN
 from glance_clone.api.v2.task_schemas import CREATE_VALIDATOR
 from glance_clone.api.v2.views import timestamp
 from glance_clone.common import exception, policy, wsgi
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.domain import task_status, tasks
 
 SORT_DIRS = ("asc", "desc")
@@ -79,13 +79,10 @@ def _filter_value(name: str, value: str) -> str:
         return _choice(name, value.lower(), ("true", "false"))
     if name in tasks.LIST_TIMES:
         try:
-            when = datetime.datetime.fromisoformat(value)
-        except ValueError:
+            return naive_utc(value).isoformat()
+        except (ValueError, OverflowError):
             raise exception.Invalid("Invalid %s value: %s (use an ISO 8601 time, "
                                     "such as 2024-01-31T12:00:00Z)" % (name, value)) from None
-        if when.tzinfo is not None:
-            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-        return when.isoformat()
     return value
 
 

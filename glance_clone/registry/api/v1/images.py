@@ -18,6 +18,7 @@ from oslo_config import cfg
 
 from glance_clone.common import exception, wsgi
 from glance_clone.common.context import RequestContext
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.db.api import (
     LOCATION_STATUSES,
     MAX_INT,
@@ -141,12 +142,9 @@ def _sort(params: Mapping[str, str]) -> tuple[str, str]:
 def _changes_since(value: str) -> datetime.datetime:
     """ISO 8601 to naive UTC; a time without a zone is taken as UTC."""
     try:
-        when = datetime.datetime.fromisoformat(value.strip())
-        if when.tzinfo is not None:
-            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
+        return naive_utc(value.strip())
     except (ValueError, OverflowError):
         raise exception.Invalid("Unrecognized changes-since value") from None
-    return when
 
 
 def _filters(params: Mapping[str, str], is_admin: bool) -> dict[str, Any]:

@@ -22,13 +22,13 @@ Answer: ``{"images": [<full image>, ...]}``, as ``/images/detail``.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from oslo_config import cfg
 
 from glance_clone.common import exception, wsgi
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.db import search
 from glance_clone.db.api import MAX_BIGINT, SORT_DIRS, SORT_KEYS, Database
 from glance_clone.registry.api.v1 import images
@@ -65,12 +65,9 @@ def _scalar(column: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise _bad("%s values must be ISO 8601 times" % column)
     try:
-        when = datetime.datetime.fromisoformat(value)
-    except ValueError:
+        return naive_utc(value)
+    except (ValueError, OverflowError):
         raise _bad("%s values must be ISO 8601 times" % column) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return when
 
 
 def _columns(value: Any) -> dict[str, tuple[str, Any]]:

@@ -27,6 +27,7 @@ from typing import Any
 from oslo_config import cfg
 
 from glance_clone.common import exception, wsgi
+from glance_clone.common.timeutil import naive_utc
 from glance_clone.db import tasks as db_tasks
 from glance_clone.db.api import Database
 from glance_clone.registry.api.v1 import images
@@ -46,12 +47,9 @@ def _time(name: str, value: Any) -> datetime.datetime | None:
     if not isinstance(value, str):
         raise exception.Invalid("'%s' must be an ISO 8601 time or null" % name)
     try:
-        when = datetime.datetime.fromisoformat(value)
-    except ValueError:
+        return naive_utc(value)
+    except (ValueError, OverflowError):
         raise exception.Invalid("'%s' must be an ISO 8601 time or null" % name) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return when
 
 
 def _values(body: Any, keys: tuple[str, ...]) -> dict[str, Any]:
