@@ -186,3 +186,25 @@ class _FailingKeystone(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def test_a_server_that_is_not_the_registry_is_a_502_naming_the_setting(tmp_path):
+    """registry_port pointing at glance-api (its 300 versions document) or
+    at something that does not speak JSON: a clear 502, not a KeyError."""
+    import webob
+
+    from glance_clone.api.versions import VersionsApp
+
+    conf = make_conf(tmp_path)
+    context = RequestContext(user="u", tenant="t1", roles=("admin",), is_admin=True)
+    client = RegistryClient(conf, transport=transport_for(VersionsApp(conf)))
+    with pytest.raises(exception.BadGateway, match="registry_port"):
+        client.get_images(context)
+
+    def not_json(environ, start_response):
+        return webob.Response(body=b"<html>hello</html>")(environ, start_response)
+
+    client = RegistryClient(conf, transport=transport_for(not_json))
+    with pytest.raises(exception.BadGateway, match="not JSON"):
+        client.get_images(context)
+    assert faults.to_http(exception.BadGateway("x")).status_int == 502

@@ -85,6 +85,13 @@ def _tls_context(conf: cfg.ConfigOpts) -> Any:
     return transport_mod.tls_context(verify, client_cert)
 
 
+def _not_the_registry(answer: str) -> exception.BadGateway:
+    return exception.BadGateway(
+        "The image registry answered with %s, which glance-registry never sends: "
+        "check that registry_host and registry_port name this deployment's "
+        "glance-registry." % answer)
+
+
 class RegistryClient:
     """Registry calls, each taking the caller's context first.
 
@@ -219,9 +226,17 @@ class RegistryClient:
         if reply.status >= 400:
             message = faults.explanation_from_body(reply.body.decode("utf-8", "replace"))
             raise faults.exception_for_status(reply.status, message)
+        if reply.status >= 300 or reply.status < 200:
+            # The registry never redirects: whatever answered is not it
+            # (registry_host / registry_port naming glance-api, say).
+            raise _not_the_registry("HTTP %d" % reply.status)
         if reply.status == 204 or not reply.body:
             return None
-        return json.loads(reply.body)
+        try:
+            found = json.loads(reply.body)
+        except ValueError:
+            raise _not_the_registry("a body that is not JSON") from None
+        return found
 
     @staticmethod
     def _path(template: str, *parts: str) -> str:
