@@ -392,10 +392,22 @@ def make_store(backend: BackendSet, datadir: Path, environ: Mapping[str, str],
     return FileStore(datadir)
 
 
+# Ports this process handed out: a server started later may not have
+# bound its port yet, and the kernel would offer that port again.
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on and no earlier call returned (a
+    registry and its api drawing the same port would answer each other's
+    calls)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def server_env() -> dict[str, str]:
